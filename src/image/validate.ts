@@ -1,0 +1,45 @@
+import { Ajv, type ErrorObject, type Schema } from 'ajv';
+
+/**
+ * cartorio's own Ajv instance for every JSON that comes from outside (input files, Concourse
+ * payloads). Unlike fastify's route Ajv it never strips or coerces: a bad document is rejected.
+ */
+const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
+
+/** Checks untrusted JSON against a schema; returns it typed or throws naming what and where. */
+export type Validator<T> = (data: unknown, where: string) => T;
+
+/** Compiles `schema` once; `what` names the document in errors ("manifest", "metadata.json"). */
+export function compileValidator<T>(schema: Schema, what: string): Validator<T> {
+  const check = ajv.compile(schema);
+  return (data, where) => {
+    if (check(data)) return data as T;
+    throw new Error(`${where}: invalid ${what}: ${describeAjvError(check.errors?.[0])}`);
+  };
+}
+
+/** One line for the first Ajv error: the JSON path, and for unknown keys the key itself. */
+export function describeAjvError(error: ErrorObject | undefined): string {
+  if (!error) return 'does not match its schema';
+  const path = error.instancePath === '' ? '(top level)' : error.instancePath;
+  if (error.keyword === 'additionalProperties') {
+    const key = String(error.params['additionalProperty']);
+    return `${path === '(top level)' ? '' : path + ': '}unknown key "${key}"${allowedKeys(error)}`;
+  }
+  if (error.keyword === 'required') return `${path}: missing required key "${String(error.params['missingProperty'])}"`;
+  return `${path} ${error.message ?? 'is invalid'}`;
+}
+
+function allowedKeys(error: ErrorObject): string {
+  const properties = (error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties;
+  return properties ? ` (allowed: ${Object.keys(properties).join(', ')})` : '';
+}
+
+/** Parses JSON text from `where`, turning a syntax error into one line naming the file. */
+export function parseJson(text: Buffer | string, where: string): unknown {
+  try {
+    return JSON.parse(text.toString());
+  } catch (error) {
+    throw new Error(`${where}: not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+}

@@ -1,0 +1,84 @@
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { digestHex } from '../image/digest.js';
+import { imageIndexSchema, ociLayoutSchema, type ImageIndex } from '../image/oci.schema.js';
+import { compileValidator, parseJson } from '../image/validate.js';
+
+/** The annotation that carries a tag in an OCI layout's index.json (image-layout.md). */
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+export const OCI_LAYOUT_FILE = 'oci-layout';
+export const OCI_LAYOUT_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
+/** Temp files of loads in progress; same filesystem as the store so rename and link work. */
+export const TMP_DIR = '.tmp';
+/** Every blob of the store once, so a blob another repository has is hard-linked, not copied. */
+export const POOL_DIR = '.blobs';
+/** Held by one writer at a time (proper-lockfile). */
+export const LOCK_DIR = '.lock';
+/** index.json can be large for a store with many tags, but never unbounded. */
+const MAX_INDEX_BYTES = 64 * 1024 * 1024;
+
+const validateIndex = compileValidator<ImageIndex>(imageIndexSchema, 'index.json');
+const validateLayout = compileValidator(ociLayoutSchema, 'oci-layout');
+
+/** Directory of `repository` inside the store at `root`; the name must already be validated. */
+export function repositoryDir(root: string, repository: string): string {
+  return join(root, ...repository.split('/'));
+}
+
+/** Path of a sha256 blob inside an OCI layout directory; the digest must already be validated. */
+export function blobPath(layoutDir: string, digest: string): string {
+  return join(layoutDir, 'blobs', 'sha256', digestHex(digest));
+}
+
+/** Reads and validates `<layoutDir>/index.json`; undefined when the directory is no OCI layout. */
+export async function readLayoutIndex(layoutDir: string): Promise<ImageIndex | undefined> {
+  const path = join(layoutDir, 'index.json');
+  let bytes: Buffer;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) return undefined;
+    if (info.size > MAX_INDEX_BYTES) throw new Error(`${path}: index.json is ${info.size} bytes, over the ${MAX_INDEX_BYTES} limit`);
+    bytes = await readFile(path);
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+  return validateIndex(parseJson(bytes, path), path);
+}
+
+/** Checks the `oci-layout` file of a layout directory; throws naming the file when it is wrong. */
+export async function checkOciLayoutFile(layoutDir: string): Promise<void> {
+  const path = join(layoutDir, OCI_LAYOUT_FILE);
+  validateLayout(parseJson(await readFile(path), path), path);
+}
+
+/** Writes `bytes` to `path` so readers see the old or the new file, never a part: temp, fsync, rename. */
+export async function writeFileAtomic(path: string, bytes: Buffer | string, tmpDir: string): Promise<void> {
+  await mkdir(tmpDir, { recursive: true });
+  const tmp = join(tmpDir, `write-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const handle = await open(tmp, 'w', 0o644);
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
+}
+
+/** fsync a directory so a rename or link in it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export function isNotFound(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}

@@ -1,0 +1,181 @@
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isSha256Digest } from '../image/digest.js';
+import { parseManifest, subjectOf } from '../image/manifest.js';
+import { MediaType, isManifestMediaType } from '../image/media-types.js';
+import type { Descriptor } from '../image/oci.schema.js';
+import { isRepositoryName } from '../image/reference.js';
+import { REF_NAME, blobPath, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
+
+/** A stored manifest: its descriptor (media type from the index or parent) and its exact bytes. */
+export interface StoredManifest {
+  descriptor: Descriptor;
+  bytes: Buffer;
+}
+
+/** Everything a server needs to answer for one repository, read once per index.json change. */
+export interface RepositorySnapshot {
+  name: string;
+  /** Tags in lexical order (the order tags/list pages through). */
+  tags: string[];
+  /** Tag → digest of the manifest or index it names. */
+  tagged: Map<string, string>;
+  /** Every manifest and index reachable from index.json, by digest. */
+  manifests: Map<string, StoredManifest>;
+  /** Every blob reachable from index.json (configs, layers, and the manifests themselves). */
+  blobs: Map<string, number>;
+  /** Subject digest → descriptors of the manifests that name it as `subject` (referrers API). */
+  referrers: Map<string, Descriptor[]>;
+  /** Broken references found while reading; the rest of the repository is still served. */
+  problems: string[];
+}
+
+/** Where a blob's bytes are: a plain file with a known size. */
+export interface BlobFile {
+  path: string;
+  size: number;
+}
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_REPOSITORY_DEPTH = 32;
+
+/**
+ * Read-only view of a store for the registry. Snapshots are cached and rebuilt when a
+ * repository's index.json changes (every commit replaces it by rename), so images loaded while
+ * a server runs are served without a restart.
+ */
+export class StoreReader {
+  readonly root: string;
+  readonly #cache = new Map<string, { key: string; snapshot: RepositorySnapshot }>();
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  /** Repository names in the store, sorted; a repository is any directory holding an OCI layout. */
+  async listRepositories(): Promise<string[]> {
+    const found: string[] = [];
+    await walk(this.root, [], found);
+    return found.filter(isRepositoryName).sort();
+  }
+
+  /** The current snapshot of `name`, or undefined when the store has no such repository. */
+  async repository(name: string): Promise<RepositorySnapshot | undefined> {
+    if (!isRepositoryName(name)) return undefined;
+    const dir = repositoryDir(this.root, name);
+    let info;
+    try {
+      info = await stat(join(dir, 'index.json'));
+    } catch (error) {
+      if (isNotFound(error)) {
+        this.#cache.delete(name);
+        return undefined;
+      }
+      throw error;
+    }
+    const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
+    const cached = this.#cache.get(name);
+    if (cached?.key === key) return cached.snapshot;
+    const snapshot = await readSnapshot(name, dir);
+    if (snapshot) this.#cache.set(name, { key, snapshot });
+    return snapshot;
+  }
+
+  /** The file of `digest` if repository `name` holds it (reachable from its index), else undefined. */
+  async blob(name: string, digest: string): Promise<BlobFile | undefined> {
+    if (!isSha256Digest(digest)) return undefined;
+    const snapshot = await this.repository(name);
+    if (!snapshot?.blobs.has(digest)) return undefined;
+    const path = blobPath(repositoryDir(this.root, name), digest);
+    try {
+      const info = await stat(path);
+      return info.isFile() ? { path, size: info.size } : undefined;
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+}
+
+async function readSnapshot(name: string, dir: string): Promise<RepositorySnapshot | undefined> {
+  const index = await readLayoutIndex(dir);
+  if (!index) return undefined;
+  const snapshot: RepositorySnapshot = {
+    name, tags: [], tagged: new Map(), manifests: new Map(), blobs: new Map(), referrers: new Map(), problems: [],
+  };
+  for (const descriptor of index.manifests) {
+    const ref = descriptor.annotations?.[REF_NAME];
+    const loaded = await visit(dir, descriptor, snapshot, 0);
+    if (loaded && ref !== undefined) snapshot.tagged.set(ref, descriptor.digest);
+  }
+  snapshot.tags = [...snapshot.tagged.keys()].sort();
+  return snapshot;
+}
+
+// Loads one descriptor (and what it references) into the snapshot; false when it is unusable.
+async function visit(dir: string, descriptor: Descriptor, snapshot: RepositorySnapshot, depth: number): Promise<boolean> {
+  const { digest, mediaType } = descriptor;
+  if (!isSha256Digest(digest)) {
+    snapshot.problems.push(`${digest}: unsupported digest`);
+    return false;
+  }
+  if (snapshot.blobs.has(digest)) return true;
+  if (!isManifestMediaType(mediaType) || depth > 8) {
+    snapshot.blobs.set(digest, descriptor.size);
+    return true;
+  }
+  let bytes: Buffer;
+  try {
+    if (descriptor.size > MAX_MANIFEST_BYTES) throw new Error(`manifest is ${descriptor.size} bytes`);
+    bytes = await readFile(blobPath(dir, digest));
+  } catch (error) {
+    snapshot.problems.push(`${mediaType} ${digest}: ${(error as Error).message}`);
+    return false;
+  }
+  let parsed;
+  try {
+    parsed = parseManifest(bytes, mediaType, digest);
+  } catch (error) {
+    snapshot.problems.push((error as Error).message);
+    return false;
+  }
+  snapshot.manifests.set(digest, { descriptor: { mediaType, digest, size: bytes.length }, bytes });
+  snapshot.blobs.set(digest, bytes.length);
+  const subject = subjectOf(parsed);
+  if (subject) {
+    const list = snapshot.referrers.get(subject.digest) ?? [];
+    list.push(referrerDescriptor(descriptor, bytes.length, parsed));
+    snapshot.referrers.set(subject.digest, list);
+  }
+  for (const child of parsed.children) await visit(dir, child, snapshot, depth + 1);
+  return true;
+}
+
+// distribution-spec "Listing Referrers": artifactType is the manifest's, else its config's media type.
+function referrerDescriptor(descriptor: Descriptor, size: number, parsed: ReturnType<typeof parseManifest>): Descriptor {
+  const body = parsed.kind === 'index' ? parsed.index : parsed.manifest;
+  const artifactType = body.artifactType ?? (parsed.kind === 'image' && parsed.manifest.config.mediaType !== MediaType.ociEmpty ? parsed.manifest.config.mediaType : undefined);
+  return {
+    mediaType: descriptor.mediaType,
+    digest: descriptor.digest,
+    size,
+    ...(artifactType !== undefined && { artifactType }),
+    ...(body.annotations !== undefined && { annotations: body.annotations }),
+  };
+}
+
+async function walk(dir: string, parts: string[], found: string[]): Promise<void> {
+  if (parts.length > MAX_REPOSITORY_DEPTH) return;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    if (isNotFound(error)) return;
+    throw error;
+  }
+  if (parts.length > 0 && entries.some((e) => e.name === 'index.json' && e.isFile())) found.push(parts.join('/'));
+  for (const entry of entries) {
+    if (!entry.isDirectory() || entry.name.startsWith('.') || entry.name === 'blobs') continue;
+    await walk(join(dir, entry.name), [...parts, entry.name], found);
+  }
+}
