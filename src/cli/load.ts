@@ -1,0 +1,47 @@
+import { Command } from 'commander';
+import { loadIntoStore, type LoadedImage } from '../formats/load.js';
+import { action, examples, storeOption, storePath } from './common.js';
+import { addImageOptions, loadOptionsFrom, type ImageFlags } from './image-options.js';
+import { createProgress } from './progress.js';
+
+interface LoadFlags extends ImageFlags {
+  store: string;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+export function loadCommand(): Command {
+  const command = new Command('load')
+    .summary('load images from files into the store')
+    .description(
+      'Load images into the store: docker save tarballs, OCI layouts and archives, rootfs tarballs and\n' +
+        'directories, Concourse rootfs images and resource-type bundles, registry-image get outputs.\n' +
+        'All inputs are loaded as one transaction: every image appears, or none does.',
+    )
+    .argument('<src...>', 'files or directories to load')
+    .addOption(storeOption())
+    .option('-q, --quiet', 'print nothing but errors')
+    .option('--json', 'print what was loaded as JSON')
+    .addHelpText('after', examples([
+      'docker save app:1 redis:7 > images.tar && cartorio load images.tar',
+      'cartorio load --store /srv/images ./oci-layout ./other.tar',
+      'cartorio load ./rootfs --name tools/busybox --tag 1.36 --cmd /bin/sh --env PATH=/bin',
+      'cartorio load ./my-task-image --name ci/task        # Concourse rootfs/ + metadata.json',
+    ]));
+  addImageOptions(command);
+  return command.action(action('load', async (sources: string[], flags: LoadFlags) => {
+    const progress = createProgress(flags.quiet === true || flags.json === true);
+    const loaded = await loadIntoStore(storePath(flags.store), sources, {
+      ...loadOptionsFrom(flags),
+      onStart: (total) => progress.start('loading', total),
+      onBytes: (bytes) => progress.add(bytes),
+    }).finally(() => progress.stop());
+    if (flags.json) process.stdout.write(JSON.stringify(loaded, null, 2) + '\n');
+    else if (!flags.quiet) process.stdout.write(loaded.flatMap(describe).join('\n') + '\n');
+  }));
+}
+
+function describe(image: LoadedImage): string[] {
+  if (image.tags.length === 0) return [`${image.repository}@${image.digest}`];
+  return image.tags.map((tag) => `${image.repository}:${tag}@${image.digest}`);
+}

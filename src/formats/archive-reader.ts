@@ -1,0 +1,101 @@
+import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { extract } from 'tar-stream';
+import { normalizeEntryName } from '../image/tar-paths.js';
+import type { BlobInfo, Ingest } from '../store/ingest.js';
+import { ByteCounter, openInput, sniffCompression } from './input-stream.js';
+import { LoadError } from './load-error.js';
+
+/** Regular files of an image archive, by normalised path, each already in the ingest. */
+export type ArchiveFiles = Map<string, BlobInfo>;
+
+const BLOB_PATH = /^blobs\/([^/]+)\/([^/]+)$/;
+const SHA256_HEX = /^[a-f0-9]{64}$/;
+const MAX_LINK_HOPS = 16;
+
+/**
+ * Reads an image archive (docker save, OCI archive) in one pass: every regular entry streams
+ * into the ingest while hashed — `blobs/sha256/<hex>` entries are checked against their name —,
+ * symlinks and hard links between entries become aliases, and anything that could write
+ * outside the archive (absolute or `..` names, links that escape, devices) is refused.
+ */
+export async function readImageArchive(input: string, ingest: Ingest, onBytes?: (bytes: number) => void): Promise<ArchiveFiles> {
+  const compression = await sniffCompression(input);
+  const files: ArchiveFiles = new Map();
+  const aliases = new Map<string, string>();
+  const tar = extract();
+  const stages: (Readable | NodeJS.ReadWriteStream)[] = [openInput(input)];
+  if (onBytes) stages.push(new ByteCounter(onBytes));
+  if (compression === 'gzip') stages.push(createGunzip());
+  const feeding = pipeline([...stages, tar] as unknown as [Readable, NodeJS.WritableStream]);
+  feeding.catch(() => undefined); // reported below, once iteration stops
+  try {
+    for await (const entry of tar) {
+      const { header } = entry;
+      const normalized = normalizeEntryName(header.name);
+      if ('problem' in normalized) throw new LoadError(input, normalized.problem, 'the archive is damaged or hostile; do not load it');
+      const path = normalized.path;
+      if (files.has(path) || aliases.has(path)) throw new LoadError(input, `entry "${path}" appears twice in the archive`);
+      if (header.type === 'file' || header.type === 'contiguous-file') {
+        files.set(path, await ingest.writeStream(entry as unknown as Readable, { where: `${input}: ${path}`, expectSize: header.size, ...blobClaim(input, path) }));
+        continue;
+      }
+      entry.resume();
+      if (header.type === 'directory') continue;
+      if (header.type === 'symlink') aliases.set(path, resolveLink(input, path, posix.join(posix.dirname(path), header.linkname ?? '')));
+      else if (header.type === 'link') aliases.set(path, resolveLink(input, path, header.linkname ?? ''));
+      else throw new LoadError(input, `entry "${path}" is a ${header.type ?? 'special file'}, which an image archive never holds`);
+    }
+    await feeding;
+  } catch (error) {
+    tar.destroy();
+    await feeding.catch(() => undefined);
+    throw asLoadError(input, error);
+  }
+  for (const [path, target] of aliases) files.set(path, followAlias(input, path, target, files, aliases));
+  return files;
+}
+
+// A blob named by digest must hash to that digest; other algorithms are refused, not guessed at.
+function blobClaim(input: string, path: string): { expectDigest?: string } {
+  const match = BLOB_PATH.exec(path);
+  if (!match) return {};
+  const [, algorithm, hex] = match as unknown as [string, string, string];
+  if (algorithm !== 'sha256') throw new LoadError(input, `blob "${path}" uses digest algorithm "${algorithm}"; only sha256 is supported`);
+  if (!SHA256_HEX.test(hex)) throw new LoadError(input, `blob "${path}" is not named by a sha256 digest (64 lowercase hex digits)`);
+  return { expectDigest: `sha256:${hex}` };
+}
+
+function resolveLink(input: string, path: string, target: string): string {
+  const normalized = normalizeEntryName(target);
+  if ('problem' in normalized || target.startsWith('/')) throw new LoadError(input, `link "${path}" points outside the archive ("${target}")`);
+  return normalized.path;
+}
+
+function followAlias(input: string, path: string, target: string, files: ArchiveFiles, aliases: Map<string, string>): BlobInfo {
+  let current = target;
+  for (let hop = 0; hop < MAX_LINK_HOPS; hop++) {
+    const file = files.get(current);
+    if (file) return file;
+    const next = aliases.get(current);
+    if (next === undefined) break;
+    current = next;
+  }
+  throw new LoadError(input, `link "${path}" points at "${target}", which is not a file in the archive`);
+}
+
+/** Turns stream and parser errors into one line naming the input. */
+export function asLoadError(input: string, error: unknown): LoadError {
+  if (error instanceof LoadError) return error;
+  const message = (error as Error).message ?? String(error);
+  if (message.startsWith(input)) return new LoadError(input, message.slice(input.length + 2), undefined, { cause: error });
+  if (/unexpected end|premature close|truncated/i.test(message)) {
+    return new LoadError(input, `is truncated or corrupt (${message})`, 'copy the file again and check its size', { cause: error });
+  }
+  if (/invalid tar header|incorrect header check|unknown format|invalid block type/i.test(message)) {
+    return new LoadError(input, `is not a valid tar or gzip archive (${message})`, undefined, { cause: error });
+  }
+  return new LoadError(input, message, undefined, { cause: error });
+}

@@ -1,0 +1,125 @@
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { repositoryNameProblem } from '../image/reference.js';
+import { Ingest, type ImageToCommit } from '../store/ingest.js';
+import { repositoryDir } from '../store/layout.js';
+import { loadConcourseRootfs, loadResourceBundle } from './concourse.js';
+import { detectFormat } from './detect.js';
+import { loadImageArchive } from './docker-archive.js';
+import { LoadError } from './load-error.js';
+import { loadOciLayout } from './oci-layout.js';
+import { loadRegistryImageOutput } from './registry-image.js';
+import { loadRootfsDir, loadRootfsTar } from './rootfs.js';
+import type { FormatName, Loader, LoadOptions, PendingImage } from './types.js';
+
+const LOADERS: Record<FormatName, Loader> = {
+  'docker-archive': loadImageArchive,
+  'oci-archive': loadImageArchive,
+  'oci-layout': loadOciLayout,
+  'rootfs-tar': loadRootfsTar,
+  'rootfs-dir': loadRootfsDir,
+  'concourse-rootfs': loadConcourseRootfs,
+  'resource-bundle': loadResourceBundle,
+  'registry-image': loadRegistryImageOutput,
+};
+
+/** What a load published: one entry per image, with every tag it got. */
+export interface LoadedImage {
+  input: string;
+  format: FormatName;
+  repository: string;
+  tags: string[];
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+/**
+ * Loads every input into the store at `storeRoot` as one transaction: all images appear
+ * together once every input has been read and checked, or none do and the store is unchanged.
+ */
+export async function loadIntoStore(storeRoot: string, inputs: string[], options: LoadOptions = {}): Promise<LoadedImage[]> {
+  checkNameOption(inputs, options);
+  const ingest = await Ingest.begin(storeRoot);
+  try {
+    const loaded = await readInputs(inputs, ingest, options);
+    await commit(ingest, loaded, inputs);
+    return loaded;
+  } catch (error) {
+    await ingest.abort();
+    throw error;
+  }
+}
+
+/**
+ * Writes an input as a standalone OCI layout at `dest` (no store). Every image must end up in
+ * one repository (pass `name` for inputs that hold several); tags become ref names.
+ */
+export async function convertToLayout(input: string, dest: string, options: LoadOptions = {}): Promise<LoadedImage[]> {
+  const existing = await readdir(dest).catch(() => undefined);
+  if (existing !== undefined && existing.length > 0) throw new LoadError(dest, 'already exists and is not empty', 'choose a new destination or remove it');
+  await mkdir(dirname(dest), { recursive: true });
+  const scratch = join(dirname(dest), `.${basename(dest)}.cartorio-${process.pid}`);
+  // A layout has no repository name, only ref names: every image goes into one, named for the scratch store.
+  const repository = options.name ?? 'image';
+  try {
+    const loaded = await loadIntoStore(scratch, [input], { ...options, name: repository });
+    if (existing !== undefined) await rm(dest, { recursive: true });
+    await rename(repositoryDir(scratch, repository), dest);
+    return loaded;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+async function readInputs(inputs: string[], ingest: Ingest, options: LoadOptions): Promise<LoadedImage[]> {
+  const loaded: LoadedImage[] = [];
+  for (const input of inputs) {
+    const format = options.format ?? (await detectFormat(input));
+    await checkFormatFits(input, format);
+    const pending = await LOADERS[format](input, ingest, options);
+    for (const image of nameImages(input, format, pending, options)) {
+      loaded.push({ input, format, ...image, digest: image.descriptor.digest, mediaType: image.descriptor.mediaType, size: image.descriptor.size });
+    }
+  }
+  return loaded;
+}
+
+async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[]): Promise<void> {
+  const images: ImageToCommit[] = loaded.map(({ repository, tags, digest, mediaType, size }) => ({ repository, tags, descriptor: { mediaType, digest, size } }));
+  const where = inputs.length === 1 ? (inputs[0] as string) : inputs.join(', ');
+  try {
+    await ingest.commit(images, where);
+  } catch (error) {
+    if (error instanceof LoadError) throw error;
+    const message = (error as Error).message;
+    throw new LoadError(where, message.startsWith(`${where}: `) ? message.slice(where.length + 2) : message, undefined, { cause: error });
+  }
+}
+
+// The descriptor of the root manifest must keep annotations and platform it had in index.json.
+function nameImages(input: string, format: FormatName, pending: PendingImage[], options: LoadOptions): (PendingImage & { repository: string; tags: string[] })[] {
+  return pending.map((image) => {
+    const repository = options.name ?? image.repository;
+    if (repository === undefined) {
+      throw new LoadError(input, `holds an image with no name (${format} input)`, 'pass --name REPO (and --tag TAG), e.g. --name myapp --tag 1.0');
+    }
+    const given = options.tags !== undefined && options.tags.length > 0 ? options.tags : image.tags;
+    const tags = given.length > 0 ? given : pending.length === 1 ? ['latest'] : [];
+    return { ...image, repository, tags };
+  });
+}
+
+function checkNameOption(inputs: string[], options: LoadOptions): void {
+  if (options.name === undefined) return;
+  const problem = repositoryNameProblem(options.name);
+  if (problem) throw new LoadError(inputs.join(', '), `--name "${options.name}" is not a repository name: it ${problem}`);
+}
+
+// --format names what the user believes; a directory given as a file format (or back) is a clear mistake.
+async function checkFormatFits(input: string, format: FormatName): Promise<void> {
+  const info = await stat(input).catch(() => undefined);
+  if (!info) throw new LoadError(input, 'does not exist or cannot be read', 'check the path');
+  const wantsDirectory = ['oci-layout', 'rootfs-dir', 'concourse-rootfs', 'resource-bundle', 'registry-image'].includes(format);
+  if (wantsDirectory !== info.isDirectory()) throw new LoadError(input, `is a ${info.isDirectory() ? 'directory' : 'file'}, but format ${format} needs a ${wantsDirectory ? 'directory' : 'file'}`);
+}

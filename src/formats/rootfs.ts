@@ -1,0 +1,93 @@
+import { stat } from 'node:fs/promises';
+import { createGzip } from 'node:zlib';
+import { HashingStream } from '../image/digest.js';
+import { buildImageConfig, buildImageManifest, defaultCreated, type ImageSettings } from '../image/config.js';
+import { collectTree, packTree } from '../image/layer-pack.js';
+import { MediaType, layerMediaType } from '../image/media-types.js';
+import type { Descriptor } from '../image/oci.schema.js';
+import { hostPlatform } from '../image/platform.js';
+import type { Ingest } from '../store/ingest.js';
+import { asLoadError } from './archive-reader.js';
+import { ByteCounter, openInput, sniffCompression } from './input-stream.js';
+import { LayerCheck } from './layer-check.js';
+import { LoadError } from './load-error.js';
+import type { LoadOptions, PendingImage } from './types.js';
+
+/** A layer written to the ingest, with what its config entry needs. */
+export interface BuiltLayer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  diffId: string;
+}
+
+/** A rootfs tarball (plain or gzip) as a one-layer image; the layer is the file, copied as is. */
+export async function loadRootfsTar(input: string, ingest: Ingest, options: LoadOptions): Promise<PendingImage[]> {
+  const layer = await ingestLayerTar(input, ingest, options);
+  return [await buildImage(input, ingest, [layer], options.settings ?? {}, options, `cartorio load ${input}`)];
+}
+
+/** A directory as a one-layer image, packed in sorted order with links kept as links. */
+export async function loadRootfsDir(input: string, ingest: Ingest, options: LoadOptions): Promise<PendingImage[]> {
+  const layer = await packDirectory(input, ingest, options);
+  return [await buildImage(input, ingest, [layer], options.settings ?? {}, options, `cartorio load ${input}`)];
+}
+
+/** Streams a layer tarball into the ingest, checking its entries and computing its diff_id. */
+export async function ingestLayerTar(input: string, ingest: Ingest, options: LoadOptions): Promise<BuiltLayer> {
+  const compression = await sniffCompression(input);
+  options.onStart?.((await stat(input)).size);
+  const check = new LayerCheck(compression);
+  try {
+    const through = options.onBytes ? [new ByteCounter(options.onBytes), check] : [check];
+    const blob = await ingest.writeStream(openInput(input), { where: input, through });
+    return { mediaType: layerMediaType(compression), ...blob, diffId: check.diffId() ?? blob.digest };
+  } catch (error) {
+    throw asLoadError(input, error);
+  }
+}
+
+/** Packs a directory into a layer (gzip unless `compression: none`), hashing tar and blob in one pass. */
+export async function packDirectory(input: string, ingest: Ingest, options: LoadOptions): Promise<BuiltLayer> {
+  let tree;
+  try {
+    tree = await collectTree(input);
+  } catch (error) {
+    throw new LoadError(input, (error as Error).message, 'fix or remove the link; cartorio never follows links out of a rootfs', { cause: error });
+  }
+  options.onStart?.(tree.contentBytes);
+  const compression = options.compression ?? 'gzip';
+  const diff = new HashingStream();
+  const mtime = options.mtime ?? clampedMtime();
+  const tar = packTree(tree.entries, { ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
+  try {
+    const through = compression === 'gzip' ? [diff, createGzip({ level: 6 })] : [diff];
+    const blob = await ingest.writeStream(tar, { where: input, through });
+    return { mediaType: layerMediaType(compression), ...blob, diffId: diff.digest() };
+  } catch (error) {
+    throw asLoadError(input, error);
+  }
+}
+
+/** Writes config and manifest for layers built from a rootfs; returns the pending image. */
+export async function buildImage(input: string, ingest: Ingest, layers: BuiltLayer[], settings: ImageSettings, options: LoadOptions, createdBy: string): Promise<PendingImage> {
+  const config = buildImageConfig({
+    platform: options.platform ?? hostPlatform(),
+    settings,
+    diffIds: layers.map((layer) => layer.diffId),
+    created: options.created ?? defaultCreated(process.env['SOURCE_DATE_EPOCH']),
+    createdBy,
+  });
+  const configBlob = await ingest.writeBytes(config, { where: `${input}: config` });
+  const manifest = buildImageManifest(configBlob, layers);
+  const manifestBlob = await ingest.writeBytes(manifest, { where: `${input}: manifest` });
+  const descriptor: Descriptor = { mediaType: MediaType.ociManifest, ...manifestBlob };
+  return { tags: [], descriptor };
+}
+
+// Reproducible builds (reproducible-builds.org SOURCE_DATE_EPOCH): when set, it is every entry's mtime.
+function clampedMtime(): Date | undefined {
+  const epoch = process.env['SOURCE_DATE_EPOCH'];
+  return epoch !== undefined && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : undefined;
+}
+
