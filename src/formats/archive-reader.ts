@@ -44,8 +44,8 @@ export async function readImageArchive(input: string, ingest: Ingest, onBytes?: 
       }
       entry.resume();
       if (header.type === 'directory') continue;
-      if (header.type === 'symlink') aliases.set(path, resolveLink(input, path, posix.join(posix.dirname(path), header.linkname ?? '')));
-      else if (header.type === 'link') aliases.set(path, resolveLink(input, path, header.linkname ?? ''));
+      if (header.type === 'symlink') aliases.set(path, resolveLink(input, path, header.linkname ?? '', posix.dirname(path)));
+      else if (header.type === 'link') aliases.set(path, resolveLink(input, path, header.linkname ?? '', '.'));
       else throw new LoadError(input, `entry "${path}" is a ${header.type ?? 'special file'}, which an image archive never holds`);
     }
     await feeding;
@@ -68,9 +68,10 @@ function blobClaim(input: string, path: string): { expectDigest?: string } {
   return { expectDigest: `sha256:${hex}` };
 }
 
-function resolveLink(input: string, path: string, target: string): string {
-  const normalized = normalizeEntryName(target);
-  if ('problem' in normalized || target.startsWith('/')) throw new LoadError(input, `link "${path}" points outside the archive ("${target}")`);
+// A symlink is relative to its own directory, a hard link to the archive root; neither may leave it.
+function resolveLink(input: string, path: string, target: string, base: string): string {
+  const normalized = target.startsWith('/') ? undefined : normalizeEntryName(posix.join(base, target));
+  if (!normalized || 'problem' in normalized) throw new LoadError(input, `link "${path}" points outside the archive ("${target}")`);
   return normalized.path;
 }
 

@@ -1,0 +1,107 @@
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { Command, Option } from 'commander';
+import { buildRegistry } from '../registry/app.js';
+import { parseHtpasswd } from '../registry/auth.js';
+import { StoreReader } from '../store/reader.js';
+import { CliError, action, examples, storeOption, storePath } from './common.js';
+
+interface ServeOptions {
+  store: string;
+  listen: string;
+  readyFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  htpasswd?: string;
+  logLevel: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+/** In-flight downloads get this long to finish after SIGTERM before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** `cartorio serve`: the read-only registry over a store. */
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('Serve the store read-only over the OCI Distribution / Docker Registry v2 API.')
+    .addOption(storeOption())
+    .addOption(new Option('-l, --listen <host:port>', 'address to listen on (port 0 picks a free one)').env('CARTORIO_LISTEN').default('0.0.0.0:5000'))
+    .option('--ready-file <file>', 'once listening, write the bound address (e.g. 127.0.0.1:41234) to this file')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--htpasswd <file>', 'require HTTP Basic auth from this htpasswd file (bcrypt entries, htpasswd -B)')
+    .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
+    .addHelpText('after', examples([
+      'cartorio serve                                   # ./cartorio-store on 0.0.0.0:5000',
+      'cartorio serve --store /srv/images --listen 127.0.0.1:5000',
+      'cartorio serve --listen 127.0.0.1:0 --ready-file addr && curl http://$(cat addr)/v2/_catalog',
+      'cartorio serve --tls-cert server.crt --tls-key server.key --htpasswd users.htpasswd',
+      'docker pull 127.0.0.1:5000/busybox:1             # 127.0.0.0/8 needs no insecure-registries entry',
+    ]))
+    .action(action('serve', serve));
+}
+
+async function serve(options: ServeOptions): Promise<void> {
+  const { host, port } = parseListen(options.listen);
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together');
+  const tls = options.tlsCert !== undefined && options.tlsKey !== undefined
+    ? { cert: await readInput(options.tlsCert, '--tls-cert'), key: await readInput(options.tlsKey, '--tls-key') }
+    : undefined;
+  const htpasswd = options.htpasswd === undefined ? undefined : parseHtpasswd((await readInput(options.htpasswd, '--htpasswd')).toString('utf8'), options.htpasswd);
+  const app = buildRegistry({
+    store: new StoreReader(storePath(options.store)),
+    logger: { level: options.logLevel, stream: process.stderr },
+    ...(htpasswd && { htpasswd }),
+    ...(tls && { tls }),
+  });
+  try {
+    await app.listen({ host, port });
+  } catch (error) {
+    throw new CliError(`cannot listen on ${options.listen}: ${(error as Error).message}`);
+  }
+  const address = formatAddress(app.server.address() as AddressInfo);
+  if (options.readyFile !== undefined) await writeReadyFile(options.readyFile, address);
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      app.log.info({ signal }, 'shutting down');
+      process.once(signal, () => process.exit(1)); // a second signal: stop now
+      setTimeout(() => {
+        app.log.warn('requests still running after the grace period; exiting');
+        process.exit(0);
+      }, SHUTDOWN_GRACE_MS).unref();
+      app.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await stopped;
+  if (options.readyFile !== undefined) await rm(options.readyFile, { force: true });
+}
+
+/** `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` (all interfaces). */
+export function parseListen(value: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) throw new CliError(`--listen "${value}" is not HOST:PORT`, 'e.g. 0.0.0.0:5000, 127.0.0.1:0 (any free port), [::1]:5000');
+  const host = match[1] ?? match[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+function formatAddress(address: AddressInfo): string {
+  return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+}
+
+// Written whole, then renamed, so a script polling for the file never reads half an address.
+async function writeReadyFile(path: string, address: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, address);
+  await rename(tmp, path);
+}
+
+async function readInput(path: string, flag: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    throw new CliError(`${flag} ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+  }
+}

@@ -1,0 +1,150 @@
+import { stat } from 'node:fs/promises';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import type { StoreReader } from '../store/reader.js';
+import { BasicAuth, DEFAULT_REALM, type Htpasswd } from './auth.js';
+import { serveBlob } from './blobs.js';
+import { listCatalog } from './catalog.js';
+import { RegistryError, badRequest, internalError, routeUnknown, writeUnsupported } from './errors.js';
+import { serveManifest } from './manifests.js';
+import { Metrics } from './metrics.js';
+import { parseV2Path } from './paths.js';
+import { listReferrers } from './referrers.js';
+import { sendJson } from './respond.js';
+import { listTags } from './tags.js';
+
+export interface RegistryOptions {
+  /** The store to serve, read-only. */
+  store: StoreReader;
+  /** fastify's logger setting: false, or pino options (level, stream). */
+  logger?: FastifyServerOptions['logger'];
+  /** Require HTTP Basic credentials from this htpasswd for everything under /v2/. */
+  htpasswd?: Htpasswd;
+  realm?: string;
+  /** Serve HTTPS with this certificate chain and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
+}
+
+const WRITE_METHODS = ['DELETE', 'PATCH', 'POST', 'PUT'] as const;
+// Routes fastify knows by pattern; everything under /v2/ is labelled by what parseV2Path found.
+const ROUTE_LABELS: Record<string, string> = { '/v2': 'base', '/v2/': 'base', '/v2/_catalog': 'catalog', '/healthz': 'healthz', '/metrics': 'metrics' };
+
+/**
+ * Builds the registry: the pull and content-discovery routes of the OCI Distribution Spec v1.1
+ * over a store, read-only. Returns the app, not yet listening.
+ */
+export function buildRegistry(options: RegistryOptions): FastifyInstance {
+  const reader = options.store;
+  const auth = options.htpasswd ? new BasicAuth(options.htpasswd, options.realm ?? DEFAULT_REALM) : undefined;
+  const metrics = new Metrics();
+  const routeLabels = new WeakMap<FastifyRequest, string>();
+  const app = Fastify({
+    logger: options.logger ?? false,
+    ...(options.tls && { https: options.tls }),
+    // HEAD is written by hand for every route: fastify's automatic HEAD runs GET and discards the body.
+    exposeHeadRoutes: false,
+    // Names are up to 255 characters and the tail is parsed by parseV2Path, not by the router.
+    routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true },
+    frameworkErrors: (error, request, reply) => {
+      void sendError(request, reply, badRequest(400, error.message));
+    },
+  }) as unknown as FastifyInstance;
+
+  app.addHook('onRequest', async (request, reply) => {
+    const started = process.hrtime.bigint();
+    reply.raw.once('close', () => {
+      const finished = reply.raw.writableFinished;
+      const head = request.method === 'HEAD' || reply.statusCode === 304;
+      metrics.observe({
+        route: routeLabels.get(request) ?? ROUTE_LABELS[request.routeOptions.url ?? ''] ?? 'other',
+        method: request.method,
+        status: reply.statusCode,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        bytes: finished && !head ? Number(reply.getHeader('content-length') ?? 0) : 0,
+        aborted: !finished,
+      });
+    });
+    const v2 = request.url === '/v2' || request.url.startsWith('/v2/') || request.url.startsWith('/v2?');
+    // Distribution sends it on every /v2 answer; Docker's ping looks for it even on a 401.
+    if (v2) reply.header('docker-distribution-api-version', 'registry/2.0');
+    if (auth && v2) {
+      const refused = await auth.check(request.headers.authorization);
+      if (refused) throw refused;
+    }
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof RegistryError) return sendError(request, reply, error);
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      return sendError(request, reply, badRequest(error.statusCode, error.message));
+    }
+    request.log.error({ err: error }, 'request failed');
+    return sendError(request, reply, internalError());
+  });
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, routeUnknown(request.url.split('?')[0] ?? '')));
+
+  // distribution-spec "Determining support": GET /v2/ → 200 and the API version header Docker checks.
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/',
+    handler: (request, reply) => sendJson(request, reply, {}),
+  });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/_catalog', handler: (request, reply) => listCatalog(reader, request, reply) });
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/*',
+    handler: async (request, reply) => {
+      const path = parseV2Path(v2Tail(request.url));
+      routeLabels.set(request, path.kind === 'error' || path.kind === 'none' ? 'invalid' : path.kind);
+      switch (path.kind) {
+        case 'manifests':
+          return serveManifest(reader, path.name, path.reference, request, reply);
+        case 'blobs':
+          return serveBlob(reader, path.name, path.reference, request, reply);
+        case 'tags':
+          return listTags(reader, path.name, request, reply);
+        case 'referrers':
+          return listReferrers(reader, path.name, path.reference, request, reply);
+        case 'error':
+          throw path.error;
+        case 'none':
+          throw routeUnknown(request.url.split('?')[0] ?? '');
+      }
+    },
+  });
+  // Read-only: refused in onRequest, before any body is parsed (a PUT with an odd Content-Type
+  // must still be a 405, not a 415).
+  for (const url of ['/v2/', '/v2/_catalog', '/v2/*']) {
+    app.route({
+      method: [...WRITE_METHODS],
+      url,
+      onRequest: async (request) => {
+        throw writeUnsupported(request.method);
+      },
+      handler: async (request) => {
+        throw writeUnsupported(request.method);
+      },
+    });
+  }
+
+  app.get('/healthz', async (request, reply) => {
+    // The store directory going away (an unmounted volume) is the one failure a probe can see.
+    const ok = await stat(reader.root).then((info) => info.isDirectory(), () => false);
+    return sendJson(request, reply.code(ok ? 200 : 503), { status: ok ? 'ok' : 'store unavailable' });
+  });
+  app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));
+  return app;
+}
+
+/** The raw path after `/v2/`, query removed: parseV2Path decodes it segment by segment. */
+function v2Tail(url: string): string {
+  const path = url.split('?')[0] ?? '';
+  return path.slice('/v2/'.length);
+}
+
+function sendError(request: FastifyRequest, reply: FastifyReply, error: RegistryError): FastifyReply {
+  reply.code(error.status);
+  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+  const body = error.body();
+  reply.header('content-type', 'application/json').header('content-length', Buffer.byteLength(body));
+  return reply.send(request.method === 'HEAD' ? undefined : body);
+}

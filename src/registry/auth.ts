@@ -1,0 +1,66 @@
+import { createHash } from 'node:crypto';
+import { compare } from 'bcryptjs';
+import { RegistryError, unauthorized } from './errors.js';
+
+/** Users and their bcrypt hashes, from an htpasswd file. */
+export type Htpasswd = ReadonlyMap<string, string>;
+
+export const DEFAULT_REALM = 'cartorio';
+
+const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+/** Verified credentials are remembered so a pull (dozens of requests) costs one bcrypt, not dozens. */
+const MAX_REMEMBERED = 1024;
+// Compared against when the user is unknown, so unknown and known users take the same time.
+const DUMMY_HASH = '$2b$10$5yHLm9LeV5Anz9DMcnGR6OkOuiO32t1zeNDk/RhxBTxcWiekk8i5O';
+
+/**
+ * Parses an htpasswd file (`user:hash` per line, `#` comments). Only bcrypt entries
+ * (`htpasswd -B`) are accepted, as Distribution does: the other htpasswd schemes are weak.
+ * Throws naming the line when an entry is malformed.
+ */
+export function parseHtpasswd(text: string, where: string): Htpasswd {
+  const users = new Map<string, string>();
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const colon = line.indexOf(':');
+    const user = line.slice(0, colon);
+    const hash = line.slice(colon + 1);
+    if (colon <= 0) throw new Error(`${where}:${i + 1}: expected "user:bcrypt-hash"`);
+    if (!BCRYPT.test(hash)) throw new Error(`${where}:${i + 1}: user "${user}" has no bcrypt hash; only bcrypt entries are accepted (htpasswd -B)`);
+    users.set(user, hash);
+  });
+  if (users.size === 0) throw new Error(`${where}: no users`);
+  return users;
+}
+
+/**
+ * HTTP Basic authentication (RFC 7617) against an htpasswd. Returns undefined when the request
+ * may go on, else the 401 to send; a Docker client reads the realm from `WWW-Authenticate`.
+ */
+export class BasicAuth {
+  readonly #users: Htpasswd;
+  readonly #realm: string;
+  readonly #remembered = new Set<string>();
+
+  constructor(users: Htpasswd, realm = DEFAULT_REALM) {
+    this.#users = users;
+    this.#realm = realm;
+  }
+
+  async check(authorization: string | undefined): Promise<RegistryError | undefined> {
+    const match = /^Basic +([A-Za-z0-9+/=]+) *$/i.exec(authorization ?? '');
+    if (!match?.[1]) return unauthorized(this.#realm);
+    const key = createHash('sha256').update(match[1]).digest('hex');
+    if (this.#remembered.has(key)) return undefined;
+    const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) return unauthorized(this.#realm);
+    const hash = this.#users.get(decoded.slice(0, colon));
+    const ok = await compare(decoded.slice(colon + 1), hash ?? DUMMY_HASH);
+    if (!ok || hash === undefined) return unauthorized(this.#realm);
+    if (this.#remembered.size >= MAX_REMEMBERED) this.#remembered.clear();
+    this.#remembered.add(key);
+    return undefined;
+  }
+}
