@@ -118,6 +118,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
       method: [...WRITE_METHODS],
       url,
       onRequest: async (request) => {
+        routeLabels.set(request, 'write');
         throw writeUnsupported(request.method);
       },
       handler: async (request) => {
@@ -144,7 +145,7 @@ function v2Tail(url: string): string {
 function sendError(request: FastifyRequest, reply: FastifyReply, error: RegistryError): FastifyReply {
   reply.code(error.status);
   for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
-  const body = error.body();
-  reply.header('content-type', 'application/json').header('content-length', Buffer.byteLength(body));
+  const body = Buffer.from(error.body());
+  reply.header('content-type', 'application/json').header('content-length', body.length);
   return reply.send(request.method === 'HEAD' ? undefined : body);
 }

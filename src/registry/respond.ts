@@ -5,8 +5,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
  * the same headers and no body (fastify keeps a Content-Length it is given for HEAD).
  */
 export function sendJson(request: FastifyRequest, reply: FastifyReply, value: unknown, contentType = 'application/json'): FastifyReply {
-  const body = JSON.stringify(value);
-  reply.header('content-type', contentType).header('content-length', Buffer.byteLength(body));
+  // A Buffer, so fastify adds no `; charset=utf-8` to the media type.
+  const body = Buffer.from(JSON.stringify(value));
+  reply.header('content-type', contentType).header('content-length', body.length);
   return reply.send(request.method === 'HEAD' ? undefined : body);
 }
 
