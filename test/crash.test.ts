@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CLI, FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
+
+// A load killed at any moment leaves the store as it was or with the new image complete.
+
+const KILL_POINTS_MS = [5, 60, 100, 140, 180, 220, 260, 300, 330, 360, 390, 420, 450, 480, 520, 600];
+
+async function loadKilledAfter(store: string, input: string, name: string, delayMs: number): Promise<void> {
+  const child = spawn(process.execPath, [CLI, 'load', '--store', store, input, '--name', name, '--compression', 'none'], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  await new Promise((resolve) => setTimeout(resolve, delayMs));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+async function listed(store: string): Promise<{ repository: string; tag: string; digest: string }[]> {
+  const result = await cartorio(['list', '--store', store, '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}
+
+test('SIGKILL at many points of a load never leaves half an image', async (t) => {
+  const dir = await tempDir(t);
+  const made = await run('bash', ['-c', `mkdir -p ${dir}/rootfs/data && head -c 96M /dev/zero | openssl enc -aes-256-ctr -nosalt -pass pass:crash -pbkdf2 > ${dir}/rootfs/data/blob.bin && cp -a ${FIXTURES}/rootfs/. ${dir}/rootfs/`]);
+  assert.equal(made.code, 0, made.stderr);
+  const store = join(dir, 'store');
+  const base = await cartorio(['load', '--store', store, join(FIXTURES, 'docker-save-busybox.tar')]);
+  assert.equal(base.code, 0, base.stderr);
+
+  let completed = 0;
+  for (const [i, delay] of KILL_POINTS_MS.entries()) {
+    await loadKilledAfter(store, join(dir, 'rootfs'), `big/n${i}`, delay);
+    const verify = await cartorio(['verify', '--store', store]);
+    assert.equal(verify.code, 0, `after a kill at ${delay} ms: ${verify.stdout}${verify.stderr}`);
+    const rows = await listed(store);
+    assert.ok(rows.some((row) => row.repository === 'busybox'), 'the earlier image is still there');
+    for (const row of rows) {
+      const inspect = await run('skopeo', ['inspect', `oci:${join(store, ...row.repository.split('/'))}:${row.tag}`]);
+      assert.equal(inspect.code, 0, `listed ${row.repository}:${row.tag} is complete: ${inspect.stderr}`);
+    }
+    if (rows.some((row) => row.repository === `big/n${i}`)) completed++;
+    // the next load succeeds (waiting out a lock the killed load may have held), so the next kill hits a running load
+    const next = await cartorio(['load', '--store', store, join(FIXTURES, 'rootfs.tar'), '--name', 'small', '--tag', `after${i}`]);
+    assert.equal(next.code, 0, `load after a kill at ${delay} ms: ${next.stderr}`);
+  }
+  t.diagnostic(`${completed} of ${KILL_POINTS_MS.length} killed loads had committed before the kill`);
+
+  // the next load succeeds, taking over a stale lock if a kill left one, and clears stale temp files
+  const next = await cartorio(['load', '--store', store, join(dir, 'rootfs'), '--name', 'big/after']);
+  assert.equal(next.code, 0, next.stderr);
+  assert.deepEqual(await readdir(join(store, '.tmp')).catch(() => []), []);
+  assert.equal((await cartorio(['verify', '--store', store])).code, 0);
+});
+
+test('two concurrent loads into one store both end up complete', async (t) => {
+  const store = join(await tempDir(t), 'store');
+  const [a, b] = await Promise.all([
+    cartorio(['load', '--store', store, join(FIXTURES, 'docker-save-multi.tar')]),
+    cartorio(['load', '--store', store, join(FIXTURES, 'busybox-oci'), '--name', 'oci/busybox']),
+  ]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  const names = (await listed(store)).map((row) => `${row.repository}:${row.tag}`).sort();
+  assert.deepEqual(names, ['busybox:1', 'oci/busybox:1', 'oci/busybox:arm64', 'oci/busybox:multi', 'other/tool:2']);
+  assert.equal((await cartorio(['verify', '--store', store])).code, 0);
+});
