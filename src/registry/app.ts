@@ -51,8 +51,9 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
 
   app.addHook('onRequest', async (request, reply) => {
     const started = process.hrtime.bigint();
+    let finished = false;
+    reply.raw.once('finish', () => (finished = true));
     reply.raw.once('close', () => {
-      const finished = reply.raw.writableFinished;
       const head = request.method === 'HEAD' || reply.statusCode === 304;
       metrics.observe({
         route: routeLabels.get(request) ?? ROUTE_LABELS[request.routeOptions.url ?? ''] ?? 'other',

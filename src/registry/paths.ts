@@ -26,14 +26,18 @@ export function parseV2Path(tail: string): V2Path {
   if (tail.length > MAX_TAIL_LENGTH) return { kind: 'error', error: nameInvalid(tail, `the path is longer than ${MAX_TAIL_LENGTH} characters`) };
   const segments: string[] = [];
   for (const raw of tail.split('/')) {
+    let segment: string;
     try {
-      segments.push(decodeURIComponent(raw));
+      segment = decodeURIComponent(raw);
     } catch {
       return { kind: 'error', error: nameInvalid(tail, 'the path has malformed percent-encoding') };
     }
+    segments.push(segment);
   }
   const route = matchRoute(segments);
   if (!route) return { kind: 'none' };
+  // An encoded slash is data, not a separator: it may not join two name components.
+  if (segments.slice(0, -2).some((segment) => segment.includes('/'))) return { kind: 'error', error: nameInvalid(route.name, 'a name component holds an encoded "/" (%2F)') };
   const problem = isRepositoryName(route.name) ? undefined : (repositoryNameProblem(route.name) ?? 'is not a repository name');
   if (problem !== undefined) return { kind: 'error', error: nameInvalid(route.name, `the name ${problem}`) };
   if (route.kind === 'tags') return route;
