@@ -5,7 +5,7 @@ import { MediaType } from '../../src/image/media-types.js';
 import type { Descriptor } from '../../src/image/oci.schema.js';
 import { updateIndex } from '../../src/store/index-file.js';
 import { Ingest } from '../../src/store/ingest.js';
-import { FIXTURES, run } from './cli.js';
+import { FIXTURES, cartorio, run } from './cli.js';
 
 /** Digests of the fixture images (test/fixtures/make-fixtures.sh; fixed on every machine). */
 export const BUSYBOX_1 = 'sha256:aa48215cf55ff8cc1922a87e696d659944c1aaf0502097800a4cc8cfa23d2bcb';
@@ -82,4 +82,59 @@ export function storedBlob(root: string, repository: string, digest: string): Pr
 async function skopeo(args: string[]): Promise<void> {
   const result = await run('skopeo', args);
   if (result.code !== 0) throw new Error(`skopeo ${args.join(' ')}: ${result.stderr}`);
+}
+
+/** One fixture format loaded by `cartorio load`, and what running its image prints. */
+export interface LoadedFormat {
+  label: string;
+  repository: string;
+  tag: string;
+  /** The stored digest of repository:tag, from `cartorio list --json`. */
+  digest: string;
+  /** Arguments of `docker run IMAGE …`; empty to run the image's own Cmd. */
+  command: string[];
+  prints: string;
+}
+
+const MOTD = 'hello from cartorio fixtures';
+const CAT_MOTD = ['cat', '/etc/motd'];
+
+/** [label, input under .test-fixtures, extra load flags, repository, tag, run command, output] */
+const FORMATS: [string, string, string[], string, string, string[], string][] = [
+  ['docker save (legacy)', 'docker-save-busybox.tar', [], 'busybox', '1', CAT_MOTD, MOTD],
+  ['docker save of several images', 'docker-save-multi.tar', [], 'other/tool', '2', [], 'tool-layer'],
+  ['docker save (25+ layout)', 'docker25-save.tar', [], 'busybox', '25', CAT_MOTD, MOTD],
+  ['OCI layout', 'busybox-oci', ['--name', 'ocilayout/busybox'], 'ocilayout/busybox', '1', CAT_MOTD, MOTD],
+  ['OCI layout, multi-platform index', 'busybox-oci', ['--name', 'ocilayout/busybox'], 'ocilayout/busybox', 'multi', CAT_MOTD, MOTD],
+  ['OCI archive', 'busybox-oci.tar', ['--name', 'ociarchive/busybox'], 'ociarchive/busybox', '1', CAT_MOTD, MOTD],
+  ['docker-archive (skopeo)', 'busybox-docker.tar', ['--name', 'dockerarchive/busybox'], 'dockerarchive/busybox', '1', CAT_MOTD, MOTD],
+  ['rootfs tarball', 'rootfs.tar', ['--name', 'rootfs/tar', '--tag', '1'], 'rootfs/tar', '1', CAT_MOTD, MOTD],
+  ['rootfs tar.gz', 'rootfs.tar.gz', ['--name', 'rootfs/targz', '--tag', '1'], 'rootfs/targz', '1', CAT_MOTD, MOTD],
+  ['rootfs directory', 'rootfs', ['--name', 'rootfs/dir', '--tag', '1'], 'rootfs/dir', '1', CAT_MOTD, MOTD],
+  ['Concourse rootfs image', 'concourse-rootfs', ['--name', 'concourse/img', '--tag', '1'], 'concourse/img', '1', [], MOTD],
+  ['Concourse resource-type bundle', 'resource-bundle', [], 'fixture-resource', '1.2.3', CAT_MOTD, MOTD],
+  ['registry-image get output', 'registry-image-get', [], 'fixtures/getimage', 'latest', CAT_MOTD, MOTD],
+];
+
+/**
+ * Loads every fixture format into `store` with the real `cartorio load` (one load per input, the
+ * docker-save tarballs first, as an operator would), and returns what each became.
+ */
+export async function loadEveryFormat(store: string): Promise<LoadedFormat[]> {
+  const loaded = new Set<string>();
+  for (const [, input, flags] of FORMATS) {
+    const key = `${input} ${flags.join(' ')}`;
+    if (loaded.has(key)) continue;
+    loaded.add(key);
+    const result = await cartorio(['load', '--quiet', '--store', store, join(FIXTURES, input), ...flags]);
+    if (result.code !== 0) throw new Error(`cartorio load ${input}: ${result.stderr}`);
+  }
+  const listed = await cartorio(['list', '--json', '--store', store]);
+  if (listed.code !== 0) throw new Error(`cartorio list: ${listed.stderr}`);
+  const images = JSON.parse(listed.stdout) as { repository: string; tag: string; digest: string }[];
+  return FORMATS.map(([label, , , repository, tag, command, prints]) => {
+    const image = images.find((i) => i.repository === repository && i.tag === tag);
+    if (!image) throw new Error(`${label}: ${repository}:${tag} is not in the store`);
+    return { label, repository, tag, digest: image.digest, command, prints };
+  });
 }
