@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { createGzip } from 'node:zlib';
-import { HashingStream } from '../image/digest.js';
+import { Coalesce, HashingStream } from '../image/digest.js';
 import { buildImageConfig, buildImageManifest, defaultCreated, type ImageSettings } from '../image/config.js';
 import { collectTree, packTree } from '../image/layer-pack.js';
 import { MediaType, layerMediaType } from '../image/media-types.js';
@@ -61,7 +61,7 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   const mtime = options.mtime ?? clampedMtime();
   const tar = packTree(tree.entries, { ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
   try {
-    const through = compression === 'gzip' ? [diff, createGzip({ level: 6 })] : [diff];
+    const through = compression === 'gzip' ? [new Coalesce(), diff, createGzip({ level: 6 })] : [new Coalesce(), diff];
     const blob = await ingest.writeStream(tar, { where: input, through });
     return { mediaType: layerMediaType(compression), ...blob, diffId: diff.digest() };
   } catch (error) {

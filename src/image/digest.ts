@@ -51,3 +51,37 @@ export class HashingStream extends Transform {
     return this.#digest;
   }
 }
+
+/**
+ * Gathers small chunks into ~1 MiB ones: tar-stream emits a header, content and padding per
+ * entry, and hashing or writing thousands of tiny buffers costs more than the bytes themselves.
+ */
+export class Coalesce extends Transform {
+  readonly #chunks: Buffer[] = [];
+  #size = 0;
+  readonly #target: number;
+
+  constructor(target = 1024 * 1024) {
+    super({ highWaterMark: target });
+    this.#target = target;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (this.#size === 0 && chunk.length >= this.#target) return done(null, chunk);
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    if (this.#size >= this.#target) this.#flushChunks();
+    done();
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.#size > 0) this.#flushChunks();
+    done();
+  }
+
+  #flushChunks(): void {
+    this.push(Buffer.concat(this.#chunks, this.#size));
+    this.#chunks.length = 0;
+    this.#size = 0;
+  }
+}
