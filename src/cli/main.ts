@@ -2,26 +2,32 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { EXIT_USAGE } from './common.js';
-import { convertCommand } from './convert.js';
-import { listCommand } from './list.js';
-import { loadCommand } from './load.js';
-import { serveCommand } from './serve.js';
-import { verifyCommand } from './verify.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+// Each command's module is imported only when it runs (or for help): `load` need not pay for
+// fastify, nor `serve` for the loaders. Start-up is most of the time of a small load.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  load: async () => (await import('./load.js')).loadCommand(),
+  serve: async () => (await import('./serve.js')).serveCommand(),
+  list: async () => (await import('./list.js')).listCommand(),
+  verify: async () => (await import('./verify.js')).verifyCommand(),
+  convert: async () => (await import('./convert.js')).convertCommand(),
+};
+const ALIASES: Record<string, string> = { ls: 'list' };
 
 const program = new Command('cartorio')
   .description('A read-only container registry for images you already have as files.')
   .version(version, '-V, --version')
   .showHelpAfterError('(run with --help for usage and examples)')
-  .exitOverride()
-  .addCommand(loadCommand())
-  .addCommand(serveCommand())
-  .addCommand(listCommand())
-  .addCommand(verifyCommand())
-  .addCommand(convertCommand());
+  .exitOverride();
 
-for (const command of program.commands) command.exitOverride();
+const requested = process.argv[2] ?? '';
+const only = COMMANDS[requested] ? requested : ALIASES[requested];
+for (const name of only ? [only] : Object.keys(COMMANDS)) {
+  const command = await (COMMANDS[name] as () => Promise<Command>)();
+  program.addCommand(command.exitOverride());
+}
 
 try {
   await program.parseAsync(process.argv);
