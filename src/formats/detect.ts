@@ -57,6 +57,7 @@ async function topLevelNamesPlain(input: string): Promise<Set<string>> {
       const { bytesRead } = await handle.read(header, 0, BLOCK, offset);
       if (bytesRead < BLOCK || header.every((byte) => byte === 0)) break;
       if (!checksumOk(header)) {
+        if (offset === 0 && header.subarray(257, 262).toString() === 'ustar') throw new LoadError(input, 'is a damaged tar archive: the first header fails its checksum', 'copy the file again');
         if (offset === 0) throw new LoadError(input, 'is neither a directory nor a tar archive (plain or gzip)', 'pass --format if cartorio guessed wrong');
         break; // a damaged tail: the loader reports it precisely
       }
