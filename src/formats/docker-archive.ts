@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { buildImageManifest } from '../image/config.js';
 import { MediaType } from '../image/media-types.js';
 import { imageConfigSchema, type ImageConfig } from '../image/oci.schema.js';
@@ -41,6 +41,7 @@ const CONFIG_NAME = /^(?:blobs\/sha256\/)?([a-f0-9]{64})(?:\.json)?$/;
  * inside) or an OCI archive. Read in one pass; the image is assembled after the archive ends.
  */
 export async function loadImageArchive(input: string, ingest: Ingest, options: LoadOptions): Promise<PendingImage[]> {
+  options.onStart?.((await stat(input)).size);
   const files = await readImageArchive(input, ingest, options.onBytes);
   const index = files.get('index.json');
   if (index && files.has('oci-layout')) {
