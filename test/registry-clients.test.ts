@@ -56,7 +56,7 @@ test('real clients pull from cartorio serve', async (t) => {
   });
 
   await t.test('containerd: ctr image pull --plain-http, unpacked, the stored digest', async (tc) => {
-    const containerd = await startContainerd(tc, join(dir, 'containerd'));
+    const containerd = await startContainerd(tc);
     for (const [ref, digest] of [['busybox:1', BUSYBOX_1], ['busybox:multi', BUSYBOX_MULTI]] as const) {
       const pulled = await containerd.ctr(['image', 'pull', '--plain-http', `${r}/${ref}`]);
       assert.equal(pulled.code, 0, pulled.stderr);

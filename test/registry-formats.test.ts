@@ -15,7 +15,7 @@ test('every loaded format is pulled by skopeo, podman and containerd with the st
   const server = await startServe(t, dir, store);
   const r = server.address;
   const env = await podmanEnv(join(dir, 'podman'), r);
-  const containerd = await startContainerd(t, join(dir, 'containerd'));
+  const containerd = await startContainerd(t);
   await mkdir(join(dir, 'skopeo'));
 
   for (const image of images) {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI, ROOT, run, type RunResult } from './cli.js';
@@ -79,8 +80,9 @@ export interface Containerd {
   ctr: (args: string[]) => Promise<RunResult>;
 }
 
-export async function startContainerd(t: After, dir: string): Promise<Containerd> {
-  await mkdir(dir, { recursive: true });
+/** Starts it in a temp directory of its own, stopped (by PID), unmounted and removed in `t.after`. */
+export async function startContainerd(t: After): Promise<Containerd> {
+  const dir = await mkdtemp(join(tmpdir(), 'cartorio-containerd-'));
   const socket = join(dir, 'containerd.sock');
   const config = join(dir, 'config.toml');
   await writeFile(config, [
@@ -94,6 +96,7 @@ export async function startContainerd(t: After, dir: string): Promise<Containerd
   t.after(async () => {
     await stopChild(child, exited);
     await unmountUnder(dir);
+    await rm(dir, { recursive: true, force: true });
   });
   const ctr = (args: string[]): Promise<RunResult> => run('ctr', ['-a', socket, '-n', 'cartorio-test', ...args]);
   for (let i = 0; i < 100; i++) {
@@ -112,11 +115,17 @@ export async function unmountUnder(dir: string): Promise<void> {
   }
 }
 
-/** A private Docker engine for one test file (test/helpers/dockerd.sh), stopped in `t.after`. */
-export async function startDockerd(t: After, dir: string): Promise<(args: string[]) => Promise<RunResult>> {
+/**
+ * A private Docker engine (test/helpers/dockerd.sh) in a temp directory of its own; `t.after`
+ * stops it (by PID), then removes the directory (dockerd bind-mounts its data-root there).
+ */
+export async function startDockerd(t: After): Promise<(args: string[]) => Promise<RunResult>> {
   const script = join(ROOT, 'test', 'helpers', 'dockerd.sh');
+  const dir = await mkdtemp(join(tmpdir(), 'cartorio-dockerd-'));
   t.after(async () => {
     await run('bash', [script, 'stop', dir]);
+    await unmountUnder(dir);
+    await rm(dir, { recursive: true, force: true });
   });
   const started = await must('bash', [script, 'start', dir]);
   const host = started.stdout.trim();
