@@ -128,11 +128,11 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     });
   }
 
-  app.get('/healthz', async (request, reply) => {
+  app.route({ method: ['GET', 'HEAD'], url: '/healthz', handler: async (request, reply) => {
     // The store directory going away (an unmounted volume) is the one failure a probe can see.
     const ok = await stat(reader.root).then((info) => info.isDirectory(), () => false);
     return sendJson(request, reply.code(ok ? 200 : 503), { status: ok ? 'ok' : 'store unavailable' });
-  });
+  } });
   app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));
   return app;
 }
