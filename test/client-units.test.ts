@@ -4,6 +4,7 @@ import { parseChallenges } from '../src/client/auth.js';
 import { nextLink } from '../src/client/registry-client.js';
 import { parseRegistryUrl } from '../src/client/registry-url.js';
 import { checkReference } from '../src/client/session.js';
+import { covers, scopeSet, scopeStrings } from '../src/client/scopes.js';
 
 test('parseRegistryUrl', () => {
   const cases: Array<[string, boolean, string]> = [
@@ -59,4 +60,15 @@ test('checkReference', () => {
   checkReference('sha256:' + 'a'.repeat(64));
   assert.throws(() => checkReference('sha512:' + 'a'.repeat(128)), /only sha256/);
   assert.throws(() => checkReference('../x'), /invalid tag or digest/);
+});
+
+test('scopes merge per repository and cover what they grant', () => {
+  const merged = scopeSet(['repository:app:pull,push', 'repository:app:pull', 'repository:base:pull', 'registry:catalog:*']);
+  assert.deepEqual(scopeStrings(merged), ['repository:app:pull,push', 'repository:base:pull', 'registry:catalog:*']);
+  assert.equal(covers(merged, scopeSet(['repository:app:pull'])), true);
+  assert.equal(covers(merged, scopeSet(['repository:app:pull,push', 'repository:base:pull'])), true);
+  assert.equal(covers(merged, scopeSet(['repository:base:push'])), false);
+  assert.equal(covers(merged, scopeSet(['repository:other:pull'])), false);
+  assert.equal(covers(merged, scopeSet([])), true);
+  assert.deepEqual(scopeStrings(scopeSet(['repository:host:5000/app:pull', 'garbage'])), ['repository:host:5000/app:pull']);
 });

@@ -1,5 +1,6 @@
 import { displayUrl, networkError, responseError, RegistryClientError } from './errors.js';
 import { header, readBody, type HttpResponse, type HttpTransport } from './http-transport.js';
+import { covers, scopeSet, scopeStrings, type ScopeSet } from './scopes.js';
 
 /** Registry credentials (`source.store.username` / `password`). */
 export interface Credentials {
@@ -88,7 +89,8 @@ export class Authenticator {
   readonly #credentials: Credentials | undefined;
   readonly #transport: HttpTransport;
   readonly #log: ((line: string) => void) | undefined;
-  readonly #tokens = new Map<string, { value: string; expiresAt: number }>();
+  /** Newest last; a token is used for any request whose scopes its own cover. */
+  readonly #tokens: Array<{ value: string; expiresAt: number; scopes: ScopeSet }> = [];
   #useBasic = false;
 
   constructor(credentials: Credentials | undefined, transport: HttpTransport, log?: (line: string) => void) {
@@ -99,8 +101,12 @@ export class Authenticator {
 
   /** The header to send for an operation needing `scopes`, once the registry's scheme is known. */
   authorization(scopes: string[]): string | undefined {
-    const token = this.#tokens.get(scopes.join(' '));
-    if (token && token.expiresAt > Date.now()) return `Bearer ${token.value}`;
+    const need = scopeSet(scopes);
+    const now = Date.now();
+    for (let i = this.#tokens.length - 1; i >= 0; i--) {
+      const token = this.#tokens[i];
+      if (token && token.expiresAt > now && covers(token.scopes, need)) return `Bearer ${token.value}`;
+    }
     if (this.#useBasic && this.#credentials) return basicAuthorization(this.#credentials);
     return undefined;
   }
@@ -114,9 +120,8 @@ export class Authenticator {
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params['realm']);
     if (bearer) {
       // The registry's scope names what this request needs (it may add a mount's source repo);
-      // ours names what the whole operation needs. Ask for both.
-      const wanted = new Set([...(bearer.params['scope']?.split(' ').filter((s) => s) ?? []), ...scopes]);
-      await this.#fetchToken(bearer, [...wanted], scopes.join(' '));
+      // ours names what the whole operation needs. Ask for both, merged per repository.
+      await this.#fetchToken(bearer, scopeSet([...scopes, ...(bearer.params['scope']?.split(' ') ?? [])]));
       return true;
     }
     if (challenges.some((c) => c.scheme === 'basic') && this.#credentials && !this.#useBasic) {
@@ -126,7 +131,8 @@ export class Authenticator {
     return false;
   }
 
-  async #fetchToken(challenge: Challenge, scopes: string[], cacheKey: string): Promise<void> {
+  async #fetchToken(challenge: Challenge, wanted: ScopeSet): Promise<void> {
+    const scopes = scopeStrings(wanted);
     let url: URL;
     try {
       url = new URL(challenge.params['realm'] ?? '');
@@ -164,6 +170,8 @@ export class Authenticator {
     const issued = typeof data.issued_at === 'string' ? Date.parse(data.issued_at) : NaN;
     // Trust our clock over the server's issued_at when they disagree by much (skewed servers).
     const start = Number.isFinite(issued) && Math.abs(issued - Date.now()) < 60_000 ? issued : Date.now();
-    this.#tokens.set(cacheKey, { value, expiresAt: start + seconds * 1000 - Math.min(EXPIRY_MARGIN_MS, seconds * 500) });
+    this.#tokens.push({ value, expiresAt: start + seconds * 1000 - Math.min(EXPIRY_MARGIN_MS, seconds * 500), scopes: wanted });
+    // Keep the cache small: drop expired tokens.
+    for (let i = this.#tokens.length - 1; i >= 0; i--) if ((this.#tokens[i]?.expiresAt ?? 0) <= Date.now()) this.#tokens.splice(i, 1);
   }
 }

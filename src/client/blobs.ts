@@ -3,7 +3,8 @@ import { pipeline, type Readable } from 'node:stream';
 import { VerifyingStream, writeVerifiedFile } from './blob-verify.js';
 import { displayUrl, RegistryClientError, responseError } from './errors.js';
 import { drain, header } from './http-transport.js';
-import { checkDigest, checkRepository, pullScope, pushScope, type RegistrySession } from './session.js';
+import { checkDigest, checkRepository, type RegistrySession } from './session.js';
+import { pullScope, pushScope } from './scopes.js';
 
 /** A blob being downloaded: its body (unverified; see `downloadBlob`) and announced size. */
 export interface BlobDownload {

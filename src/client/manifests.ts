@@ -2,7 +2,8 @@ import { isSha256Digest, sha256Digest } from '../image/digest.js';
 import { isManifestMediaType, MediaType } from '../image/media-types.js';
 import { displayUrl, RegistryClientError, responseError } from './errors.js';
 import { contentType, drain, header, readBody, type HttpResponse } from './http-transport.js';
-import { checkReference, checkRepository, pullScope, pushScope, type RegistrySession } from './session.js';
+import { checkReference, checkRepository, type RegistrySession } from './session.js';
+import { pullScope, pushScope } from './scopes.js';
 
 /** A manifest or index as the registry stores it: exact bytes, media type, digest of the bytes. */
 export interface Manifest {

@@ -5,7 +5,8 @@ import { displayUrl, RegistryClientError, responseError } from './errors.js';
 import { drain, header, HttpTransport, readBody } from './http-transport.js';
 import { getManifest, headManifest, putManifest, type Manifest, type ManifestInfo } from './manifests.js';
 import { parseRegistryUrl } from './registry-url.js';
-import { checkRepository, pullScope, RegistrySession } from './session.js';
+import { checkRepository, RegistrySession } from './session.js';
+import { pullScope } from './scopes.js';
 
 /** How to reach a registry: the resource's `source.store` of `type: registry`. */
 export interface RegistryClientOptions {

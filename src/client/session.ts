@@ -20,16 +20,6 @@ export interface Call {
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 
-/** The token scope to read `repository` (distribution auth spec "scope"). */
-export function pullScope(repository: string): string {
-  return `repository:${repository}:pull`;
-}
-
-/** The token scope to write `repository`. */
-export function pushScope(repository: string): string {
-  return `repository:${repository}:pull,push`;
-}
-
 /**
  * Sends calls to one registry: adds the Authorization header (only to the registry's own
  * origin — a redirect to object storage must not carry it), retries once after a 401 the
