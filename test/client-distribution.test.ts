@@ -32,8 +32,12 @@ test('Distribution without auth', async (t) => {
   await skopeo('copy', '--dest-tls-verify=false', `docker-archive:${join(FIXTURES, 'busybox-docker.tar')}`, `docker://${at}/busybox:v2s2`);
   const image = await readLayoutImage(OCI, '1');
 
-  await t.test('ping', async (t) => {
+  await t.test('ping, by URL and by bare host:port with insecure', async (t) => {
     await client(t, PLAIN).ping();
+    const bare = new RegistryClient({ url: `127.0.0.1:${PLAIN}`, insecure: true });
+    t.after(() => bare.close());
+    await bare.ping();
+    assert.equal(bare.url.href, `http://127.0.0.1:${PLAIN}/`);
   });
 
   await t.test('manifests by tag and digest, with Accept negotiation', async (t) => {

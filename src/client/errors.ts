@@ -50,14 +50,18 @@ export async function responseError(method: string, res: HttpResponse, context?:
 
 /** Builds the error for a request that got no response (refused, DNS, TLS, timeout). */
 export function networkError(method: string, url: URL, cause: unknown): RegistryClientError {
-  const error = cause as NodeJS.ErrnoException;
+  const error: Partial<NodeJS.ErrnoException> = cause instanceof Error ? cause : { message: String(cause) };
   const code = typeof error.code === 'string' ? error.code : undefined;
   let hint = 'check source.store.url';
   if (code && /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS/.test(code)) hint = 'set source.store.ca_certs, or insecure: true';
   if (code === 'EPROTO' || /wrong version number|packet length too long/i.test(error.message ?? '')) {
     hint = 'the registry may speak plain HTTP: use an http:// url or insecure: true';
   }
-  const reason = code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
+  // OpenSSL reports "write EPROTO 80…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:file:line:\n";
+  // keep its reason, and keep every message on one line.
+  const openssl = /error:[0-9A-Fa-f]+:[^:]*:[^:]*:([^:]+):/.exec(error.message ?? '')?.[1];
+  const text = openssl ? `TLS failed: ${openssl}` : String(error.message).replace(/\s+/g, ' ').trim();
+  const reason = code && !text.includes(code) ? `${text} (${code})` : text;
   return new RegistryClientError(`${method} ${displayUrl(url)}: ${reason} — ${hint}`, method, displayUrl(url), undefined, code, { cause });
 }
 
