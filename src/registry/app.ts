@@ -44,9 +44,12 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     exposeHeadRoutes: false,
     // Names are up to 255 characters and the tail is parsed by parseV2Path, not by the router.
     routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true },
+    // fastify turns Node's 300 s default off; requests here have no body, so a slow sender is a leak.
+    requestTimeout: 120_000,
     frameworkErrors: (error, request, reply) => {
       void sendError(request, reply, badRequest(400, error.message));
     },
+    // The cast joins fastify's http and https instance types, which differ only in the server type.
   }) as unknown as FastifyInstance;
 
   app.addHook('onRequest', async (request, reply) => {
@@ -122,6 +125,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
         routeLabels.set(request, 'write');
         throw writeUnsupported(request.method);
       },
+      // Never reached (onRequest answers); fastify needs one.
       handler: async (request) => {
         throw writeUnsupported(request.method);
       },
