@@ -1,9 +1,12 @@
 import * as assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseChallenges } from '../src/client/auth.js';
 import { nextLink } from '../src/client/registry-client.js';
 import { parseRegistryUrl } from '../src/client/registry-url.js';
 import { checkReference } from '../src/client/session.js';
+import { ROOT } from './helpers/cli.js';
 import { covers, scopeSet, scopeStrings } from '../src/client/scopes.js';
 
 test('parseRegistryUrl', () => {
@@ -71,4 +74,17 @@ test('scopes merge per repository and cover what they grant', () => {
   assert.equal(covers(merged, scopeSet(['repository:other:pull'])), false);
   assert.equal(covers(merged, scopeSet([])), true);
   assert.deepEqual(scopeStrings(scopeSet(['repository:host:5000/app:pull', 'garbage'])), ['repository:host:5000/app:pull']);
+});
+
+// STYLE §1 (as go-containerregistry's depcheck_test.go): the client depends on image/ only.
+test('src/client imports only image and node:', async () => {
+  const dir = join(ROOT, 'src', 'client');
+  for (const file of await readdir(dir)) {
+    const source = await readFile(join(dir, file), 'utf8');
+    for (const [, specifier = ''] of source.matchAll(/^(?:import|export) [^;]*? from '([^']+)';$/gm)) {
+      const allowed = specifier.startsWith('node:') || specifier.startsWith('./') || specifier.startsWith('../image/');
+      assert.ok(allowed, `${file} imports ${specifier}`);
+    }
+    assert.doesNotMatch(source, /process\.(argv|env|exit)/, `${file} touches process.argv/env/exit`);
+  }
 });
