@@ -107,6 +107,7 @@ function cases(): Case[] {
     { url: '/v2/busybox/tags/list?last=20', status: 200, body: { name: 'busybox', tags: ['3', 'arm64', 'multi', 'v1.0'] } },
     { url: '/v2/busybox/tags/list?n=6', status: 200, expect: { link: null } },
     { url: '/v2/busybox/tags/list?n=99999999', status: 200, expect: { link: null } },
+    { url: '/v2/busybox/tags/list?n=&last=multi', status: 200, expect: { link: null }, body: { name: 'busybox', tags: ['v1.0'] } },
     { url: '/v2/busybox/tags/list?n=-1', status: 400, code: 'PAGINATION_NUMBER_INVALID' },
     { url: '/v2/busybox/tags/list?n=abc', status: 400, code: 'PAGINATION_NUMBER_INVALID' },
     { url: '/v2/nope/tags/list', status: 404, code: 'NAME_UNKNOWN' },

@@ -15,14 +15,14 @@ export interface Page {
  * One page of a lexically sorted list, per distribution-spec "Listing Tags" pagination: entries
  * strictly after `last`, at most `n`, and a `Link: <path?n=&last=>; rel="next"` header while more
  * remain. Without `n` the whole list is returned (Distribution does so for tags/list, and old
- * clients never follow Link); `n` above the cap is lowered to it; `n=0` is an empty page with no
+ * clients never follow Link), and so does an empty `n=`; `n` above the cap is lowered to it; `n=0` is an empty page with no
  * Link (a Link there would send a client round in circles).
  */
 export function paginate(request: FastifyRequest, sorted: string[], path: string): Page {
   const rawN = queryParam(request, 'n');
   const last = queryParam(request, 'last');
   let n: number | undefined;
-  if (rawN !== undefined) {
+  if (rawN !== undefined && rawN !== '') {
     if (!/^\d{1,9}$/.test(rawN)) throw paginationInvalid(rawN);
     n = Math.min(Number(rawN), MAX_PAGE_SIZE);
   }
