@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { Job } from 'kubernetes-models/batch/v1/Job';
+import { PersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
+import { Service } from 'kubernetes-models/v1/Service';
+import { parse as parseToml } from 'smol-toml';
+import { parseAllDocuments } from 'yaml';
+import { CLI, FIXTURES, ROOT, run, tempDir } from './helpers/cli.js';
+import { startServe } from './helpers/clients.js';
+
+// deploy/kubernetes: every manifest parses and validates against the Kubernetes schemas
+// (kubernetes-models); the commands in them run for real against a local store. What is not
+// run here: a real cluster (no kubelet in this sandbox).
+const DEPLOY = join(ROOT, 'deploy', 'kubernetes');
+const MODELS: Record<string, new (data: never) => { validate(): void }> = {
+  'apps/v1/Deployment': Deployment as never,
+  'batch/v1/Job': Job as never,
+  'v1/PersistentVolumeClaim': PersistentVolumeClaim as never,
+  'v1/Service': Service as never,
+};
+
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string };
+  spec: Record<string, unknown>;
+}
+
+async function manifests(): Promise<Manifest[]> {
+  const all: Manifest[] = [];
+  for (const file of (await readdir(DEPLOY)).filter((name) => name.endsWith('.yaml') && name !== 'kustomization.yaml')) {
+    for (const document of parseAllDocuments(await readFile(join(DEPLOY, file), 'utf8'))) {
+      assert.deepEqual(document.errors, [], `${file} parses`);
+      all.push(document.toJS() as Manifest);
+    }
+  }
+  return all;
+}
+
+function container(manifest: Manifest): { command?: string[]; args: string[]; readinessProbe?: { httpGet: { path: string } }; livenessProbe?: { httpGet: { path: string } }; volumeMounts: { name: string; readOnly?: boolean }[] } {
+  const template = (manifest.spec['template'] as { spec: { containers: unknown[] } }).spec;
+  return template.containers[0] as never;
+}
+
+test('every manifest validates against the Kubernetes schemas', async () => {
+  const all = await manifests();
+  assert.deepEqual(all.map((m) => m.kind).sort(), ['Deployment', 'Job', 'PersistentVolumeClaim', 'Service']);
+  for (const manifest of all) {
+    const Model = MODELS[`${manifest.apiVersion}/${manifest.kind}`];
+    assert.ok(Model, `a model for ${manifest.apiVersion} ${manifest.kind}`);
+    assert.doesNotThrow(() => new Model(manifest as never).validate(), `${manifest.kind} ${manifest.metadata.name}`);
+  }
+  // kustomization lists the serving manifests
+  const kustomization = parseAllDocuments(await readFile(join(DEPLOY, 'kustomization.yaml'), 'utf8'))[0]?.toJS() as { resources: string[] };
+  for (const resource of kustomization.resources) await readFile(join(DEPLOY, resource));
+});
+
+test('the Deployment serves the store read-only with /healthz probes, and its args start a real server', async (t) => {
+  const deployment = (await manifests()).find((m) => m.kind === 'Deployment') as Manifest;
+  const serve = container(deployment);
+  assert.equal(serve.readinessProbe?.httpGet.path, '/healthz');
+  assert.equal(serve.livenessProbe?.httpGet.path, '/healthz');
+  assert.ok(serve.volumeMounts.every((mount) => mount.readOnly === true), 'store mounted read-only');
+  // the same args against a local store (only --store and --listen point elsewhere)
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  const loaded = await run(process.execPath, [CLI, 'load', '--store', store, join(FIXTURES, 'docker-save-busybox.tar')]);
+  assert.equal(loaded.code, 0, loaded.stderr);
+  const args = serve.args.slice(1).filter((_, i, list) => !['--store', '--listen'].includes(list[i] ?? '') && !['--store', '--listen'].includes(list[i - 1] ?? ''));
+  const server = await startServe(t, dir, store, args);
+  const health = await fetch(`http://${server.address}/healthz`);
+  assert.equal(health.status, 200);
+  const manifest = await fetch(`http://${server.address}/v2/busybox/manifests/1`);
+  assert.equal(manifest.status, 200);
+});
+
+test('the load Job command loads what is in the incoming directory', async (t) => {
+  const job = (await manifests()).find((m) => m.kind === 'Job') as Manifest;
+  const load = container(job);
+  const dir = await tempDir(t);
+  const bin = join(dir, 'bin');
+  await mkdir(join(dir, 'incoming'), { recursive: true });
+  await mkdir(bin);
+  await writeFile(join(bin, 'cartorio'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
+  await chmod(join(bin, 'cartorio'), 0o755);
+  await writeFile(join(dir, 'incoming', 'images.tar'), await readFile(join(FIXTURES, 'docker-save-multi.tar')));
+  const script = (load.args[0] ?? '').replaceAll('/store', join(dir, 'store')).replaceAll('/incoming', join(dir, 'incoming'));
+  const result = await run(load.command?.[0] ?? 'sh', [...(load.command?.slice(1) ?? []), script], { env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /other\/tool:2@sha256:/);
+});
+
+test('node configs point containerd and k3s at the Service NodePort', async () => {
+  const service = (await manifests()).find((m) => m.kind === 'Service') as Manifest;
+  const nodePort = (service.spec['ports'] as { nodePort: number }[])[0]?.nodePort;
+  const hosts = parseToml(await readFile(join(DEPLOY, 'node-config', 'containerd-hosts.toml'), 'utf8')) as { host: Record<string, { capabilities: string[] }> };
+  assert.deepEqual(Object.keys(hosts.host), [`http://127.0.0.1:${nodePort}`]);
+  assert.deepEqual(Object.values(hosts.host)[0]?.capabilities, ['pull', 'resolve']);
+  const k3s = parseAllDocuments(await readFile(join(DEPLOY, 'node-config', 'k3s-registries.yaml'), 'utf8'))[0]?.toJS() as { mirrors: Record<string, { endpoint: string[] }> };
+  for (const mirror of Object.values(k3s.mirrors)) assert.deepEqual(mirror.endpoint, [`http://127.0.0.1:${nodePort}`]);
+});
