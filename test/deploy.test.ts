@@ -9,7 +9,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { parse as parseToml } from 'smol-toml';
 import { parseAllDocuments } from 'yaml';
 import { CLI, FIXTURES, ROOT, run, tempDir } from './helpers/cli.js';
-import { startServe } from './helpers/clients.js';
+import { startContainerd, startServe } from './helpers/clients.js';
 
 // deploy/kubernetes: every manifest parses and validates against the Kubernetes schemas
 // (kubernetes-models); the commands in them run for real against a local store. What is not
@@ -101,4 +101,21 @@ test('node configs point containerd and k3s at the Service NodePort', async () =
   assert.deepEqual(Object.values(hosts.host)[0]?.capabilities, ['pull', 'resolve']);
   const k3s = parseAllDocuments(await readFile(join(DEPLOY, 'node-config', 'k3s-registries.yaml'), 'utf8'))[0]?.toJS() as { mirrors: Record<string, { endpoint: string[] }> };
   for (const mirror of Object.values(k3s.mirrors)) assert.deepEqual(mirror.endpoint, [`http://127.0.0.1:${nodePort}`]);
+});
+
+test('containerd, configured with the shipped hosts.toml, pulls docker.io/library/busybox:1 from cartorio', async (t) => {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  const loaded = await run(process.execPath, [CLI, 'load', '--store', store, join(FIXTURES, 'docker-save-busybox.tar')]);
+  assert.equal(loaded.code, 0, loaded.stderr);
+  const server = await startServe(t, dir, store);
+  // the shipped file, with only the NodePort replaced by this test server's port
+  const shipped = await readFile(join(DEPLOY, 'node-config', 'containerd-hosts.toml'), 'utf8');
+  await mkdir(join(dir, 'certs.d', 'docker.io'), { recursive: true });
+  await writeFile(join(dir, 'certs.d', 'docker.io', 'hosts.toml'), shipped.replace('127.0.0.1:30500', server.address));
+  const containerd = await startContainerd(t);
+  const pulled = await containerd.ctr(['image', 'pull', '--hosts-dir', join(dir, 'certs.d'), 'docker.io/library/busybox:1']);
+  assert.equal(pulled.code, 0, `${pulled.stdout}\n${pulled.stderr}`);
+  const listed = await containerd.ctr(['image', 'ls']);
+  assert.match(listed.stdout, /docker\.io\/library\/busybox:1/);
 });

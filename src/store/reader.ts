@@ -38,6 +38,7 @@ export interface BlobFile {
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_REPOSITORY_DEPTH = 32;
+const DOCKER_HUB_LIBRARY = 'library/';
 
 /**
  * Read-only view of a store for the registry. Snapshots are cached and rebuilt when a
@@ -59,8 +60,18 @@ export class StoreReader {
     return found.filter(isRepositoryName).sort();
   }
 
-  /** The current snapshot of `name`, or undefined when the store has no such repository. */
+  /**
+   * The current snapshot of `name`, or undefined when the store has no such repository.
+   * `library/<x>` falls back to `<x>`: loads drop Docker Hub's `docker.io/library/` prefix, but
+   * containerd and k3s mirroring docker.io ask for `library/busybox`.
+   */
   async repository(name: string): Promise<RepositorySnapshot | undefined> {
+    const found = await this.#repository(name);
+    if (found || !name.startsWith(DOCKER_HUB_LIBRARY)) return found;
+    return this.#repository(name.slice(DOCKER_HUB_LIBRARY.length));
+  }
+
+  async #repository(name: string): Promise<RepositorySnapshot | undefined> {
     if (!isRepositoryName(name)) return undefined;
     const dir = repositoryDir(this.root, name);
     let info;
@@ -86,7 +97,7 @@ export class StoreReader {
     if (!isSha256Digest(digest)) return undefined;
     const snapshot = await this.repository(name);
     if (!snapshot?.blobs.has(digest)) return undefined;
-    const path = blobPath(repositoryDir(this.root, name), digest);
+    const path = blobPath(repositoryDir(this.root, snapshot.name), digest);
     try {
       const info = await stat(path);
       return info.isFile() ? { path, size: info.size } : undefined;
