@@ -2,10 +2,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { StoreReader } from '../store/reader.js';
 import { blobUnknown, nameUnknown, rangeInvalid } from './errors.js';
+import { pumpFile } from './file-pump.js';
 import { notModified } from './respond.js';
-
-/** 1 MiB reads: 1.45 GB/s to curl on loopback vs 0.86 GB/s with the 64 KiB default (medians of 7, 100 MB blob). */
-const READ_CHUNK = 1024 * 1024;
 
 /** A byte range to send, both ends inclusive (RFC 9110 §14.1.1). */
 export interface ByteRange {
@@ -63,7 +61,18 @@ export async function serveBlob(reader: StoreReader, name: string, digest: strin
   const { start, end } = range ?? { start: 0, end: size - 1 };
   setHeaders(reply, digest, etag).header('content-length', end - start + 1);
   if (range) reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`);
-  return reply.send(handle.createReadStream({ start, end, highWaterMark: READ_CHUNK, autoClose: true }));
+  // The body bypasses fastify's stream piping for reused buffers (file-pump.ts); headers are the ones set above.
+  reply.hijack();
+  reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string | number>);
+  try {
+    await pumpFile(handle, reply.raw, start, end);
+  } catch (error) {
+    request.log.error({ err: error, digest }, 'blob read failed after headers were sent');
+    reply.raw.destroy();
+  } finally {
+    await handle.close();
+  }
+  return reply;
 }
 
 function setHeaders(reply: FastifyReply, digest: string, etag: string): FastifyReply {
