@@ -14,6 +14,7 @@ interface ServeOptions {
   tlsKey?: string;
   htpasswd?: string;
   logLevel: string;
+  quiet?: boolean;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -31,6 +32,7 @@ export function serveCommand(): Command {
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--htpasswd <file>', 'require HTTP Basic auth from this htpasswd file (bcrypt entries, htpasswd -B)')
     .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
+    .option('-q, --quiet', 'do not print the address and pull commands on stdout')
     .addHelpText('after', examples([
       'cartorio serve                                   # ./cartorio-store on 0.0.0.0:5000',
       'cartorio serve --store /srv/images --listen 127.0.0.1:5000',
@@ -48,8 +50,9 @@ async function serve(options: ServeOptions): Promise<void> {
     ? { cert: await readInput(options.tlsCert, '--tls-cert'), key: await readInput(options.tlsKey, '--tls-key') }
     : undefined;
   const htpasswd = options.htpasswd === undefined ? undefined : parseHtpasswd((await readInput(options.htpasswd, '--htpasswd')).toString('utf8'), options.htpasswd);
+  const reader = new StoreReader(storePath(options.store));
   const app = buildRegistry({
-    store: new StoreReader(storePath(options.store)),
+    store: reader,
     logger: { level: options.logLevel, stream: process.stderr },
     ...(htpasswd && { htpasswd }),
     ...(tls && { tls }),
@@ -61,6 +64,7 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   const address = formatAddress(app.server.address() as AddressInfo);
   if (options.readyFile !== undefined) await writeReadyFile(options.readyFile, address);
+  if (!options.quiet) process.stdout.write(await banner(reader, address, tls !== undefined));
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       app.log.info({ signal }, 'shutting down');
@@ -76,6 +80,28 @@ async function serve(options: ServeOptions): Promise<void> {
   });
   await stopped;
   if (options.readyFile !== undefined) await rm(options.readyFile, { force: true });
+}
+
+const BANNER_TAGS = 5;
+
+/** What a person starting the server wants to see: where it is, and how to pull from it. */
+async function banner(reader: StoreReader, address: string, tls: boolean): Promise<string> {
+  // A wildcard address is not one a client can use; 127.0.0.1 works from this machine.
+  const pullAddress = address.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '127.0.0.1:');
+  const refs: string[] = [];
+  for (const name of await reader.listRepositories()) {
+    for (const tag of (await reader.repository(name))?.tags ?? []) refs.push(`${name}:${tag}`);
+  }
+  const lines = [`cartorio: serving ${reader.root} on ${tls ? 'https' : 'http'}://${address} (${refs.length} tags)`];
+  const first = refs[0];
+  if (first === undefined) {
+    lines.push('  the store is empty: load images with `cartorio load --store ' + reader.root + ' IMAGE.tar`; they are served without a restart');
+  } else {
+    const insecure = tls ? '' : ' --tls-verify=false';
+    lines.push('pull with:', `  docker pull ${pullAddress}/${first}`, `  podman pull${insecure} ${pullAddress}/${first}`, `  skopeo inspect${insecure} docker://${pullAddress}/${first}`);
+    lines.push(`images: ${refs.slice(0, BANNER_TAGS).join(', ')}${refs.length > BANNER_TAGS ? `, and ${refs.length - BANNER_TAGS} more (cartorio list)` : ''}`);
+  }
+  return lines.join('\n') + '\n';
 }
 
 /** `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` (all interfaces). */
