@@ -13,7 +13,8 @@ test('cartorio serve: ready file, pino logs on stderr, picks up loads, SIGTERM a
   await makeRegistryStore(store);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const ready = join(dir, `ready-${signal}`);
-    const child = spawn(process.execPath, [CLI, 'serve', '--store', store, '--listen', '127.0.0.1:0', '--ready-file', ready], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const quiet = signal === 'SIGINT' ? ['--quiet'] : [];
+    const child = spawn(process.execPath, [CLI, 'serve', '--store', store, '--listen', '127.0.0.1:0', '--ready-file', ready, ...quiet], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     t.after(() => {
       if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
@@ -40,7 +41,9 @@ test('cartorio serve: ready file, pino logs on stderr, picks up loads, SIGTERM a
     process.kill(child.pid ?? 0, signal);
     assert.equal(await exited, 0, `exit code after ${signal}; stderr: ${stderr}`);
     await assert.rejects(stat(ready), 'the ready file is removed on shutdown');
-    assert.equal(stdout, '', 'nothing on stdout');
+    // stdout has the human banner (address, pull commands) or, with --quiet, nothing; logs never go there
+    if (quiet.length > 0) assert.equal(stdout, '', 'nothing on stdout with --quiet');
+    else assert.match(stdout, /^cartorio: serving \S+ on http:\/\/127\.0\.0\.1:\d+ \(\d+ tags\)\npull with:\n {2}docker pull [^\n]+\n(?:[^{\n][^\n]*\n)+$/);
     const lines = stderr.trim().split('\n').map((line) => JSON.parse(line) as { level: number; msg: string; req?: { url: string } });
     assert.ok(lines.some((line) => line.msg === 'incoming request' && line.req?.url === '/v2/busybox/manifests/1'), 'request logged');
     assert.ok(lines.some((line) => line.msg === 'shutting down'), 'shutdown logged');
