@@ -51,7 +51,7 @@ export async function ingestLayerTar(input: string, ingest: Ingest, options: Loa
 export async function packDirectory(input: string, ingest: Ingest, options: LoadOptions): Promise<BuiltLayer> {
   let tree;
   try {
-    tree = await collectTree(input);
+    tree = collectTree(input);
   } catch (error) {
     throw new LoadError(input, (error as Error).message, 'fix or remove the link; cartorio never follows links out of a rootfs', { cause: error });
   }

@@ -1,5 +1,4 @@
-import { close, createReadStream, open, read, type Stats } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { closeSync, createReadStream, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -51,29 +50,30 @@ export interface PackOptions {
 /**
  * Lists a directory tree depth-first with names sorted bytewise (as `tar --sort=name`), without
  * following symlinks. Throws, naming the link, when a relative symlink climbs out of the tree.
+ *
+ * Synchronous on purpose: packing runs in a batch command with nothing else on its event loop,
+ * and a threadpool round trip per lstat costs more than the lstat itself (35k entries: 655 ms
+ * async, see bench/run.sh for the whole load).
  */
-export async function collectTree(root: string): Promise<{ entries: TreeEntry[]; contentBytes: number }> {
+export function collectTree(root: string): { entries: TreeEntry[]; contentBytes: number } {
   const entries: TreeEntry[] = [];
   let contentBytes = 0;
-  const visit = async (dir: string, prefix: string): Promise<void> => {
-    const names = (await readdir(dir)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    // lstat a directory's children together: a tree of many small files is latency-bound otherwise
-    const children = await Promise.all(names.map(async (name) => {
+  const visit = (dir: string, prefix: string): void => {
+    const names = readdirSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const name of names) {
       const absolute = join(dir, name);
-      const stats = await lstat(absolute);
-      return { name, absolute, stats, target: stats.isSymbolicLink() ? await readlink(absolute) : undefined };
-    }));
-    for (const { name, absolute, stats, target } of children) {
       const path = prefix === '' ? name : `${prefix}/${name}`;
+      const stats = lstatSync(absolute);
+      const target = stats.isSymbolicLink() ? readlinkSync(absolute) : undefined;
       const compact = entryStats(stats, target);
       if (!compact) continue;
       if (target !== undefined && symlinkEscapes(path, target)) throw new Error(`symlink "${path}" -> "${target}" points outside the rootfs`);
       entries.push({ path, absolute, stats: compact });
       contentBytes += compact.size;
-      if (compact.kind === 'directory') await visit(absolute, path);
+      if (compact.kind === 'directory') visit(absolute, path);
     }
   };
-  await visit(root, '');
+  visit(root, '');
   return { entries, contentBytes };
 }
 
@@ -86,15 +86,14 @@ export function packTree(entries: TreeEntry[], options: PackOptions = {}): Reada
   const tar = pack();
   const feed = async (): Promise<void> => {
     const seenInodes = new Map<string, string>();
-    const prefetch = new Prefetch(entries);
-    for (const [index, entry] of entries.entries()) {
+    for (const entry of entries) {
       const { stats } = entry;
       const header: TarHeader = { name: entry.path, mode: stats.mode, uid: stats.uid, gid: stats.gid, mtime: options.mtime ?? new Date(stats.mtimeMs) };
       if (stats.kind === 'file' && stats.nlink > 1 && seenInodes.has(stats.inode)) {
         await addEntry(tar, { ...header, type: 'link', linkname: seenInodes.get(stats.inode) ?? '', size: 0 });
       } else if (stats.kind === 'file' && stats.size <= SMALL_FILE) {
         seenInodes.set(stats.inode, entry.path);
-        const content = await prefetch.take(index);
+        const content = readSmallFile(entry.absolute, stats.size);
         if (content.length !== stats.size) throw new Error(`${entry.absolute} changed size while being packed`);
         options.onBytes?.(content.length);
         await addEntry(tar, { ...header, type: 'file', size: content.length }, content);
@@ -124,51 +123,18 @@ export function packTree(entries: TreeEntry[], options: PackOptions = {}): Reada
   return tar as unknown as Readable;
 }
 
-/** Small files are read ahead, a bounded window at a time, so packing is not one open/read/close at a time. */
+/** Files up to this size are read whole, synchronously (one open, read, close), like tar does. */
 const SMALL_FILE = 256 * 1024;
-const PREFETCH_WINDOW = 16;
 
-class Prefetch {
-  readonly #entries: TreeEntry[];
-  readonly #pending = new Map<number, Promise<Buffer>>();
-  #next = 0;
-
-  constructor(entries: TreeEntry[]) {
-    this.#entries = entries;
+// One byte more is asked for, to notice a file that grew since lstat.
+function readSmallFile(path: string, size: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(size + 1);
+    return buffer.subarray(0, readSync(fd, buffer, 0, size + 1, 0));
+  } finally {
+    closeSync(fd);
   }
-
-  /** The content of the small file at `index`, starting reads for the files after it. */
-  take(index: number): Promise<Buffer> {
-    this.#next = Math.max(this.#next, index);
-    while (this.#next < this.#entries.length && this.#next < index + PREFETCH_WINDOW) {
-      const entry = this.#entries[this.#next];
-      if (entry && entry.stats.kind === 'file' && entry.stats.size <= SMALL_FILE && !this.#pending.has(this.#next)) {
-        const reading = readSmallFile(entry.absolute, entry.stats.size);
-        reading.catch(() => undefined); // awaited (and reported) when its turn comes
-        this.#pending.set(this.#next, reading);
-      }
-      this.#next++;
-    }
-    const entry = this.#entries[index];
-    const reading = this.#pending.get(index) ?? readSmallFile(entry?.absolute ?? '', entry?.stats.size ?? 0);
-    this.#pending.delete(index);
-    return reading;
-  }
-}
-
-// open + read + close with the size lstat gave: fs.promises.readFile adds an fstat and FileHandle
-// bookkeeping per file, which dominates packing a tree of small files. One byte more is asked
-// for, to notice a file that grew.
-function readSmallFile(path: string, size: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    open(path, 'r', (openError, fd) => {
-      if (openError) return reject(openError);
-      const buffer = Buffer.allocUnsafe(size + 1);
-      read(fd, buffer, 0, size + 1, 0, (readError, bytesRead) => {
-        close(fd, () => (readError ? reject(readError) : resolve(buffer.subarray(0, bytesRead))));
-      });
-    });
-  });
 }
 
 function addEntry(tar: Pack, header: TarHeader, content?: Buffer): Promise<void> {
