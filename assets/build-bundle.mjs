@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Bundles the compiled code (run `npm run build` first) into single files with esbuild, for the
+// resource image and the get's `cartorio` launcher (params.bundle_server):
+//   OUT/resource.mjs                          checkCommand, inCommand, outCommand
+//   OUT/cartorio/dist/src/cli/main.mjs        the CLI with `serve LAYOUT…` (assets/cli-entry.mjs)
+//   OUT/cartorio/package.json                 name and version (the CLI reads ../../../package.json)
+// OUT defaults to dist/bundle. Usage: node assets/build-bundle.mjs [OUT]
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { build } from 'esbuild';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const out = resolve(process.argv[2] ?? join(root, 'dist', 'bundle'));
+// Bundled CommonJS dependencies call require(); give ESM output a real one.
+const banner = { js: "import { createRequire as __cartorioRequire } from 'node:module'; const require = __cartorioRequire(import.meta.url);" };
+const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', banner, legalComments: 'none', logLevel: 'warning' };
+
+const resourceEntry = join(out, '.resource-entry.mjs');
+await mkdir(out, { recursive: true });
+await writeFile(resourceEntry, ['check', 'in', 'out'].map((c) => `export * from ${JSON.stringify(join(root, 'dist', 'src', 'resource', `${c}.js`))};`).join('\n') + '\n');
+await build({ ...common, entryPoints: [resourceEntry], outfile: join(out, 'resource.mjs') });
+await rm(resourceEntry);
+await build({ ...common, entryPoints: [join(root, 'assets', 'cli-entry.mjs')], outfile: join(out, 'cartorio', 'dist', 'src', 'cli', 'main.mjs') });
+const { name, version, license } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+await writeFile(join(out, 'cartorio', 'package.json'), JSON.stringify({ name, version, license, type: 'module', private: true }, null, 2) + '\n');
+process.stdout.write(`${out}\n`);

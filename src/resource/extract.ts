@@ -1,0 +1,224 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
+import { join, posix, relative } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { extract, type Header } from 'tar-stream';
+import { hardlinkProblem, normalizeEntryName, symlinkEscapes } from '../image/tar-paths.js';
+
+/** OCI image-spec layer.md: a whiteout file hides `<name>` of the layers below. */
+const WHITEOUT_PREFIX = '.wh.';
+/** …and this one, in a directory, hides everything the layers below put there. */
+const OPAQUE_WHITEOUT = '.wh..wh..opq';
+const MAX_SYMLINK_HOPS = 40;
+
+export interface ApplyOptions {
+  /** Restore each entry's uid/gid (needs root; Concourse runs `get` as root). */
+  preserveOwnership: boolean;
+  /** Told about entries that cannot be recreated here (device nodes, FIFOs). */
+  onSkip?: (path: string, why: string) => void;
+}
+
+/**
+ * Applies image layers, in order, to a directory as a container runtime would (image-spec
+ * layer.md "Applying Changesets"): whiteouts delete from lower layers, opaque whiteouts empty
+ * a directory of lower-layer content, a new entry replaces an old one. Extraction is confined
+ * to the directory: names are normalised and may not climb out, symlinks already on disk are
+ * resolved inside the root (as in a chroot) when a later entry goes through them, a relative
+ * symlink may not point above the root, and a hard link may only name an entry inside it.
+ */
+export class RootfsWriter {
+  readonly #root: string;
+  readonly #options: ApplyOptions;
+  /** Directory attributes are set last (deepest first), so a read-only directory can still be filled. */
+  readonly #directories = new Map<string, Header>();
+
+  constructor(root: string, options: ApplyOptions) {
+    this.#root = root;
+    this.#options = options;
+  }
+
+  /** Applies one layer file (tar, tar+gzip); `where` names it in errors. */
+  async applyLayerFile(path: string, where: string): Promise<void> {
+    const head = await readHead(path);
+    if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) {
+      throw new Error(`${where}: zstd-compressed layers cannot be unpacked yet (use format: oci)`);
+    }
+    const gzip = head[0] === 0x1f && head[1] === 0x8b;
+    const source = createReadStream(path, { highWaterMark: 1024 * 1024 });
+    await this.applyLayer(source, where, gzip);
+  }
+
+  /** Applies one layer tar stream (gzip-compressed when `gzip`). */
+  async applyLayer(source: Readable, where: string, gzip = false): Promise<void> {
+    const tar = extract();
+    const stages = gzip ? [source, createGunzip(), tar] : [source, tar];
+    const feeding = pipeline(stages as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
+    feeding.catch(() => undefined); // reported below, after the entries
+    const written = new Set<string>();
+    try {
+      for await (const entry of tar) {
+        try {
+          await this.#apply(entry.header, entry as unknown as Readable, written);
+        } finally {
+          (entry as unknown as Readable).resume();
+        }
+      }
+      await feeding;
+    } catch (error) {
+      source.destroy();
+      throw new Error(`${where}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Sets the attributes of every directory entry seen, deepest first. */
+  async finish(): Promise<void> {
+    const paths = [...this.#directories.keys()].sort((a, b) => b.length - a.length);
+    for (const path of paths) {
+      const header = this.#directories.get(path) as Header;
+      const info = await lstat(path).catch(() => undefined);
+      if (!info?.isDirectory()) continue; // whited out by a later layer
+      await this.#attributes(path, header, false);
+    }
+  }
+
+  async #apply(header: Header, content: Readable, written: Set<string>): Promise<void> {
+    const normalized = normalizeEntryName(header.name);
+    if ('problem' in normalized) throw new Error(normalized.problem);
+    const path = normalized.path;
+    if (path === '') return; // the root itself
+    const name = posix.basename(path);
+    const parent = posix.dirname(path) === '.' ? '' : posix.dirname(path);
+
+    if (name === OPAQUE_WHITEOUT) {
+      const dir = await this.#resolve(parent, true);
+      if ((await lstat(dir).catch(() => undefined))?.isDirectory()) await this.#purge(dir, written);
+      return;
+    }
+    if (name.startsWith(WHITEOUT_PREFIX)) {
+      const hidden = name.slice(WHITEOUT_PREFIX.length);
+      if (hidden === '' || hidden === '.' || hidden === '..') throw new Error(`whiteout "${path}" names no entry`);
+      const victim = join(await this.#resolve(parent, true), hidden);
+      if (!written.has(relative(this.#root, victim))) await rm(victim, { recursive: true, force: true });
+      return;
+    }
+
+    const dir = await this.#ensureDirectory(parent, path);
+    const target = join(dir, name);
+    const existing = await lstat(target).catch(() => undefined);
+    switch (header.type) {
+      case 'directory':
+        if (existing && !existing.isDirectory()) await rm(target, { force: true });
+        if (!existing?.isDirectory()) await mkdir(target, { mode: 0o755 });
+        this.#directories.set(target, header);
+        break;
+      case 'file':
+      case 'contiguous-file':
+        if (existing) await rm(target, { recursive: true, force: true });
+        // 'wx': never write through whatever might sit at the path.
+        await pipeline(content, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+        await this.#attributes(target, header, false);
+        break;
+      case 'symlink': {
+        const linkTarget = header.linkname ?? '';
+        if (symlinkEscapes(path, linkTarget)) throw new Error(`symlink "${path}" -> "${linkTarget}" points outside the rootfs`);
+        if (existing) await rm(target, { recursive: true, force: true });
+        await symlink(linkTarget, target);
+        await this.#attributes(target, header, true);
+        break;
+      }
+      case 'link': {
+        const linkTarget = header.linkname ?? '';
+        const problem = hardlinkProblem(path, linkTarget);
+        if (problem) throw new Error(problem);
+        const source = await this.#resolve((normalizeEntryName(linkTarget) as { path: string }).path, false);
+        const info = await lstat(source).catch(() => undefined);
+        if (!info) throw new Error(`hard link "${path}" -> "${linkTarget}": the target is not in the layers so far`);
+        if (info.isDirectory()) throw new Error(`hard link "${path}" -> "${linkTarget}": the target is a directory`);
+        if (source === target) break;
+        if (existing) await rm(target, { recursive: true, force: true });
+        await link(source, target);
+        break;
+      }
+      default:
+        // Device nodes need privileges a get does not have (and runtimes create /dev themselves).
+        this.#options.onSkip?.(path, `${header.type ?? 'unknown'} entries are not recreated`);
+        return;
+    }
+    written.add(relative(this.#root, target));
+  }
+
+  // Resolves a path inside the root the way a chroot would: symlinks on disk are followed with
+  // their targets read relative to the root, and ".." never climbs above it. The result is
+  // always below the root. With `followLast` false the last component is not followed.
+  async #resolve(path: string, followLast: boolean): Promise<string> {
+    const queue = path.split('/').filter((part) => part !== '' && part !== '.');
+    const resolved: string[] = [];
+    let hops = 0;
+    while (queue.length > 0) {
+      const part = queue.shift() as string;
+      if (part === '..') {
+        resolved.pop();
+        continue;
+      }
+      const candidate = join(this.#root, ...resolved, part);
+      if (queue.length === 0 && !followLast) {
+        resolved.push(part);
+        break;
+      }
+      const info = await lstat(candidate).catch(() => undefined);
+      if (info?.isSymbolicLink()) {
+        if (++hops > MAX_SYMLINK_HOPS) throw new Error(`"${path}": too many levels of symbolic links`);
+        const target = await readlink(candidate);
+        if (target.startsWith('/')) resolved.length = 0;
+        queue.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
+        continue;
+      }
+      resolved.push(part);
+    }
+    return join(this.#root, ...resolved);
+  }
+
+  async #ensureDirectory(path: string, entry: string): Promise<string> {
+    const dir = await this.#resolve(path, true);
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o755 });
+    } catch (error) {
+      throw new Error(`"${entry}": a parent is not a directory (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+    }
+    return dir;
+  }
+
+  // Opaque whiteout: drop what lower layers put in `dir`, keep what this layer wrote.
+  async #purge(dir: string, written: Set<string>): Promise<void> {
+    for (const name of await readdir(dir)) {
+      const path = join(dir, name);
+      if (!written.has(relative(this.#root, path))) {
+        await rm(path, { recursive: true, force: true });
+      } else if ((await lstat(path)).isDirectory()) {
+        await this.#purge(path, written);
+      }
+    }
+  }
+
+  async #attributes(path: string, header: Header, isSymlink: boolean): Promise<void> {
+    if (this.#options.preserveOwnership) await lchown(path, header.uid ?? 0, header.gid ?? 0);
+    // After chown, which clears set-id bits. Linux cannot chmod a symlink.
+    if (!isSymlink) await chmod(path, (header.mode ?? 0o644) & 0o7777);
+    const mtime = header.mtime ?? new Date(0);
+    if (isSymlink) await lutimes(path, mtime, mtime);
+    else await utimes(path, mtime, mtime);
+  }
+}
+
+async function readHead(path: string): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(buffer, 0, 4, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}

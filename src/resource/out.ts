@@ -1,0 +1,74 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { convertToLayout } from '../formats/load.js';
+import { LoadError } from '../formats/load-error.js';
+import type { Descriptor } from '../image/oci.schema.js';
+import { readAdditionalTags, resolveImagePath } from './image-path.js';
+import { directoryArgument, readRequest, respond, type CommandIO } from './io.js';
+import { countLayers } from './layout-copy.js';
+import { validateOutRequest, type MetadataField } from './schema.js';
+import { resolveSource } from './source.js';
+
+/**
+ * Fixed times make a put reproducible: the same input gives the same layers, config and digest
+ * whenever and wherever it runs (file mtimes in packed layers, `created` in the config).
+ */
+export const REPRODUCIBLE_MTIME = new Date(0);
+export const REPRODUCIBLE_CREATED = '1970-01-01T00:00:00Z';
+
+/**
+ * `out` (a put): converts `params.image` (any format `cartorio load` reads, above all a
+ * Concourse `rootfs/` + `metadata.json` directory) into one OCI image, reproducibly, and stores
+ * it under `tag` and `additional_tags`, transferring only what the store lacks. The image is
+ * built completely in a temp directory first, so a bad input never reaches the store.
+ */
+export async function outCommand(io: CommandIO): Promise<void> {
+  const dir = directoryArgument(io, 'out');
+  const request = await readRequest(io, validateOutRequest);
+  const { params } = request;
+  const { repository, tag, platform, log, store } = resolveSource(io, request.source);
+  const scratch = await mkdtemp(join(tmpdir(), 'cartorio-out-'));
+  try {
+    const input = await resolveImagePath(dir, params.image);
+    const tags = [...new Set([tag, ...(await readAdditionalTags(dir, params.additional_tags))])];
+    const layout = join(scratch, 'layout');
+    log.info(`converting ${relative(dir, input) || '.'} into ${repository}:${tags.join(', :')}`);
+    const loaded = await convertToLayout(input, layout, {
+      name: repository,
+      tags: [tag],
+      platform,
+      mtime: REPRODUCIBLE_MTIME,
+      created: REPRODUCIBLE_CREATED,
+      ...(params.format !== undefined && { format: params.format }),
+    }).catch((error: unknown) => {
+      throw oneLine(error);
+    });
+    if (loaded.length !== 1) {
+      const names = loaded.map((image) => `${image.tags[0] ?? '?'}@${image.digest.slice(0, 19)}…`).join(', ');
+      throw new Error(`params.image "${params.image}" holds ${loaded.length} images (${names}); a put stores one — give an input with a single image (or one index)`);
+    }
+    const image = loaded[0] as (typeof loaded)[number];
+    const root: Descriptor = { mediaType: image.mediaType, digest: image.digest, size: image.size };
+    const pushed = await store.push(repository, layout, root, tags);
+    log.info(`stored ${repository}@${image.digest} in ${store.where} as ${tags.join(', ')}: ${pushed.uploaded} blobs sent, ${pushed.skipped} already there`);
+    const metadata: MetadataField[] = [
+      { name: 'repository', value: repository },
+      { name: 'tag', value: tag },
+      ...(tags.length > 1 ? [{ name: 'additional_tags', value: tags.slice(1).join(' ') }] : []),
+      { name: 'digest', value: image.digest },
+      { name: 'layers', value: String(await countLayers(layout, root)) },
+      { name: 'source_format', value: image.format },
+    ];
+    await respond(io, { version: { digest: image.digest, tag }, metadata });
+  } finally {
+    store.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+// A loader's hint belongs on the same line: Concourse shows the step's last stderr line.
+function oneLine(error: unknown): Error {
+  if (error instanceof LoadError && error.hint) return new Error(`${error.message} (${error.hint})`, { cause: error });
+  return error as Error;
+}
