@@ -29,13 +29,15 @@ export async function inCommand(io: CommandIO): Promise<void> {
       { name: 'digest', value: digest },
       { name: 'media_type', value: root.mediaType },
     ];
+    // Said once everything worked: a failed get prints its error as its only stderr line.
+    const done: string[] = [];
     if (params.skip_download !== true) {
       const copied = await store.pull(repository, root, join(dir, 'oci'), tag);
-      log.info(`fetched ${repository}@${digest} from ${store.where}: ${copied.blobs} blobs, ${copied.bytes} bytes, into oci/`);
+      done.push(`fetched ${repository}@${digest} from ${store.where}: ${copied.blobs} blobs, ${copied.bytes} bytes, into oci/`);
       metadata.push({ name: 'size', value: String(copied.bytes) });
       if (params.format === 'rootfs') {
         // Ownership matters for a task image; only root can restore it (Concourse runs get as root).
-        await unpackRootfs(join(dir, 'oci'), root, platform, dir, log, process.getuid?.() === 0);
+        done.push(await unpackRootfs(join(dir, 'oci'), root, platform, dir, log, process.getuid?.() === 0));
       }
     }
     await writeSmallFile(dir, 'repository', repository);
@@ -43,8 +45,9 @@ export async function inCommand(io: CommandIO): Promise<void> {
     await writeSmallFile(dir, 'digest', digest);
     if (params.bundle_server === true) {
       const bytes = await writeServerBundle(dir, await currentRuntime(process.execPath), await findCliBundle());
-      log.info(`wrote the cartorio launcher (${Math.round(bytes / 1048576)} MiB): ./<input>/cartorio serve ./<input>/oci`);
+      done.push(`wrote the cartorio launcher (${Math.round(bytes / 1048576)} MiB): ./<input>/cartorio serve ./<input>/oci`);
     }
+    for (const line of done) log.info(line);
     await respond(io, { version: request.version, metadata });
   } finally {
     store.close();

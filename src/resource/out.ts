@@ -33,7 +33,7 @@ export async function outCommand(io: CommandIO): Promise<void> {
     const input = await resolveImagePath(dir, params.image);
     const tags = [...new Set([tag, ...(await readAdditionalTags(dir, params.additional_tags))])];
     const layout = join(scratch, 'layout');
-    log.info(`converting ${relative(dir, input) || '.'} into ${repository}:${tags.join(', :')}`);
+    log.debug(`converting ${relative(dir, input) || '.'} into ${repository}:${tags.join(', :')}`);
     const loaded = await convertToLayout(input, layout, {
       name: repository,
       tags: [tag],

@@ -25,8 +25,9 @@ export interface RootfsMetadata {
  * Unpacks image `root` of the OCI layout `layout` into `<dest>/rootfs` (layers applied in
  * order) and writes `<dest>/metadata.json` — the shape Concourse runs tasks from. An index is
  * resolved to the manifest for `platform`. Built under a temp name and renamed into place.
+ * Returns a line saying what it did.
  */
-export async function unpackRootfs(layout: string, root: Descriptor, platform: Platform, dest: string, log: Log, preserveOwnership: boolean): Promise<RootfsMetadata> {
+export async function unpackRootfs(layout: string, root: Descriptor, platform: Platform, dest: string, log: Log, preserveOwnership: boolean): Promise<string> {
   const image = await selectImage(layout, root, platform);
   const config = await readConfig(layout, image.config);
   const partial = join(dest, `.rootfs.partial-${randomBytes(4).toString('hex')}`);
@@ -53,8 +54,7 @@ export async function unpackRootfs(layout: string, root: Descriptor, platform: P
     ...(config.config?.Cmd && { cmd: config.config.Cmd }),
   };
   await writeFile(join(dest, 'metadata.json'), JSON.stringify(metadata) + '\n');
-  log.info(`unpacked ${image.layers.length} layers into rootfs/ (${config.os}/${config.architecture})`);
-  return metadata;
+  return `unpacked ${image.layers.length} layers into rootfs/ (${config.os}/${config.architecture}) and wrote metadata.json`;
 }
 
 /** The image manifest to unpack: `root` itself, or the entry of an index for `platform`. */
