@@ -241,6 +241,23 @@ test('rootfs: nothing is written outside the root', async (t) => {
   });
 });
 
+test('rootfs: a layer ending right after its last content (as umoci writes them) applies; cut content does not', async (t) => {
+  const dir = await tempDir(t);
+  const full = join(dir, 'full.tar');
+  await writeTar(full, [{ name: 'etc/motd', content: 'hello from a layer' }]);
+  const bytes = await readFile(full);
+  const unpadded = join(dir, 'unpadded.tar');
+  await writeFile(unpadded, bytes.subarray(0, 512 + 18));
+  const cut = join(dir, 'cut.tar');
+  await writeFile(cut, bytes.subarray(0, 512 + 10));
+  const root = join(dir, 'root');
+  await mkdir(root);
+  const writer = new RootfsWriter(root, { preserveOwnership: false });
+  await writer.applyLayerFile(unpadded, 'unpadded');
+  assert.equal(await readFile(join(root, 'etc', 'motd'), 'utf8'), 'hello from a layer');
+  await assert.rejects(writer.applyLayerFile(cut, 'cut'), { message: 'cut: Unexpected end of data' });
+});
+
 // STYLE §1: the resource uses client, store, formats and image, never registry or cli.
 test('src/resource imports only client, store, formats, image, its libraries and node:', async () => {
   const dir = join(ROOT, 'src', 'resource');

@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -55,20 +55,32 @@ export class RootfsWriter {
     const tar = extract();
     const stages = gzip ? [source, createGunzip(), tar] : [source, tar];
     const feeding = pipeline(stages as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
-    feeding.catch(() => undefined); // reported below, after the entries
+    let feedError: Error | undefined;
+    feeding.catch((error: Error) => (feedError = error)); // reported below, after the entries
     const written = new Set<string>();
+    let betweenEntries = false;
     try {
       for await (const entry of tar) {
+        betweenEntries = false;
         try {
           await this.#apply(entry.header, entry as unknown as Readable, written);
         } finally {
           (entry as unknown as Readable).resume();
         }
+        betweenEntries = true;
       }
       await feeding;
     } catch (error) {
+      // Go's archive/tar (Docker, containerd) reads EOF right after an entry's content as the
+      // end of the archive, so layers without the final padding and zero blocks run everywhere
+      // (umoci writes them). tar-stream calls that truncated; accept it, but only there.
+      if (betweenEntries && /Unexpected end of data/.test((error as Error).message)) return;
       source.destroy();
-      throw new Error(`${where}: ${(error as Error).message}`, { cause: error });
+      // An entry cut short dies as "Stream was destroyed"; the archive's own error says why.
+      await new Promise((resolve) => setImmediate(resolve));
+      const fromArchive = feedError !== undefined && (feedError as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE';
+      const reason = fromArchive ? (feedError as Error) : (error as Error);
+      throw new Error(`${where}: ${reason.message}`, { cause: reason });
     }
   }
 
@@ -116,8 +128,7 @@ export class RootfsWriter {
       case 'file':
       case 'contiguous-file':
         if (existing) await rm(target, { recursive: true, force: true });
-        // 'wx': never write through whatever might sit at the path.
-        await pipeline(content, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+        await writeContent(content, target);
         await this.#attributes(target, header, false);
         break;
       case 'symlink': {
@@ -209,6 +220,18 @@ export class RootfsWriter {
     const mtime = header.mtime ?? new Date(0);
     if (isSymlink) await lutimes(path, mtime, mtime);
     else await utimes(path, mtime, mtime);
+  }
+}
+
+// 'wx': never write through whatever might sit at the path. The entry is read with for-await, not
+// stream.pipeline: tar-stream's entries are streamx streams, whose destruction on a truncated
+// archive node's pipeline does not notice (it would wait forever).
+async function writeContent(content: Readable, path: string): Promise<void> {
+  const handle = await open(path, 'wx', 0o600);
+  try {
+    for await (const chunk of content as AsyncIterable<Buffer>) await handle.write(chunk);
+  } finally {
+    await handle.close();
   }
 }
 
