@@ -1,11 +1,11 @@
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
+import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { normalizeEntryName } from '../image/tar-paths.js';
 import type { BlobInfo, Ingest } from '../store/ingest.js';
-import { ByteCounter, openInput, sniffCompression } from './input-stream.js';
+import { ByteCounter, InflationGuard, gunzip, inflationLimit, openInput, sniffCompression } from './input-stream.js';
 import { LoadError } from './load-error.js';
 
 /** Regular files of an image archive, by normalised path, each already in the ingest. */
@@ -14,12 +14,16 @@ export type ArchiveFiles = Map<string, BlobInfo>;
 const BLOB_PATH = /^blobs\/([^/]+)\/([^/]+)$/;
 const SHA256_HEX = /^[a-f0-9]{64}$/;
 const MAX_LINK_HOPS = 16;
+/** What tar-stream's decoder puts in a name for bytes that are not UTF-8. */
+const REPLACEMENT_CHARACTER = '\uFFFD';
 
 /**
  * Reads an image archive (docker save, OCI archive) in one pass: every regular entry streams
  * into the ingest while hashed — `blobs/sha256/<hex>` entries are checked against their name —,
  * symlinks and hard links between entries become aliases, and anything that could write
- * outside the archive (absolute or `..` names, links that escape, devices) is refused.
+ * outside the archive (absolute or `..` names, links that escape, devices) is refused, as are
+ * entries that appear twice (which copy would a reader take?) and names that are not UTF-8
+ * (two such names can decode to the same string; no tool writes them in an image archive).
  */
 export async function readImageArchive(input: string, ingest: Ingest, onBytes?: (bytes: number) => void): Promise<ArchiveFiles> {
   const compression = await sniffCompression(input);
@@ -28,15 +32,18 @@ export async function readImageArchive(input: string, ingest: Ingest, onBytes?: 
   const tar = extract();
   const stages: (Readable | NodeJS.ReadWriteStream)[] = [openInput(input)];
   if (onBytes) stages.push(new ByteCounter(onBytes));
-  if (compression === 'gzip') stages.push(createGunzip());
+  if (compression === 'gzip') stages.push(gunzip(), new InflationGuard(inflationLimit((await stat(input)).size)));
   const feeding = pipeline([...stages, tar] as unknown as [Readable, NodeJS.WritableStream]);
   feeding.catch(() => undefined); // reported below, once iteration stops
+  let last: string | undefined;
   try {
     for await (const entry of tar) {
       const { header } = entry;
       const normalized = normalizeEntryName(header.name);
       if ('problem' in normalized) throw new LoadError(input, normalized.problem, 'the archive is damaged or hostile; do not load it');
       const path = normalized.path;
+      if (path.includes(REPLACEMENT_CHARACTER)) throw new LoadError(input, `entry ${JSON.stringify(path)} has a name that is not valid UTF-8`, 'the archive is damaged or hostile; do not load it');
+      last = path;
       if (files.has(path) || aliases.has(path)) throw new LoadError(input, `entry "${path}" appears twice in the archive`);
       if (header.type === 'file' || header.type === 'contiguous-file') {
         files.set(path, await ingest.writeStream(entry as unknown as Readable, { where: `${input}: ${path}`, expectSize: header.size, ...blobClaim(input, path) }));
@@ -51,8 +58,10 @@ export async function readImageArchive(input: string, ingest: Ingest, onBytes?: 
     await feeding;
   } catch (error) {
     tar.destroy();
-    await feeding.catch(() => undefined);
-    throw asLoadError(input, error);
+    // A stage's own error (a gzip bomb, a read error) says more than the parser's "premature close".
+    const fed = await feeding.then(() => undefined, (failure: unknown) => failure as NodeJS.ErrnoException);
+    const cause = error instanceof LoadError || fed === undefined || fed.code === 'ERR_STREAM_PREMATURE_CLOSE' ? error : fed;
+    throw asLoadError(input, damagedHeader(cause, last));
   }
   for (const [path, target] of aliases) files.set(path, followAlias(input, path, target, files, aliases));
   return files;
@@ -87,10 +96,25 @@ function followAlias(input: string, path: string, target: string, files: Archive
   throw new LoadError(input, `link "${path}" points at "${target}", which is not a file in the archive`);
 }
 
+/**
+ * tar-stream's words for a header it cannot decode, made precise: which entry it followed. A
+ * header that fails its checksum after good entries is damage, not "not a tar".
+ */
+export function damagedHeader(error: unknown, after: string | undefined): unknown {
+  const message = (error as Error | undefined)?.message ?? '';
+  if (/^Invalid tar header/.test(message) && after !== undefined) {
+    return new Error(`is corrupt: the tar header after entry "${after}" is damaged (bad checksum or format)`, { cause: error });
+  }
+  if (message === 'Header exceeds max size') return new Error('has a tar extended header (pax or GNU long name) over 4 MiB, which no real archive needs', { cause: error });
+  if (message === 'Invalid header') return new Error(`is corrupt: a tar header${after === undefined ? '' : ` after entry "${after}"`} has an invalid size`, { cause: error });
+  return error;
+}
+
 /** Turns stream and parser errors into one line naming the input. */
 export function asLoadError(input: string, error: unknown): LoadError {
   if (error instanceof LoadError) return error;
   const message = (error as Error).message ?? String(error);
+  if (/^(?:is corrupt|has a tar|inflates to)/.test(message)) return new LoadError(input, message, undefined, { cause: error });
   if (message.startsWith(input)) return new LoadError(input, message.slice(input.length + 2), undefined, { cause: error });
   if (/unexpected end|premature close|truncated/i.test(message)) {
     return new LoadError(input, `is truncated or corrupt (${message})`, 'copy the file again and check its size', { cause: error });

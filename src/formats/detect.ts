@@ -3,9 +3,8 @@ import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
-import { sniffCompression } from './input-stream.js';
+import { InflationGuard, gunzip, inflationLimit, sniffCompression } from './input-stream.js';
 import { LoadError } from './load-error.js';
 import type { FormatName } from './types.js';
 
@@ -28,7 +27,7 @@ export async function detectFormat(input: string): Promise<FormatName> {
   if (info.isDirectory()) return detectDirectory(input);
   if (!info.isFile()) throw new LoadError(input, 'is neither a file nor a directory');
   const compression = await sniffCompression(input);
-  const names = compression === 'gzip' ? await topLevelNamesGzip(input) : await topLevelNamesPlain(input);
+  const names = compression === 'gzip' ? await topLevelNamesGzip(input, inflationLimit(info.size)) : await topLevelNamesPlain(input);
   if (names.has('manifest.json')) return 'docker-archive';
   if (names.has('index.json') && names.has('oci-layout')) return 'oci-archive';
   return 'rootfs-tar';
@@ -73,10 +72,10 @@ async function topLevelNamesPlain(input: string): Promise<Set<string>> {
   return names;
 }
 
-async function topLevelNamesGzip(input: string): Promise<Set<string>> {
+async function topLevelNamesGzip(input: string, limit: number): Promise<Set<string>> {
   const names = new Set<string>();
   const tar = extract();
-  const feeding = pipeline(createReadStream(input, { highWaterMark: 1024 * 1024 }), createGunzip(), tar as unknown as NodeJS.WritableStream);
+  const feeding = pipeline(createReadStream(input, { highWaterMark: 1024 * 1024 }), gunzip(), new InflationGuard(limit), tar as unknown as NodeJS.WritableStream);
   feeding.catch(() => undefined);
   try {
     for await (const entry of tar) {
@@ -86,7 +85,7 @@ async function topLevelNamesGzip(input: string): Promise<Set<string>> {
     }
     await feeding;
   } catch {
-    // A damaged archive: let the loader name the problem with its exact position.
+    // A damaged archive or a gzip bomb: let the loader name the problem precisely.
   }
   return names;
 }

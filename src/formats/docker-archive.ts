@@ -7,7 +7,7 @@ import { compileValidator, parseJson } from '../image/validate.js';
 import type { Ingest } from '../store/ingest.js';
 import { readImageArchive, type ArchiveFiles } from './archive-reader.js';
 import { LoadError } from './load-error.js';
-import { imagesFromIndex, parseLayoutIndex } from './oci-index.js';
+import { MAX_INDEX_BYTES, imagesFromIndex, parseLayoutIndex } from './oci-index.js';
 import type { LoadOptions, PendingImage } from './types.js';
 
 /** `manifest.json` of `docker save` (moby image/tarexport): one entry per image. */
@@ -45,7 +45,7 @@ export async function loadImageArchive(input: string, ingest: Ingest, options: L
   const files = await readImageArchive(input, ingest, options.onBytes);
   const index = files.get('index.json');
   if (index && files.has('oci-layout')) {
-    const layoutIndex = parseLayoutIndex(input, await ingest.readBytes(index.digest, `${input}: index.json`), `${input}: index.json`);
+    const layoutIndex = parseLayoutIndex(input, await readIndex(input, ingest, index.digest), `${input}: index.json`);
     const images = imagesFromIndex(input, layoutIndex);
     const manifest = files.get('manifest.json');
     if (manifest) await nameFromDockerManifest(input, images, await readDockerManifest(input, ingest, manifest.digest), files, ingest);
@@ -57,6 +57,14 @@ export async function loadImageArchive(input: string, ingest: Ingest, options: L
   const images: PendingImage[] = [];
   for (const entry of entries) images.push(...(await legacyImage(input, entry, files, ingest)));
   return images;
+}
+
+async function readIndex(input: string, ingest: Ingest, digest: string): Promise<Buffer> {
+  try {
+    return await ingest.readBytes(digest, `${input}: index.json`, MAX_INDEX_BYTES);
+  } catch (error) {
+    throw new LoadError(input, (error as Error).message.replace(`${input}: `, ''), undefined, { cause: error });
+  }
 }
 
 async function readDockerManifest(input: string, ingest: Ingest, digest: string): Promise<DockerManifestEntry[]> {

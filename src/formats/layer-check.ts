@@ -1,25 +1,33 @@
 import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { HashingStream } from '../image/digest.js';
 import { hardlinkProblem, normalizeEntryName, symlinkEscapes } from '../image/tar-paths.js';
+import { INFLATION_FLOOR, InflationGuard, gunzip } from './input-stream.js';
+import { damagedHeader } from './archive-reader.js';
 
 /**
  * Checks a layer tar as it streams past on its way into the store: entry names and link
  * targets must stay inside the rootfs, and the tar must be complete. For a gzip layer it also
- * hashes the uncompressed bytes, which is the layer's diff_id. One pass over the input.
+ * hashes the uncompressed bytes, which is the layer's diff_id, and refuses to inflate past
+ * `inflationLimit` (a gzip bomb). One pass over the input.
+ *
+ * What a layer may hold that an image archive may not, as Docker and containerd accept it:
+ * device nodes and FIFOs (a rootfs has /dev entries; runtimes create them only when privileged),
+ * an entry repeated (tar semantics: the last one wins on extraction), and names that are not
+ * UTF-8 (Linux names are bytes; the layer is stored as is, so they reach the runtime intact,
+ * and the checks here only look at `/`, `.` and `..`, which decoding never changes).
  */
 export class LayerCheck extends Transform {
   readonly #side: Writable;
   readonly #done: Promise<void>;
   readonly #diff: HashingStream | undefined;
 
-  constructor(compression: 'none' | 'gzip') {
+  constructor(compression: 'none' | 'gzip', inflationLimit = INFLATION_FLOOR) {
     super({ highWaterMark: 1024 * 1024 });
     const tar = extract();
     this.#diff = compression === 'gzip' ? new HashingStream() : undefined;
-    const stages = compression === 'gzip' && this.#diff ? [createGunzip(), this.#diff] : [];
+    const stages = compression === 'gzip' && this.#diff ? [gunzip(), new InflationGuard(inflationLimit), this.#diff] : [];
     const head = stages[0] ?? (tar as unknown as Writable);
     this.#side = head as Writable;
     const feeding = stages.length > 0 ? pipeline([...stages, tar] as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]) : Promise.resolve();
@@ -45,20 +53,26 @@ export class LayerCheck extends Transform {
 
 async function checkEntries(tar: ReturnType<typeof extract>): Promise<void> {
   let entries = 0;
-  for await (const entry of tar) {
-    entries++;
-    const { header } = entry;
-    const normalized = normalizeEntryName(header.name);
-    if ('problem' in normalized) throw new Error(normalized.problem);
-    const target = header.linkname ?? '';
-    if (header.type === 'symlink' && symlinkEscapes(normalized.path, target)) {
-      throw new Error(`symlink "${normalized.path}" -> "${target}" points outside the rootfs`);
+  let last: string | undefined;
+  try {
+    for await (const entry of tar) {
+      entries++;
+      const { header } = entry;
+      const normalized = normalizeEntryName(header.name);
+      if ('problem' in normalized) throw new Error(normalized.problem);
+      last = normalized.path;
+      const target = header.linkname ?? '';
+      if (header.type === 'symlink' && symlinkEscapes(normalized.path, target)) {
+        throw new Error(`symlink "${normalized.path}" -> "${target}" points outside the rootfs`);
+      }
+      if (header.type === 'link') {
+        const problem = hardlinkProblem(normalized.path, target);
+        if (problem) throw new Error(problem);
+      }
+      entry.resume();
     }
-    if (header.type === 'link') {
-      const problem = hardlinkProblem(normalized.path, target);
-      if (problem) throw new Error(problem);
-    }
-    entry.resume();
+  } catch (error) {
+    throw damagedHeader(error, last);
   }
   if (entries === 0) throw new Error('the tar holds no entries');
 }

@@ -78,6 +78,7 @@ async function readInputs(inputs: string[], ingest: Ingest, options: LoadOptions
     const format = options.format ?? (await detectFormat(input));
     await checkFormatFits(input, format);
     const pending = await LOADERS[format](input, ingest, options);
+    if (pending.length === 0) throw new LoadError(input, `holds no images (${format} input with an empty index or manifest list)`);
     for (const image of nameImages(input, format, pending, options)) {
       loaded.push({ input, format, ...image, digest: image.descriptor.digest, mediaType: image.descriptor.mediaType, size: image.descriptor.size });
     }

@@ -9,6 +9,9 @@ import type { PendingImage } from './types.js';
 /** containerd's annotation with the full image name (also written by Docker 25+ `docker save`). */
 export const CONTAINERD_IMAGE_NAME = 'io.containerd.image.name';
 
+/** index.json lists every image of a layout; 16 MiB holds tens of thousands of descriptors. */
+export const MAX_INDEX_BYTES = 16 * 1024 * 1024;
+
 const validateIndex = compileValidator<ImageIndex>(imageIndexSchema, 'index.json');
 
 /** Parses and validates an OCI layout's index.json. */

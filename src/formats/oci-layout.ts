@@ -7,10 +7,8 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { blobPath, checkOciLayoutFile } from '../store/layout.js';
 import type { Ingest } from '../store/ingest.js';
 import { LoadError } from './load-error.js';
-import { imagesFromIndex, parseLayoutIndex } from './oci-index.js';
+import { MAX_INDEX_BYTES, imagesFromIndex, parseLayoutIndex } from './oci-index.js';
 import type { LoadOptions, PendingImage } from './types.js';
-
-const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 
 /**
  * An OCI image layout directory: every manifest and index of index.json (multi-platform

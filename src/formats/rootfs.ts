@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { relative } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { Coalesce, HashingStream } from '../image/digest.js';
 import { buildImageConfig, buildImageManifest, defaultCreated, type ImageSettings } from '../image/config.js';
@@ -8,7 +9,7 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { hostPlatform } from '../image/platform.js';
 import type { Ingest } from '../store/ingest.js';
 import { asLoadError } from './archive-reader.js';
-import { ByteCounter, openInput, sniffCompression } from './input-stream.js';
+import { ByteCounter, inflationLimit, openInput, sniffCompression } from './input-stream.js';
 import { LayerCheck } from './layer-check.js';
 import { LoadError } from './load-error.js';
 import type { LoadOptions, PendingImage } from './types.js';
@@ -36,8 +37,9 @@ export async function loadRootfsDir(input: string, ingest: Ingest, options: Load
 /** Streams a layer tarball into the ingest, checking its entries and computing its diff_id. */
 export async function ingestLayerTar(input: string, ingest: Ingest, options: LoadOptions): Promise<BuiltLayer> {
   const compression = await sniffCompression(input);
-  options.onStart?.((await stat(input)).size);
-  const check = new LayerCheck(compression);
+  const { size } = await stat(input);
+  options.onStart?.(size);
+  const check = new LayerCheck(compression, inflationLimit(size));
   try {
     const through = options.onBytes ? [new ByteCounter(options.onBytes), check] : [check];
     const blob = await ingest.writeStream(openInput(input), { where: input, through });
@@ -53,7 +55,7 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   try {
     tree = collectTree(input);
   } catch (error) {
-    throw new LoadError(input, (error as Error).message, 'fix or remove the link; cartorio never follows links out of a rootfs', { cause: error });
+    throw treeError(input, error);
   }
   options.onStart?.(tree.contentBytes);
   const compression = options.compression ?? 'gzip';
@@ -67,6 +69,17 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   } catch (error) {
     throw asLoadError(input, error);
   }
+}
+
+// Names are read as UTF-8 strings, so a name that is not UTF-8 cannot be found again to be packed:
+// refused by name, with the way round it (tar keeps names as bytes, and a rootfs tar loads as is).
+function treeError(input: string, error: unknown): LoadError {
+  const { message, code, path } = error as NodeJS.ErrnoException;
+  if (code === 'ENOENT' && path?.includes('\uFFFD')) {
+    return new LoadError(input, `holds a file whose name is not valid UTF-8 (${JSON.stringify(relative(input, path))}), which cannot be packed from a directory`, `rename it, or pack the directory yourself (tar -C ${input} -cf rootfs.tar .) and load the tar, which keeps names as bytes`, { cause: error });
+  }
+  if (code !== undefined) return new LoadError(input, message.replace(`${input}/`, ''), undefined, { cause: error });
+  return new LoadError(input, message, 'fix or remove the link; cartorio never follows links out of a rootfs', { cause: error });
 }
 
 /** Writes config and manifest for layers built from a rootfs; returns the pending image. */
