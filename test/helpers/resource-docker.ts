@@ -1,0 +1,70 @@
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { ROOT, run, type RunResult } from './cli.js';
+import { must, unmountUnder, type After } from './clients.js';
+
+/** A private Docker engine (test/helpers/dockerd.sh): `docker` runs the client against it, legacy builder. */
+export interface Docker {
+  docker: (args: string[], options?: { input?: string }) => Promise<RunResult>;
+}
+
+/** Starts dockerd in a temp directory of its own; stopped by PID, unmounted and removed in `t.after`. */
+export async function startPrivateDockerd(t: After): Promise<Docker> {
+  const script = join(ROOT, 'test', 'helpers', 'dockerd.sh');
+  const dir = await mkdtemp(join(tmpdir(), 'cartorio-resource-dockerd-'));
+  t.after(async () => {
+    await run('bash', [script, 'stop', dir]);
+    await unmountUnder(dir);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const host = (await must('bash', [script, 'start', dir])).stdout.trim();
+  // No base image can be pulled here, and BuildKit would want one for its frontend: the classic builder.
+  const env = { ...process.env, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false' };
+  return { docker: (args, options = {}) => run('docker', ['-H', host, ...args], { env, ...(options.input !== undefined && { input: options.input }) }) };
+}
+
+/**
+ * Imports a base image for the Dockerfile's `ARG BASE`, made from this machine: the Node.js
+ * binary running the tests at /usr/local/bin/node, the shared libraries `ldd` lists for it at
+ * their paths, and a static busybox for /bin/sh, /usr/bin/env and the usual commands.
+ */
+export async function importNodeBase(docker: Docker, dir: string, tag: string): Promise<void> {
+  const rootfs = join(dir, 'node-base');
+  await busyboxRootfs(rootfs);
+  await mkdir(join(rootfs, 'usr', 'local', 'bin'), { recursive: true });
+  await copyFile(process.execPath, join(rootfs, 'usr', 'local', 'bin', 'node'));
+  await chmod(join(rootfs, 'usr', 'local', 'bin', 'node'), 0o755);
+  const ldd = await must('ldd', [process.execPath]);
+  for (const [, path] of ldd.stdout.matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x/g)) {
+    if (path === undefined) continue;
+    await mkdir(dirname(join(rootfs, path)), { recursive: true });
+    await copyFile(path, join(rootfs, path)); // follows the link: the soname path holds the library
+  }
+  await importRootfs(docker, rootfs, join(dir, 'node-base.tar'), tag);
+}
+
+/** Imports an image holding nothing but a static busybox: no libc, no Node.js. */
+export async function importBusyboxOnly(docker: Docker, dir: string, tag: string): Promise<void> {
+  const rootfs = join(dir, 'busybox-only');
+  await busyboxRootfs(rootfs);
+  await importRootfs(docker, rootfs, join(dir, 'busybox-only.tar'), tag);
+}
+
+async function busyboxRootfs(rootfs: string): Promise<void> {
+  for (const sub of ['bin', 'usr/bin', 'etc', 'tmp', 'root']) await mkdir(join(rootfs, sub), { recursive: true });
+  await chmod(join(rootfs, 'tmp'), 0o1777);
+  await copyFile('/bin/busybox', join(rootfs, 'bin', 'busybox'));
+  await chmod(join(rootfs, 'bin', 'busybox'), 0o755);
+  const applets = (await must('/bin/busybox', ['--list'])).stdout.split('\n').filter((name) => /^[a-z0-9_.[-]+$/.test(name) && name !== 'busybox');
+  for (const applet of applets) await symlink('busybox', join(rootfs, 'bin', applet));
+  await symlink('/bin/busybox', join(rootfs, 'usr', 'bin', 'env'));
+  await writeFile(join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+  await writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\n');
+}
+
+async function importRootfs(docker: Docker, rootfs: string, tarball: string, tag: string): Promise<void> {
+  await must('tar', ['--numeric-owner', '-C', rootfs, '-cf', tarball, '.']);
+  const imported = await docker.docker(['import', tarball, tag]);
+  if (imported.code !== 0) throw new Error(`docker import ${tag}: ${imported.stderr}`);
+}

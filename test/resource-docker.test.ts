@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { cp, mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { FIXTURES, ROOT, tempDir } from './helpers/cli.js';
+import { importBusyboxOnly, importNodeBase, startPrivateDockerd } from './helpers/resource-docker.js';
+import { resource, type StepOutput } from './helpers/resource-run.js';
+import { snapshotTree } from './helpers/snapshot.js';
+
+// The Dockerfile, built with no network on a base made from this machine's Node.js, and its
+// /opt/resource scripts run with `docker run -i` next to the checkout's: same answers.
+const BASE = 'cartorio-test/node-base:1';
+const BUSYBOX_ONLY = 'cartorio-test/busybox-only:1';
+const IMAGE = 'cartorio-test/resource:1';
+
+test('the resource image behaves like the checkout', async (t) => {
+  const dir = await tempDir(t, 'cartorio-resource-docker-');
+  const { docker } = await startPrivateDockerd(t);
+  await importNodeBase({ docker }, dir, BASE);
+  await importBusyboxOnly({ docker }, dir, BUSYBOX_ONLY);
+
+  await t.test('DOCKER_BUILDKIT=0 docker build --network none --build-arg BASE=…: tests stage, then the image', async () => {
+    const tests = await docker(['build', '-q', '--network', 'none', '--build-arg', `BASE=${BASE}`, '--target', 'tests', ROOT]);
+    assert.equal(tests.code, 0, tests.stdout + tests.stderr);
+    const built = await docker(['build', '-q', '--network', 'none', '--build-arg', `BASE=${BASE}`, '-t', IMAGE, ROOT]);
+    assert.equal(built.code, 0, built.stdout + built.stderr);
+    const listed = await docker(['run', '--rm', '--network', 'none', IMAGE, 'ls', '/opt/resource']);
+    assert.deepEqual(listed.stdout.trim().split('\n').sort(), ['cartorio', 'check', 'in', 'lib', 'out', 'package.json', 'run-resource.mjs']);
+    const version = await docker(['run', '--rm', '--network', 'none', IMAGE, 'cartorio', '--version']);
+    const { version: expected } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(version.stdout.trim(), expected);
+  });
+
+  // The same absolute paths inside and out, so one payload serves both.
+  const store = join(dir, 'store');
+  const work = join(dir, 'work');
+  await mkdir(work);
+  await cp(join(FIXTURES, 'concourse-rootfs'), join(work, 'image'), { recursive: true, verbatimSymlinks: true });
+  const source = { repository: 'ci/task', tag: '1', store: { type: 'file', path: store } };
+  const mounts = ['-v', `${store}:${store}`, '-v', `${work}:${work}`];
+  const inImage = (command: string, payload: string, args: string[] = []) => docker(['run', '-i', '--rm', '--network', 'none', ...mounts, IMAGE, `/opt/resource/${command}`, ...args], { input: payload });
+  let digest = '';
+
+  await t.test('out: the image and the checkout store the same digest (a reproducible put)', async () => {
+    await mkdir(store);
+    const payload = JSON.stringify({ source, params: { image: 'image' } });
+    const fromImage = await inImage('out', payload, [work]);
+    assert.equal(fromImage.code, 0, fromImage.stderr);
+    const fromCheckout = await resource('out', undefined, work, { raw: payload });
+    assert.equal(fromCheckout.code, 0, fromCheckout.stderr);
+    assert.deepEqual(JSON.parse(fromImage.stdout), fromCheckout.json);
+    digest = (fromCheckout.json as StepOutput).version.digest;
+  });
+
+  await t.test('check: same stdout, stderr and exit code for good and bad payloads', async () => {
+    const payloads = [
+      JSON.stringify({ source }),
+      JSON.stringify({ source, version: { digest, tag: '1' } }),
+      JSON.stringify({ source: { ...source, tag: 'absent' } }),
+      JSON.stringify({ source: { ...source, colour: 'blue' } }),
+      JSON.stringify({ source: { repository: 'ci/task', store: { type: 'file' } } }),
+      '{"source":',
+    ];
+    for (const payload of payloads) {
+      const fromImage = await inImage('check', payload);
+      const fromCheckout = await resource('check', undefined, undefined, { raw: payload });
+      assert.deepEqual({ code: fromImage.code, stdout: fromImage.stdout, stderr: fromImage.stderr }, { code: fromCheckout.code, stdout: fromCheckout.stdout, stderr: fromCheckout.stderr }, payload);
+    }
+    assert.deepEqual(JSON.parse((await inImage('check', payloads[0] as string)).stdout), [{ digest, tag: '1' }]);
+  });
+
+  await t.test('in: the image writes what the checkout writes; its launcher serves from an image with no libc and no node', async () => {
+    const payload = JSON.stringify({ source, version: { digest, tag: '1' }, params: { format: 'rootfs', bundle_server: true } });
+    const fromImage = await inImage('in', payload, [join(work, 'get')]);
+    assert.equal(fromImage.code, 0, fromImage.stderr);
+    const checkout = join(dir, 'get-checkout');
+    const fromCheckout = await resource('in', undefined, checkout, { raw: JSON.stringify({ source, version: { digest, tag: '1' }, params: { format: 'rootfs' } }) });
+    assert.equal(fromCheckout.code, 0, fromCheckout.stderr);
+    for (const part of ['oci', 'rootfs']) assert.deepEqual(await snapshotTree(join(work, 'get', part)), await snapshotTree(join(checkout, part)), part);
+    for (const file of ['metadata.json', 'repository', 'tag', 'digest']) assert.equal(await readFile(join(work, 'get', file), 'utf8'), await readFile(join(checkout, file), 'utf8'), file);
+
+    // What a downstream task does with the get output: serve it and pull from it. The client is
+    // busybox wget, in the same container (no network), asking for the manifest by tag.
+    const script = [
+      'cd /tmp/build',
+      './get/cartorio serve ./get/oci --listen 127.0.0.1:5000 --ready-file /tmp/ready --log-level warn --quiet &',
+      'i=0; while [ ! -f /tmp/ready ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done',
+      'wget -q -O /tmp/manifest --header "Accept: application/vnd.oci.image.manifest.v1+json" http://127.0.0.1:5000/v2/ci/task/manifests/1 || exit 1',
+      'echo "sha256:$(sha256sum < /tmp/manifest | cut -d" " -f1)"',
+      'kill $!',
+    ].join('\n');
+    const served = await docker(['run', '--rm', '--network', 'none', '-v', `${work}:/tmp/build`, BUSYBOX_ONLY, 'sh', '-c', script]);
+    assert.equal(served.code, 0, served.stdout + served.stderr);
+    assert.equal(served.stdout.trim(), digest);
+    const noNode = await docker(['run', '--rm', '--network', 'none', BUSYBOX_ONLY, 'sh', '-c', 'command -v node || ls /lib /usr/lib 2>&1 | head -2']);
+    assert.doesNotMatch(noNode.stdout, /node|libc/);
+  });
+});
