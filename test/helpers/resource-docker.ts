@@ -6,6 +6,8 @@ import { must, unmountUnder, type After } from './clients.js';
 
 /** A private Docker engine (test/helpers/dockerd.sh): `docker` runs the client against it, legacy builder. */
 export interface Docker {
+  /** `unix://…/docker.sock`, for DOCKER_HOST. */
+  host: string;
   docker: (args: string[], options?: { input?: string }) => Promise<RunResult>;
 }
 
@@ -21,7 +23,7 @@ export async function startPrivateDockerd(t: After): Promise<Docker> {
   const host = (await must('bash', [script, 'start', dir])).stdout.trim();
   // No base image can be pulled here, and BuildKit would want one for its frontend: the classic builder.
   const env = { ...process.env, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false' };
-  return { docker: (args, options = {}) => run('docker', ['-H', host, ...args], { env, ...(options.input !== undefined && { input: options.input }) }) };
+  return { host, docker: (args, options = {}) => run('docker', ['-H', host, ...args], { env, ...(options.input !== undefined && { input: options.input }) }) };
 }
 
 /**
@@ -29,7 +31,7 @@ export async function startPrivateDockerd(t: After): Promise<Docker> {
  * binary running the tests at /usr/local/bin/node, the shared libraries `ldd` lists for it at
  * their paths, and a static busybox for /bin/sh, /usr/bin/env and the usual commands.
  */
-export async function importNodeBase(docker: Docker, dir: string, tag: string): Promise<void> {
+export async function importNodeBase(docker: Pick<Docker, 'docker'>, dir: string, tag: string): Promise<void> {
   const rootfs = join(dir, 'node-base');
   await busyboxRootfs(rootfs);
   await mkdir(join(rootfs, 'usr', 'local', 'bin'), { recursive: true });
@@ -45,7 +47,7 @@ export async function importNodeBase(docker: Docker, dir: string, tag: string): 
 }
 
 /** Imports an image holding nothing but a static busybox: no libc, no Node.js. */
-export async function importBusyboxOnly(docker: Docker, dir: string, tag: string): Promise<void> {
+export async function importBusyboxOnly(docker: Pick<Docker, 'docker'>, dir: string, tag: string): Promise<void> {
   const rootfs = join(dir, 'busybox-only');
   await busyboxRootfs(rootfs);
   await importRootfs(docker, rootfs, join(dir, 'busybox-only.tar'), tag);
@@ -63,7 +65,7 @@ async function busyboxRootfs(rootfs: string): Promise<void> {
   await writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\n');
 }
 
-async function importRootfs(docker: Docker, rootfs: string, tarball: string, tag: string): Promise<void> {
+async function importRootfs(docker: Pick<Docker, 'docker'>, rootfs: string, tarball: string, tag: string): Promise<void> {
   await must('tar', ['--numeric-owner', '-C', rootfs, '-cf', tarball, '.']);
   const imported = await docker.docker(['import', tarball, tag]);
   if (imported.code !== 0) throw new Error(`docker import ${tag}: ${imported.stderr}`);
