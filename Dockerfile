@@ -9,11 +9,13 @@
 ARG BASE=node:20-bookworm-slim
 
 # ---- build: compile, then bundle check/in/out and the CLI into single files (esbuild) ----
+# TYPE_ERRORS=warn builds a tree whose type errors are elsewhere (tsc still emits), as `npm run build` does.
 FROM ${BASE} AS build
+ARG TYPE_ERRORS=fail
 WORKDIR /src
 COPY . .
-RUN node node_modules/typescript/bin/tsc -p tsconfig.json \
- && node assets/build-bundle.mjs /src/dist/bundle
+RUN node node_modules/typescript/bin/tsc -p tsconfig.json || [ "$TYPE_ERRORS" = warn ]
+RUN node assets/build-bundle.mjs /src/dist/bundle
 
 # ---- tests: the suites that need nothing but Node.js (the others drive skopeo, Distribution, dockerd) ----
 FROM build AS tests

@@ -20,9 +20,11 @@ test('the resource image behaves like the checkout', async (t) => {
   await importBusyboxOnly({ docker }, dir, BUSYBOX_ONLY);
 
   await t.test('DOCKER_BUILDKIT=0 docker build --network none --build-arg BASE=…: tests stage, then the image', async () => {
-    const tests = await docker(['build', '-q', '--network', 'none', '--build-arg', `BASE=${BASE}`, '--target', 'tests', ROOT]);
+    // The checkout may hold other work in progress: its type errors must not stop this build.
+    const args = ['build', '-q', '--network', 'none', '--build-arg', `BASE=${BASE}`, '--build-arg', 'TYPE_ERRORS=warn'];
+    const tests = await docker([...args, '--target', 'tests', ROOT]);
     assert.equal(tests.code, 0, tests.stdout + tests.stderr);
-    const built = await docker(['build', '-q', '--network', 'none', '--build-arg', `BASE=${BASE}`, '-t', IMAGE, ROOT]);
+    const built = await docker([...args, '-t', IMAGE, ROOT]);
     assert.equal(built.code, 0, built.stdout + built.stderr);
     const listed = await docker(['run', '--rm', '--network', 'none', IMAGE, 'ls', '/opt/resource']);
     assert.deepEqual(listed.stdout.trim().split('\n').sort(), ['cartorio', 'check', 'in', 'lib', 'out', 'package.json', 'run-resource.mjs']);
