@@ -6,8 +6,8 @@ import { RootfsWriter } from '../src/resource/extract.js';
 import { readAdditionalTags, resolveImagePath } from '../src/resource/image-path.js';
 import { validateCheckRequest, validateInRequest, validateOutRequest } from '../src/resource/schema.js';
 import { launcherScript } from '../src/resource/server-bundle.js';
-import { serveLayouts } from '../src/resource/serve-layouts.js';
-import { ROOT, tempDir } from './helpers/cli.js';
+import { VALUE_OPTIONS, serveLayouts } from '../src/resource/serve-layouts.js';
+import { ROOT, cartorio, tempDir } from './helpers/cli.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { writeTar, type TarEntry } from './helpers/tars.js';
 
@@ -125,6 +125,17 @@ test('serve LAYOUT…: layouts become a throw-away store view, named from the ge
   await assert.rejects(serveLayouts(['serve', '--store', 's', join(dir, 'app')], [scratch]), { message: 'give either --store DIR or layout directories, not both' });
   await assert.rejects(serveLayouts(['serve', 'Bad=' + join(dir, 'app')], [scratch]), /"Bad" is not a repository name/);
   assert.deepEqual(await readdir(scratch), [], 'failed calls leave no view behind');
+});
+
+// serve LAYOUT… tells layouts from option values by the options serve takes; keep them in step.
+test('the serve options that take a value are the ones `cartorio serve --help` lists', async () => {
+  const help = (await cartorio(['serve', '--help'])).stdout;
+  const listed = new Set<string>();
+  for (const [, short, long] of help.matchAll(/^\s+(?:(-\w), )?(--[\w-]+) <[^>]+>/gm)) {
+    if (short) listed.add(short);
+    if (long) listed.add(long);
+  }
+  assert.deepEqual([...listed].sort(), [...VALUE_OPTIONS].sort());
 });
 
 test('the bundle_server launcher runs node through its own loader, from wherever it is called', () => {

@@ -23,8 +23,8 @@ export interface ServeView {
   layouts: Map<string, string>;
 }
 
-/** Options of `cartorio serve` that take a value (src/cli/serve.ts). */
-const VALUE_OPTIONS = new Set(['-s', '--store', '-l', '--listen', '--ready-file', '--tls-cert', '--tls-key', '--htpasswd', '--log-level']);
+/** Options of `cartorio serve` that take a value (src/cli/serve.ts; a test compares them with `serve --help`). */
+export const VALUE_OPTIONS = new Set(['-s', '--store', '-l', '--listen', '--ready-file', '--tls-cert', '--tls-key', '--htpasswd', '--log-level']);
 
 /**
  * Rewrites `serve` arguments that name layouts; undefined when there are none (plain `serve`,
