@@ -188,6 +188,8 @@ test('rootfs: layers apply in order with whiteouts and opaque directories', asyn
       { name: 'bin/tool', content: 'v2' },
       { name: 'dir-to-file', content: 'now a file' },
       { name: 'dev/null', type: 'character-device' },
+      { name: '.wh..wh.plnk/', type: 'directory' },
+      { name: '.wh..wh.plnk/1234.5', content: 'aufs hard link store' },
     ],
   ]);
   assert.equal(error, undefined);

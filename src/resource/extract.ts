@@ -11,6 +11,7 @@ import { hardlinkProblem, normalizeEntryName, symlinkEscapes } from '../image/ta
 const WHITEOUT_PREFIX = '.wh.';
 /** …and this one, in a directory, hides everything the layers below put there. */
 const OPAQUE_WHITEOUT = '.wh..wh..opq';
+const AUFS_META_PREFIX = '.wh..wh.';
 const MAX_SYMLINK_HOPS = 40;
 
 export interface ApplyOptions {
@@ -103,6 +104,8 @@ export class RootfsWriter {
     const name = posix.basename(path);
     const parent = posix.dirname(path) === '.' ? '' : posix.dirname(path);
 
+    // aufs metadata (.wh..wh.plnk/, .wh..wh.aufs) is no content; Docker skips it too.
+    if (name !== OPAQUE_WHITEOUT && path.split('/').some((part) => part.startsWith(AUFS_META_PREFIX))) return;
     if (name === OPAQUE_WHITEOUT) {
       const dir = await this.#resolve(parent, true);
       if ((await lstat(dir).catch(() => undefined))?.isDirectory()) await this.#purge(dir, written);

@@ -156,11 +156,6 @@ export function describePayloadError(errors: ErrorObject[]): string {
   if (!error) return 'does not match its schema';
   const path = error.instancePath;
   if (error.keyword === 'required') return `${path === '' ? '' : `${path}: `}missing required key "${String(error.params['missingProperty'])}"`;
-  if (error.keyword === 'discriminator') {
-    const tagValue = error.params['tagValue'];
-    const where = `${path}/${String(error.params['tag'])}`;
-    return tagValue === undefined ? `${path}: missing required key "type" (registry or file)` : `${where} must be "registry" or "file", not ${JSON.stringify(tagValue)}`;
-  }
   if (error.keyword === 'enum') return `${path} must be one of ${(error.params['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
   if (error.keyword === 'pattern') return `${path} ${JSON.stringify(valueAt(error))} is not valid: ${patternHint(path)}`;
   return describeAjvError(error);
