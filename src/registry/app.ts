@@ -4,10 +4,10 @@ import type { StoreReader } from '../store/reader.js';
 import { BasicAuth, DEFAULT_REALM, type Htpasswd } from './auth.js';
 import { serveBlob } from './blobs.js';
 import { listCatalog } from './catalog.js';
-import { RegistryError, badRequest, internalError, routeUnknown, writeUnsupported } from './errors.js';
+import { RegistryError, badRequest, internalError, routeUnknown, uriTooLong, writeUnsupported } from './errors.js';
 import { serveManifest } from './manifests.js';
 import { Metrics } from './metrics.js';
-import { parseV2Path } from './paths.js';
+import { parseV2Path, rawPath, spellsRoute } from './paths.js';
 import { listReferrers } from './referrers.js';
 import { sendJson } from './respond.js';
 import { listTags } from './tags.js';
@@ -22,7 +22,44 @@ export interface RegistryOptions {
   realm?: string;
   /** Serve HTTPS with this certificate chain and key (PEM). */
   tls?: { cert: Buffer; key: Buffer };
+  /** Connection limits; the defaults suit a registry on a network (tests shorten them). */
+  timeouts?: Partial<Timeouts>;
 }
+
+/** How long a client may take, in milliseconds (Node's http.Server settings of the same names). */
+export interface Timeouts {
+  /** To send the request headers, from the connection's start (slowloris). */
+  headersTimeout: number;
+  /** To send the whole request; requests here have no body, so about the same. Not the response. */
+  requestTimeout: number;
+  /** An idle keep-alive connection stays open this long between requests. */
+  keepAliveTimeout: number;
+  /** A connection with no bytes moving either way (a client that stopped reading a blob) is closed. */
+  connectionTimeout: number;
+  /** How often headers and request timeouts are checked. */
+  connectionsCheckingInterval: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  // Docker, containerd and skopeo send their headers at once; Node's default is 60 s.
+  headersTimeout: 20_000,
+  requestTimeout: 30_000,
+  // fastify's default, longer than the 60 s idle timeout of common load balancers, so a balancer
+  // never reuses a connection the registry is closing.
+  keepAliveTimeout: 72_000,
+  // A download moves bytes all the time; two minutes of silence is a client that is gone.
+  connectionTimeout: 120_000,
+  connectionsCheckingInterval: 5_000,
+};
+
+/** Request line plus headers (Node's default, set so a --max-http-header-size flag cannot raise it). */
+export const MAX_HEADER_BYTES = 16 * 1024;
+/** The longest URL the API needs is under 1 KiB (a 255-character name and a digest). */
+export const MAX_URL_LENGTH = 4096;
+/** Nothing here reads a request body; fastify still parses one for unknown routes. */
+const BODY_LIMIT = 4096;
+/** Routes open without credentials, for probes and scrapers: they tell nothing about images. */
+const PUBLIC_ROUTES = new Set(['/healthz', '/metrics']);
 
 const WRITE_METHODS = ['DELETE', 'PATCH', 'POST', 'PUT'] as const;
 // Routes fastify knows by pattern; everything under /v2/ is labelled by what parseV2Path found.
@@ -37,15 +74,20 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
   const auth = options.htpasswd ? new BasicAuth(options.htpasswd, options.realm ?? DEFAULT_REALM) : undefined;
   const metrics = new Metrics();
   const routeLabels = new WeakMap<FastifyRequest, string>();
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const server = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: timeouts.headersTimeout, connectionsCheckingInterval: timeouts.connectionsCheckingInterval };
   const app = Fastify({
     logger: options.logger ?? false,
-    ...(options.tls && { https: options.tls }),
+    ...(options.tls ? { https: { ...options.tls, ...server } } : { http: server }),
     // HEAD is written by hand for every route: fastify's automatic HEAD runs GET and discards the body.
     exposeHeadRoutes: false,
     // Names are up to 255 characters and the tail is parsed by parseV2Path, not by the router.
     routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true },
     // fastify turns Node's 300 s default off; requests here have no body, so a slow sender is a leak.
-    requestTimeout: 120_000,
+    requestTimeout: timeouts.requestTimeout,
+    keepAliveTimeout: timeouts.keepAliveTimeout,
+    connectionTimeout: timeouts.connectionTimeout,
+    bodyLimit: BODY_LIMIT,
     frameworkErrors: (error, request, reply) => {
       void sendError(request, reply, badRequest(400, error.message));
     },
@@ -67,13 +109,18 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
         aborted: !finished,
       });
     });
-    const v2 = request.url === '/v2' || request.url.startsWith('/v2/') || request.url.startsWith('/v2?');
+    const path = rawPath(request.url);
+    const route = request.routeOptions.url;
     // Distribution sends it on every /v2 answer; Docker's ping looks for it even on a 401.
-    if (v2) reply.header('docker-distribution-api-version', 'registry/2.0');
-    if (auth && v2) {
+    if (route?.startsWith('/v2') || path === '/v2' || path.startsWith('/v2/')) reply.header('docker-distribution-api-version', 'registry/2.0');
+    // Credentials first, for every path but the public routes (unknown paths too: `/V2/`, `//v2/`),
+    // so no spelling of a path reaches a handler unchecked; only then is the spelling judged.
+    if (auth && !(route !== undefined && PUBLIC_ROUTES.has(route) && spellsRoute(path, route))) {
       const refused = await auth.check(request.headers.authorization);
       if (refused) throw refused;
     }
+    if (request.url.length > MAX_URL_LENGTH) throw uriTooLong(MAX_URL_LENGTH);
+    if (route !== undefined && !spellsRoute(path, route)) throw routeUnknown(path);
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -84,7 +131,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     request.log.error({ err: error }, 'request failed');
     return sendError(request, reply, internalError());
   });
-  app.setNotFoundHandler((request, reply) => sendError(request, reply, routeUnknown(request.url.split('?')[0] ?? '')));
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, routeUnknown(rawPath(request.url))));
 
   // distribution-spec "Determining support": GET /v2/ → 200 and the API version header Docker checks.
   app.route({
@@ -111,7 +158,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
         case 'error':
           throw path.error;
         case 'none':
-          throw routeUnknown(request.url.split('?')[0] ?? '');
+          throw routeUnknown(rawPath(request.url));
       }
     },
   });
@@ -141,10 +188,9 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
   return app;
 }
 
-/** The raw path after `/v2/`, query removed: parseV2Path decodes it segment by segment. */
+/** The raw path after `/v2/` (onRequest made sure it is spelled so), for parseV2Path to decode segment by segment. */
 function v2Tail(url: string): string {
-  const path = url.split('?')[0] ?? '';
-  return path.slice('/v2/'.length);
+  return rawPath(url).slice('/v2/'.length);
 }
 
 function sendError(request: FastifyRequest, reply: FastifyReply, error: RegistryError): FastifyReply {

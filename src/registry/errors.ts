@@ -82,8 +82,12 @@ export const rangeInvalid = (range: string, size: number): RegistryError =>
 export const paginationInvalid = (value: string): RegistryError =>
   registryError('PAGINATION_NUMBER_INVALID', { n: echo(value), reason: 'n must be a non-negative integer' });
 
-/** A 4xx from fastify itself (malformed URL, bad header); its message is safe to show. */
-export const badRequest = (status: number, message: string): RegistryError => new RegistryError('UNSUPPORTED', status, message);
+/** A URL longer than any route of the API needs (RFC 9110 §15.5.15). */
+export const uriTooLong = (limit: number): RegistryError =>
+  new RegistryError('UNSUPPORTED', 414, 'the request URL is too long', { limit });
+
+/** A 4xx from fastify itself (malformed URL, bad header); its message is safe to show, capped. */
+export const badRequest = (status: number, message: string): RegistryError => new RegistryError('UNSUPPORTED', status, echo(message));
 
 /** Anything unexpected: logged in full by the caller, answered with no internals. */
 export const internalError = (): RegistryError => registryError('UNKNOWN');

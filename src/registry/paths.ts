@@ -14,6 +14,29 @@ export type V2Path = V2Route | { kind: 'error'; error: RegistryError } | { kind:
 
 /** Longer paths are refused before any work: a name is at most 255 characters, a digest ~135. */
 const MAX_TAIL_LENGTH = 1024;
+// RFC 9112 §3.2.2 absolute-form (`GET http://host/v2/ HTTP/1.1`): servers must accept it.
+const ABSOLUTE_FORM_ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
+
+/**
+ * The path of a request target exactly as sent (still percent-encoded), without query and
+ * without the scheme and host of an absolute-form target.
+ */
+export function rawPath(url: string): string {
+  const path = (url.split('?')[0] ?? '').replace(ABSOLUTE_FORM_ORIGIN, '');
+  return path === '' ? '/' : path;
+}
+
+/**
+ * True when `path` (raw) spells the fixed part of the route pattern it was routed to, byte for
+ * byte. The router decodes percent-escapes before it matches, so `/v%32/_catalog` reaches the
+ * `/v2/_catalog` handler: anything that decides from the path (auth, the /v2/ tail) must see
+ * the same literal prefix the router saw, or a request can take a route while skipping a check.
+ */
+export function spellsRoute(path: string, pattern: string): boolean {
+  if (pattern.endsWith('*')) return path.startsWith(pattern.slice(0, -1));
+  const trim = (value: string): string => (value.length > 1 && value.endsWith('/') ? value.slice(0, -1) : value);
+  return trim(path) === trim(pattern);
+}
 
 /**
  * Parses the raw (still percent-encoded) path after `/v2/`, query removed. Repository names
