@@ -119,7 +119,8 @@ export function asLoadError(input: string, error: unknown): LoadError {
   if (/unexpected end|premature close|truncated/i.test(message)) {
     return new LoadError(input, `is truncated or corrupt (${message})`, 'copy the file again and check its size', { cause: error });
   }
-  if (/invalid tar header|incorrect header check|unknown format|invalid block type/i.test(message)) {
+  // tar-stream's and zlib's words for bytes that are not what they claim
+  if (/invalid tar header|unknown format|incorrect (?:header|data|length) check|unknown compression method|invalid (?:block type|stored block|distance|code|literal)/i.test(message)) {
     return new LoadError(input, `is not a valid tar or gzip archive (${message})`, undefined, { cause: error });
   }
   return new LoadError(input, message, undefined, { cause: error });

@@ -1,11 +1,16 @@
+import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { buildImageManifest } from '../image/config.js';
+import { HashingStream } from '../image/digest.js';
 import { MediaType } from '../image/media-types.js';
 import { imageConfigSchema, type ImageConfig } from '../image/oci.schema.js';
 import { parseImageReference } from '../image/reference.js';
 import { compileValidator, parseJson } from '../image/validate.js';
 import type { Ingest } from '../store/ingest.js';
-import { readImageArchive, type ArchiveFiles } from './archive-reader.js';
+import { asLoadError, readImageArchive, type ArchiveFiles } from './archive-reader.js';
+import { InflationGuard, gunzip, inflationLimit } from './input-stream.js';
 import { LoadError } from './load-error.js';
 import { MAX_INDEX_BYTES, imagesFromIndex, parseLayoutIndex } from './oci-index.js';
 import type { LoadOptions, PendingImage } from './types.js';
@@ -98,9 +103,11 @@ async function legacyImage(input: string, entry: DockerManifestEntry, files: Arc
   for (const [i, name] of entry.Layers.entries()) {
     const layer = lookup(input, files, name, 'layer');
     const gzip = await isGzip(ingest, layer.digest);
-    // An uncompressed layer's digest is its diff_id: check it, so a corrupt layer never loads.
-    if (!gzip && layer.digest !== diffIds[i]) {
-      throw new LoadError(input, `layer "${name}" has digest ${layer.digest} but the config says ${diffIds[i] ?? '?'}; the archive is corrupt`);
+    // A layer's diff_id is the digest of its tar: check it, so a corrupt layer never loads. An
+    // uncompressed layer's is its own digest; a gzip one (some tools write them) is inflated to tell.
+    const diffId = gzip ? await inflatedDigest(input, name, ingest, layer) : layer.digest;
+    if (diffId !== diffIds[i]) {
+      throw new LoadError(input, `layer "${name}" ${gzip ? 'inflates to a tar with digest' : 'has digest'} ${diffId} but the config says ${diffIds[i] ?? '?'}; the archive is corrupt`);
     }
     layers.push({ mediaType: gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, ...layer });
   }
@@ -144,6 +151,18 @@ function lookup(input: string, files: ArchiveFiles, name: string, what: string):
 
 function normalize(name: string): string {
   return name.replace(/^(\.\/)+/, '');
+}
+
+async function inflatedDigest(input: string, name: string, ingest: Ingest, layer: { digest: string; size: number }): Promise<string> {
+  const hashing = new HashingStream();
+  const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
+  try {
+    await pipeline(createReadStream(ingest.pathOf(layer.digest) ?? '', { highWaterMark: 1024 * 1024 }), gunzip(), new InflationGuard(inflationLimit(layer.size)), hashing, discard);
+  } catch (error) {
+    const problem = asLoadError(input, error).problem;
+    throw new LoadError(input, `layer "${name}": ${problem}`, undefined, { cause: error });
+  }
+  return hashing.digest();
 }
 
 async function isGzip(ingest: Ingest, digest: string): Promise<boolean> {
