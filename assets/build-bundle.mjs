@@ -2,7 +2,7 @@
 // Bundles the compiled code (run `npm run build` first) into single files with esbuild, for the
 // resource image and the get's `cartorio` launcher (params.bundle_server):
 //   OUT/resource.mjs                          checkCommand, inCommand, outCommand
-//   OUT/cartorio/dist/src/cli/main.mjs        the CLI with `serve LAYOUT…` (assets/cli-entry.mjs)
+//   OUT/cartorio/dist/src/cli/main.mjs        the cartorio CLI
 //   OUT/cartorio/package.json                 name and version (the CLI reads ../../../package.json)
 // OUT defaults to dist/bundle. Usage: node assets/build-bundle.mjs [OUT]
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -21,7 +21,7 @@ await mkdir(out, { recursive: true });
 await writeFile(resourceEntry, ['check', 'in', 'out'].map((c) => `export * from ${JSON.stringify(join(root, 'dist', 'src', 'resource', `${c}.js`))};`).join('\n') + '\n');
 await build({ ...common, entryPoints: [resourceEntry], outfile: join(out, 'resource.mjs') });
 await rm(resourceEntry);
-await build({ ...common, entryPoints: [join(root, 'assets', 'cli-entry.mjs')], outfile: join(out, 'cartorio', 'dist', 'src', 'cli', 'main.mjs') });
+await build({ ...common, entryPoints: [join(root, 'dist', 'src', 'cli', 'main.js')], outfile: join(out, 'cartorio', 'dist', 'src', 'cli', 'main.mjs') });
 const { name, version, license } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
 await writeFile(join(out, 'cartorio', 'package.json'), JSON.stringify({ name, version, license, type: 'module', private: true }, null, 2) + '\n');
 process.stdout.write(`${out}\n`);

@@ -6,7 +6,6 @@ import { RootfsWriter } from '../src/resource/extract.js';
 import { readAdditionalTags, resolveImagePath } from '../src/resource/image-path.js';
 import { validateCheckRequest, validateInRequest, validateOutRequest } from '../src/resource/schema.js';
 import { launcherScript } from '../src/resource/server-bundle.js';
-import { VALUE_OPTIONS, serveLayouts } from '../src/resource/serve-layouts.js';
 import { ROOT, cartorio, tempDir } from './helpers/cli.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { writeTar, type TarEntry } from './helpers/tars.js';
@@ -88,54 +87,6 @@ test('params.additional_tags: a list, or a file of whitespace-separated tags', a
   assert.deepEqual(await readAdditionalTags(dir, 'tags'), ['1.2.3', '1.2', '1']);
   await assert.rejects(readAdditionalTags(dir, 'bad-tags'), /params.additional_tags file "bad-tags": "-no" is not a valid tag/);
   await assert.rejects(readAdditionalTags(dir, 'absent'), { message: 'params.additional_tags file "absent": no such file' });
-});
-
-test('serve LAYOUT…: layouts become a throw-away store view, named from the get output', async (t) => {
-  const dir = await tempDir(t);
-  const layout = async (path: string): Promise<void> => {
-    await mkdir(join(path, 'blobs', 'sha256'), { recursive: true });
-    await writeFile(join(path, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-    await writeFile(join(path, 'index.json'), '{"schemaVersion":2,"manifests":[]}');
-  };
-  await layout(join(dir, 'app', 'oci'));
-  await writeFile(join(dir, 'app', 'repository'), 'registry.example.com:5000/org/app\n');
-  await layout(join(dir, 'db', 'oci'));
-  await writeFile(join(dir, 'db', 'repository'), 'db');
-  await layout(join(dir, 'plain-layout'));
-  const scratch = join(dir, 'scratch');
-  await mkdir(scratch);
-
-  assert.equal(await serveLayouts(['serve', '--store', 'x'], [scratch]), undefined);
-  assert.equal(await serveLayouts(['list', 'x'], [scratch]), undefined);
-  const view = await serveLayouts(['serve', join(dir, 'app', 'oci'), '--listen', '127.0.0.1:0', join(dir, 'db'), 'tools/x=' + join(dir, 'plain-layout'), '-q'], ['/nonexistent', scratch]);
-  assert.ok(view);
-  t.after(view.cleanup);
-  const store = view.args[2] as string;
-  assert.deepEqual(view.args, ['serve', '--store', store, '--listen', '127.0.0.1:0', '-q']);
-  assert.ok(store.startsWith(join(scratch, 'cartorio-serve-')));
-  assert.deepEqual([...view.layouts.keys()], ['org/app', 'db', 'tools/x']);
-  assert.equal(await readlink(join(store, 'org', 'app', 'blobs')), join(dir, 'app', 'oci', 'blobs'));
-  assert.equal(await readFile(join(store, 'tools', 'x', 'index.json'), 'utf8'), '{"schemaVersion":2,"manifests":[]}');
-  view.cleanup();
-  assert.equal(await lstat(store).catch(() => undefined), undefined);
-
-  await assert.rejects(serveLayouts(['serve', join(dir, 'app')], ['/nonexistent']), /no writable directory for the serve view/);
-  await assert.rejects(serveLayouts(['serve', dir], [scratch]), { message: `${dir} is not an OCI image layout (oci-layout + index.json) nor a get output holding one in oci/` });
-  await assert.rejects(serveLayouts(['serve', join(dir, 'app'), join(dir, 'app', 'oci')], [scratch]), /would both be served as "org\/app"; name one: NAME=/);
-  await assert.rejects(serveLayouts(['serve', '--store', 's', join(dir, 'app')], [scratch]), { message: 'give either --store DIR or layout directories, not both' });
-  await assert.rejects(serveLayouts(['serve', 'Bad=' + join(dir, 'app')], [scratch]), /"Bad" is not a repository name/);
-  assert.deepEqual(await readdir(scratch), [], 'failed calls leave no view behind');
-});
-
-// serve LAYOUT… tells layouts from option values by the options serve takes; keep them in step.
-test('the serve options that take a value are the ones `cartorio serve --help` lists', async () => {
-  const help = (await cartorio(['serve', '--help'])).stdout;
-  const listed = new Set<string>();
-  for (const [, short, long] of help.matchAll(/^\s+(?:(-\w), )?(--[\w-]+) <[^>]+>/gm)) {
-    if (short) listed.add(short);
-    if (long) listed.add(long);
-  }
-  assert.deepEqual([...listed].sort(), [...VALUE_OPTIONS].sort());
 });
 
 test('the bundle_server launcher runs node through its own loader, from wherever it is called', () => {

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Command, Option } from 'commander';
 import { buildRegistry } from '../registry/app.js';
 import { parseHtpasswd } from '../registry/auth.js';
+import { nameServedLayouts } from '../formats/served-layouts.js';
 import { StoreReader } from '../store/reader.js';
 import { CliError, action, examples, storeOption, storePath } from './common.js';
 
@@ -24,7 +25,12 @@ const SHUTDOWN_GRACE_MS = 10_000;
 /** `cartorio serve`: the read-only registry over a store. */
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('Serve the store read-only over the OCI Distribution / Docker Registry v2 API.')
+    .description(
+      'Serve the store read-only over the OCI Distribution / Docker Registry v2 API.\n' +
+        'Given LAYOUT directories instead, serve those OCI layouts without a store: NAME=DIR, a get\n' +
+        'output holding oci/ (named by its repository file), or a layout (named by its directory).',
+    )
+    .argument('[layouts...]', 'OCI layouts to serve instead of a store: [NAME=]DIR')
     .addOption(storeOption())
     .addOption(new Option('-l, --listen <host:port>', 'address to listen on (port 0 picks a free one)').env('CARTORIO_LISTEN').default('0.0.0.0:5000'))
     .option('--ready-file <file>', 'once listening, write the bound address (e.g. 127.0.0.1:41234) to this file')
@@ -38,19 +44,26 @@ export function serveCommand(): Command {
       'cartorio serve --store /srv/images --listen 127.0.0.1:5000',
       'cartorio serve --listen 127.0.0.1:0 --ready-file addr && curl http://$(cat addr)/v2/_catalog',
       'cartorio serve --tls-cert server.crt --tls-key server.key --htpasswd users.htpasswd',
+      'cartorio serve ./app-image/oci tools/kit=./kit-layout   # a Concourse get output and a layout',
       'docker pull 127.0.0.1:5000/busybox:1             # 127.0.0.0/8 needs no insecure-registries entry',
     ]))
-    .action(action('serve', serve));
+    .action(action('serve', async (layouts: string[], options: ServeOptions, command: Command) => {
+      const storeGiven = command.getOptionValueSource('store') === 'cli';
+      if (layouts.length > 0 && storeGiven) throw new CliError('give either --store DIR or layout directories, not both');
+      const reader = layouts.length > 0
+        ? new StoreReader(layouts.join(' '), await nameServedLayouts(layouts))
+        : new StoreReader(storePath(options.store));
+      await serve(reader, options);
+    }));
 }
 
-async function serve(options: ServeOptions): Promise<void> {
+async function serve(reader: StoreReader, options: ServeOptions): Promise<void> {
   const { host, port } = parseListen(options.listen);
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together');
   const tls = options.tlsCert !== undefined && options.tlsKey !== undefined
     ? { cert: await readInput(options.tlsCert, '--tls-cert'), key: await readInput(options.tlsKey, '--tls-key') }
     : undefined;
   const htpasswd = options.htpasswd === undefined ? undefined : parseHtpasswd((await readInput(options.htpasswd, '--htpasswd')).toString('utf8'), options.htpasswd);
-  const reader = new StoreReader(storePath(options.store));
   const app = buildRegistry({
     store: reader,
     logger: { level: options.logLevel, stream: process.stderr },

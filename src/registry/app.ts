@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { StoreReader } from '../store/reader.js';
 import { BasicAuth, DEFAULT_REALM, type Htpasswd } from './auth.js';
@@ -181,7 +180,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
 
   app.route({ method: ['GET', 'HEAD'], url: '/healthz', handler: async (request, reply) => {
     // The store directory going away (an unmounted volume) is the one failure a probe can see.
-    const ok = await stat(reader.root).then((info) => info.isDirectory(), () => false);
+    const ok = await reader.available();
     return sendJson(request, reply.code(ok ? 200 : 503), { status: ok ? 'ok' : 'store unavailable' });
   } });
   app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));

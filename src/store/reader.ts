@@ -46,18 +46,33 @@ const DOCKER_HUB_LIBRARY = 'library/';
  * a server runs are served without a restart.
  */
 export class StoreReader {
+  /** The store directory; for a reader over layouts, where they are described (for messages). */
   readonly root: string;
+  readonly #layouts: Map<string, string> | undefined;
   readonly #cache = new Map<string, { key: string; snapshot: RepositorySnapshot }>();
 
-  constructor(root: string) {
+  /**
+   * A reader over the store at `root`, or, with `layouts`, over standalone OCI layouts served
+   * under the given repository names (`cartorio serve DIR…`: a get's `oci/`, any layout).
+   */
+  constructor(root: string, layouts?: Map<string, string>) {
     this.root = root;
+    this.#layouts = layouts;
   }
 
-  /** Repository names in the store, sorted; a repository is any directory holding an OCI layout. */
+  /** Repository names, sorted; in a store a repository is any directory holding an OCI layout. */
   async listRepositories(): Promise<string[]> {
+    if (this.#layouts) return [...this.#layouts.keys()].sort();
     const found: string[] = [];
     await walk(this.root, [], found);
     return found.filter(isRepositoryName).sort();
+  }
+
+  /** True while what is served is there: the store directory, or every layout directory. */
+  async available(): Promise<boolean> {
+    const dirs = this.#layouts ? [...this.#layouts.values()] : [this.root];
+    const found = await Promise.all(dirs.map((dir) => stat(dir).then((info) => info.isDirectory(), () => false)));
+    return found.every(Boolean);
   }
 
   /**
@@ -72,8 +87,8 @@ export class StoreReader {
   }
 
   async #repository(name: string): Promise<RepositorySnapshot | undefined> {
-    if (!isRepositoryName(name)) return undefined;
-    const dir = repositoryDir(this.root, name);
+    const dir = this.#dirOf(name);
+    if (dir === undefined) return undefined;
     let info;
     try {
       info = await stat(join(dir, 'index.json'));
@@ -97,7 +112,7 @@ export class StoreReader {
     if (!isSha256Digest(digest)) return undefined;
     const snapshot = await this.repository(name);
     if (!snapshot?.blobs.has(digest)) return undefined;
-    const path = blobPath(repositoryDir(this.root, snapshot.name), digest);
+    const path = blobPath(this.#dirOf(snapshot.name) ?? '', digest);
     try {
       const info = await stat(path);
       return info.isFile() ? { path, size: info.size } : undefined;
@@ -105,6 +120,12 @@ export class StoreReader {
       if (isNotFound(error)) return undefined;
       throw error;
     }
+  }
+
+  // Only after the name is validated is a path built from it.
+  #dirOf(name: string): string | undefined {
+    if (!isRepositoryName(name)) return undefined;
+    return this.#layouts ? this.#layouts.get(name) : repositoryDir(this.root, name);
   }
 }
 

@@ -49,7 +49,7 @@ export async function ensureBundle(): Promise<void> {
   const mtime = async (path: string): Promise<number> => (await stat(path).catch(() => undefined))?.mtimeMs ?? 0;
   const bundled = await mtime(bundle);
   // The CLI bundle holds all of dist/src; main.js and the resource entry stand for it.
-  const sources = await Promise.all(['dist/src/cli/main.js', 'dist/src/resource/serve-layouts.js', 'dist/src/resource/in.js', 'assets/cli-entry.mjs'].map((p) => mtime(join(ROOT, p))));
+  const sources = await Promise.all(['dist/src/cli/main.js', 'dist/src/cli/serve.js', 'dist/src/resource/in.js'].map((p) => mtime(join(ROOT, p))));
   if (bundled > Math.max(...sources)) return;
   const result = await run(process.execPath, [join(ROOT, 'assets', 'build-bundle.mjs')]);
   if (result.code !== 0) throw new Error(`build-bundle.mjs: ${result.stderr}`);
