@@ -10,6 +10,7 @@
 #   5. peak RSS of cartorio load and cartorio serve
 #
 # Env: RUNS (3) repetitions, alternating A/B order, medians reported; DURATION (10s) per wrk run;
+# SECTIONS=load stops after section 1;
 # BENCH_DIR (/tmp/cartorio-bench) for the image and stores (the image is built once and kept).
 # Only 127.0.0.1 is contacted; every server started here is stopped by PID on exit.
 set -euo pipefail
@@ -69,7 +70,9 @@ echo "# cartorio bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(free -
 echo "# image: docker-save tarball of $((tar_bytes / 1048576)) MB (usr/share docs+locales+man, 150 MB random), built by umoci + skopeo"
 
 # ---------- 1. load ----------
-declare -a L_C L_S L_CP L_SHA L_DIR L_TAR L_DIRGZ L_TARGZ RSS
+declare -a L_C L_S L_CP L_SHA L_DIR L_TAR L_TARW L_DIRGZ L_TARGZ L_TARGZ6 RSS
+# every measure reads the same inputs from the page cache: warm it once, then alternate orders
+cat "$tarball" > /dev/null; tar -C "$img/share" -c . > /dev/null
 for r in $(seq "$RUNS"); do
   rm -rf "$W/s-c" "$W/s-sk" "$W/copy.tar"; sync
   if [ $((r % 2)) = 1 ]; then order="c s"; else order="s c"; fi
@@ -82,11 +85,18 @@ for r in $(seq "$RUNS"); do
   done
   L_CP+=($(elapsed_ms bash -c "cp '$tarball' '$W/copy.tar' && sync '$W/copy.tar'"))
   L_SHA+=($(elapsed_ms sha256sum "$tarball"))
-  rm -rf "$W/s-dir" "$W/s-dirgz"
-  L_DIR+=($(elapsed_ms $CLI load -q --store "$W/s-dir" "$img/share" --name bench/dir --compression none))
-  L_TAR+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | sha256sum"))
-  L_DIRGZ+=($(elapsed_ms $CLI load -q --store "$W/s-dirgz" "$img/share" --name bench/dir))
-  L_TARGZ+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -1 > /dev/null"))
+  rm -rf "$W/s-dir" "$W/s-dirgz" "$W/tar-copy.tar"
+  for who in $([ $((r % 2)) = 1 ] && echo "c t" || echo "t c"); do
+    if [ $who = c ]; then
+      L_DIR+=($(elapsed_ms $CLI load -q --store "$W/s-dir" "$img/share" --name bench/dir --compression none))
+      L_DIRGZ+=($(elapsed_ms $CLI load -q --store "$W/s-dirgz" "$img/share" --name bench/dir))
+    else
+      L_TAR+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | sha256sum"))
+      L_TARW+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | tee '$W/tar-copy.tar' | sha256sum && sync '$W/tar-copy.tar'"))
+      L_TARGZ+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -1 > /dev/null"))
+      L_TARGZ6+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -6 > /dev/null"))
+    fi
+  done
 done
 m() { printf '%s\n' "$@" | median; }
 header "## 1. load (wall ms, lower is better)"
@@ -94,14 +104,17 @@ row "docker-save tarball: cartorio load vs skopeo" "$(m "${L_C[@]}")" "$(m "${L_
 row "docker-save tarball: cartorio load vs cp+fsync" "$(m "${L_C[@]}")" "$(m "${L_CP[@]}")" ms 0 "cp + fsync"
 row "docker-save tarball: cartorio load vs sha256sum" "$(m "${L_C[@]}")" "$(m "${L_SHA[@]}")" ms 0 "sha256sum"
 row "rootfs dir → uncompressed image vs tar|sha256sum" "$(m "${L_DIR[@]}")" "$(m "${L_TAR[@]}")" ms 0 "tar | sha256sum"
+row "rootfs dir → uncompressed image vs tar|tee|sha256sum+fsync" "$(m "${L_DIR[@]}")" "$(m "${L_TARW[@]}")" ms 0 "tar | tee F | sha256sum"
 row "rootfs dir → gzip image vs tar|gzip -1" "$(m "${L_DIRGZ[@]}")" "$(m "${L_TARGZ[@]}")" ms 0 "tar | gzip -1"
+row "rootfs dir → gzip image vs tar|gzip -6" "$(m "${L_DIRGZ[@]}")" "$(m "${L_TARGZ6[@]}")" ms 0 "tar | gzip -6 (same level)"
+[ "${SECTIONS:-all}" = load ] && exit 0
 
 # ---------- servers: cartorio, Distribution (seeded by skopeo), nginx (static files) ----------
 store=$W/s-c
 $CLI load -q --store "$store" "$img/oci" --name bench/medium --tag medium 2>/dev/null || true
 $CLI load -q --store "$W/s-med" "$tarball" >/dev/null
 rm -f "$W/ready"
-$CLI serve --store "$store" --listen "127.0.0.1:$CART_PORT" --ready-file "$W/ready" --log-level error 2>"$W/serve.log" &
+$CLI serve --store "$store" --listen "127.0.0.1:$CART_PORT" --ready-file "$W/ready" --log-level error --quiet 2>"$W/serve.log" &
 serve_pid=$!; pids+=("$serve_pid")
 for _ in $(seq 100); do [ -s "$W/ready" ] && break; sleep 0.1; done
 [ -s "$W/ready" ] || { echo "bench: cartorio serve did not start: $(tail -3 "$W/serve.log")" >&2; exit 1; }
