@@ -3,18 +3,13 @@ import { cp, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { FIXTURES, cartorio, tempDir } from './helpers/cli.js';
+import { expectRefusedLoads, type RefusalCase } from './helpers/refusals.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { writeTar } from './helpers/tars.js';
 
 // Every bad input gives one clear error naming the input and the problem, exit code 1, and
 // leaves the store byte-for-byte as it was (a good image was loaded into it first).
 
-interface Case {
-  name: string;
-  /** Builds the bad input in `dir`; returns the load arguments (input first). */
-  make: (dir: string) => Promise<string[]>;
-  problem: RegExp;
-}
 
 const sha256 = (text: string): string => `sha256:${text}`;
 const DIGEST_A = 'a'.repeat(64);
@@ -42,7 +37,7 @@ async function truncated(dir: string, fixture: string, keep: number): Promise<st
 
 const dockerConfig = (diffIds: string[]): string => JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } });
 
-const cases: Case[] = [
+const cases: RefusalCase[] = [
   { name: 'truncated docker save tarball', make: async (dir) => [await truncated(dir, 'docker-save-busybox.tar', 0.6)], problem: /truncated or corrupt|not in the archive|neither manifest/ },
   { name: 'truncated OCI archive', make: async (dir) => [await truncated(dir, 'busybox-oci.tar', 0.5), '--format', 'oci-archive', '--name', 'x'], problem: /truncated or corrupt|has neither/ },
   { name: 'truncated gzip rootfs tarball', make: async (dir) => [await truncated(dir, 'rootfs.tar.gz', 0.7), '--name', 'x'], problem: /truncated or corrupt/ },
@@ -199,28 +194,7 @@ const cases: Case[] = [
   { name: 'an OCI layout with no name and no --name', make: async () => [join(FIXTURES, 'busybox-oci')], problem: /holds an image with no name \(oci-layout input\)/ },
 ];
 
-test('bad inputs fail with a clear error and leave the store unchanged', async (t) => {
-  const store = await tempDir(t);
-  const good = await cartorio(['load', '--store', store, join(FIXTURES, 'docker-save-busybox.tar')]);
-  assert.equal(good.code, 0, good.stderr);
-  const before = await snapshotTree(store);
-  for (const { name, make, problem } of cases) {
-    await t.test(name, async (t) => {
-      const dir = await tempDir(t);
-      const args = await make(dir);
-      const input = args[0] ?? '';
-      const result = await cartorio(['load', '--store', store, ...args]);
-      assert.equal(result.code, 1, `exit code; stderr: ${result.stderr}`);
-      assert.equal(result.stdout, '');
-      const lines = result.stderr.trimEnd().split('\n');
-      assert.ok(lines.length <= 2 && (lines.length === 1 || lines[1]?.startsWith('  hint: ')), `one error line (+ hint), got:\n${result.stderr}`);
-      assert.ok(lines[0]?.startsWith('cartorio load: '), lines[0]);
-      if (!/--name|--tag/.test(name)) assert.ok(lines[0]?.includes(input), `names the input ${input}: ${lines[0]}`);
-      assert.match(lines[0] ?? '', problem);
-      assert.deepEqual(await snapshotTree(store), before, 'store unchanged');
-    });
-  }
-});
+test('bad inputs fail with a clear error and leave the store unchanged', (t) => expectRefusedLoads(t, cases));
 
 test('a load into a store that did not exist leaves nothing behind when it fails', async (t) => {
   const dir = await tempDir(t);

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { LayerCheck } from '../src/formats/layer-check.js';
 import { CLI, FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
+import { expectRefusedLoads, type RefusalCase } from './helpers/refusals.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { writeTar } from './helpers/tars.js';
 
@@ -143,19 +144,13 @@ async function concourseImage(dir: string, metadata: string): Promise<string> {
 
 // ---- the table --------------------------------------------------------------------------------
 
-interface Case {
-  name: string;
-  /** Builds the input in `dir`; returns the load arguments (input first). */
-  make: (dir: string) => Promise<string[]>;
-  problem: RegExp;
-}
 
 const write = async (path: string, bytes: Buffer | string): Promise<string> => {
   await writeFile(path, bytes);
   return path;
 };
 
-const cases: Case[] = [
+const cases: RefusalCase[] = [
   // Wrong checksums in tar headers, past the first one (detection only reads the first: the loader must notice).
   { name: 'docker save tarball, damaged header mid-archive', make: async (d) => [await write(join(d, 'a.tar'), await damageHeader('docker-save-busybox.tar', 4))], problem: /is corrupt: the tar header after entry "[0-9a-f]{64}\/layer\.tar" is damaged/ },
   { name: 'OCI archive, damaged header mid-archive', make: async (d) => [await write(join(d, 'a.tar'), await damageHeader('busybox-oci.tar', 3)), '--name', 'x'], problem: /is corrupt: the tar header after entry "blobs\/sha256\/[0-9a-f]{64}" is damaged/ },
@@ -252,26 +247,7 @@ const cases: Case[] = [
   { name: 'docker save tarball with an empty manifest.json', make: async (d) => [await dockerArchive(join(d, 'a.tar'), { manifest: '[]' })], problem: /holds no images \(docker-archive input/ },
 ];
 
-test('hostile inputs fail with one clear error and leave the store unchanged', async (t) => {
-  const store = join(await tempDir(t), 'store');
-  const good = await cartorio(['load', '--store', store, join(FIXTURES, 'docker-save-busybox.tar')]);
-  assert.equal(good.code, 0, good.stderr);
-  const before = await snapshotTree(store);
-  for (const { name, make, problem } of cases) {
-    await t.test(name, async (t) => {
-      const dir = await tempDir(t);
-      const args = await make(dir);
-      const input = args[0] ?? '';
-      const result = await cartorio(['load', '--store', store, ...args]);
-      assert.equal(result.code, 1, `exit code; stderr: ${result.stderr}`);
-      assert.equal(result.stdout, '');
-      assert.match(result.stderr, /^cartorio load: [^\n]+\n( {2}hint: [^\n]+\n)?$/, `one error line (+ hint), got:\n${result.stderr}`);
-      assert.ok(result.stderr.startsWith(`cartorio load: ${input}`), `names the input ${input}: ${result.stderr}`);
-      assert.match(result.stderr, problem);
-      assert.deepEqual(await snapshotTree(store), before, 'store unchanged');
-    });
-  }
-});
+test('hostile inputs fail with one clear error and leave the store unchanged', (t) => expectRefusedLoads(t, cases));
 
 test('layers may hold devices, FIFOs, repeated entries and byte names, as Docker layers do; they load intact', async (t) => {
   const dir = await tempDir(t);
