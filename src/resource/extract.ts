@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rm, stat, symlink, utimes } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { extract, type Header } from 'tar-stream';
+import { InflationGuard, gunzip, inflationLimit } from '../formats/input-stream.js';
 import { hardlinkProblem, normalizeEntryName, symlinkEscapes } from '../image/tar-paths.js';
 
 /** OCI image-spec layer.md: a whiteout file hides `<name>` of the layers below. */
@@ -48,13 +48,16 @@ export class RootfsWriter {
     }
     const gzip = head[0] === 0x1f && head[1] === 0x8b;
     const source = createReadStream(path, { highWaterMark: 1024 * 1024 });
-    await this.applyLayer(source, where, gzip);
+    await this.applyLayer(source, where, gzip, (await stat(path)).size);
   }
 
-  /** Applies one layer tar stream (gzip-compressed when `gzip`). */
-  async applyLayer(source: Readable, where: string, gzip = false): Promise<void> {
+  /**
+   * Applies one layer tar stream (gzip-compressed when `gzip`). A gzip layer may inflate to the
+   * same bound a load allows (formats/input-stream.ts), so a bomb cannot fill the disk.
+   */
+  async applyLayer(source: Readable, where: string, gzip = false, compressedSize = 0): Promise<void> {
     const tar = extract();
-    const stages = gzip ? [source, createGunzip(), tar] : [source, tar];
+    const stages = gzip ? [source, gunzip(), new InflationGuard(inflationLimit(compressedSize)), tar] : [source, tar];
     const feeding = pipeline(stages as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
     let feedError: Error | undefined;
     feeding.catch((error: Error) => (feedError = error)); // reported below, after the entries
