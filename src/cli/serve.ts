@@ -76,6 +76,10 @@ async function serve(reader: StoreReader, options: ServeOptions): Promise<void> 
     throw new CliError(`cannot listen on ${options.listen}: ${(error as Error).message}`);
   }
   const address = formatAddress(app.server.address() as AddressInfo);
+  // Basic auth sends the password in every request; off this machine that wants TLS.
+  if (htpasswd && !tls && !/^(127\.|\[::1\]|localhost)/.test(address)) {
+    app.log.warn({ address }, '--htpasswd without --tls-cert: passwords cross the network in clear text');
+  }
   if (options.readyFile !== undefined) await writeReadyFile(options.readyFile, address);
   if (!options.quiet) process.stdout.write(await banner(reader, address, tls !== undefined));
   const stopped = new Promise<void>((resolve) => {
