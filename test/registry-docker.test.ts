@@ -10,7 +10,7 @@ import { BUSYBOX_1, BUSYBOX_MULTI, loadEveryFormat, makeRegistryStore } from './
 // One dockerd serves the whole file; it is stopped (by PID) when the file ends.
 test('docker pulls from cartorio serve and runs what it pulled', async (t) => {
   const dir = await tempDir(t);
-  const docker = await startDockerd(t);
+  const { docker } = await startDockerd(t);
   const pullAndRun = async (registry: string, repository: string, tag: string, digest: string, command: string[]): Promise<string> => {
     const ref = `${registry}/${repository}:${tag}`;
     const pulled = await docker(['pull', '-q', ref]);

@@ -3,7 +3,8 @@ import { cp, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { FIXTURES, ROOT, tempDir } from './helpers/cli.js';
-import { importBusyboxOnly, importNodeBase, startPrivateDockerd } from './helpers/resource-docker.js';
+import { startDockerd } from './helpers/clients.js';
+import { importBusyboxOnly, importNodeBase } from './helpers/resource-docker.js';
 import { resource, type StepOutput } from './helpers/resource-run.js';
 import { snapshotTree } from './helpers/snapshot.js';
 
@@ -15,7 +16,7 @@ const IMAGE = 'cartorio-test/resource:1';
 
 test('the resource image behaves like the checkout', async (t) => {
   const dir = await tempDir(t, 'cartorio-resource-docker-');
-  const { docker } = await startPrivateDockerd(t);
+  const { docker } = await startDockerd(t);
   await importNodeBase({ docker }, dir, BASE);
   await importBusyboxOnly({ docker }, dir, BUSYBOX_ONLY);
 

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { validateCheckRequest, validateInRequest, validateOutRequest } from '../src/resource/schema.js';
 import { FIXTURES, tempDir } from './helpers/cli.js';
 import { startDistribution } from './helpers/client-fixtures.js';
-import { startPrivateDockerd } from './helpers/resource-docker.js';
+import { startDockerd } from './helpers/clients.js';
 import { readPipeline, runJob, steps } from './helpers/resource-pipeline.js';
 import { ensureBundle, resourceOk, type StepOutput } from './helpers/resource-run.js';
 
@@ -57,7 +57,7 @@ test('the examples, run', async (t) => {
     assert.equal(pulled?.code, 0, pulled?.stderr);
     assert.match(pulled?.stdout ?? '', new RegExp(`^pulled 127.0.0.1:\\d+/ci/app:latest@${digest} from a registry inside this task$`, 'm'));
 
-    const { host } = await startPrivateDockerd(st);
+    const { host } = await startDockerd(st);
     const again = await runJob(pipeline, 'build-and-pull', {
       dir, store, env: { ...env, DOCKER_HOST: host }, taskParams: { 'pull-from-a-task-local-registry': { PULL_WITH: 'docker' } },
       fakes: { 'app-src': async () => undefined, build: async () => undefined, 'app-image': async () => undefined },

@@ -98,7 +98,7 @@ async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[]): 
   }
 }
 
-// The descriptor of the root manifest must keep annotations and platform it had in index.json.
+// --name/--tag win over the names an input carries; a lone unnamed image gets `latest`.
 function nameImages(input: string, format: FormatName, pending: PendingImage[], options: LoadOptions): (PendingImage & { repository: string; tags: string[] })[] {
   return pending.map((image) => {
     const repository = options.name ?? image.repository;

@@ -75,11 +75,6 @@ export class Ingest {
     return this.#blobs.has(digest);
   }
 
-  /** Size of a blob written in this load. */
-  sizeOf(digest: string): number | undefined {
-    return this.#blobs.get(digest)?.size;
-  }
-
   /** Streams `source` to a temp file while hashing it; checks any digest or size the input claims. */
   async writeStream(source: Readable, options: WriteOptions): Promise<BlobInfo> {
     const path = join(this.#dir, `blob-${this.#counter++}`);

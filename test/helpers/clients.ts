@@ -115,11 +115,18 @@ export async function unmountUnder(dir: string): Promise<void> {
   }
 }
 
+/** A private Docker engine (test/helpers/dockerd.sh): `docker` runs the client against it, legacy builder. */
+export interface Docker {
+  /** `unix://…/docker.sock`, for DOCKER_HOST. */
+  host: string;
+  docker: (args: string[], options?: { input?: string }) => Promise<RunResult>;
+}
+
 /**
- * A private Docker engine (test/helpers/dockerd.sh) in a temp directory of its own; `t.after`
- * stops it (by PID), then removes the directory (dockerd bind-mounts its data-root there).
+ * Starts dockerd in a temp directory of its own; `t.after` stops it (by PID), then unmounts and
+ * removes the directory (dockerd bind-mounts its data-root there).
  */
-export async function startDockerd(t: After): Promise<(args: string[]) => Promise<RunResult>> {
+export async function startDockerd(t: After): Promise<Docker> {
   const script = join(ROOT, 'test', 'helpers', 'dockerd.sh');
   const dir = await mkdtemp(join(tmpdir(), 'cartorio-dockerd-'));
   t.after(async () => {
@@ -127,9 +134,10 @@ export async function startDockerd(t: After): Promise<(args: string[]) => Promis
     await unmountUnder(dir);
     await rm(dir, { recursive: true, force: true });
   });
-  const started = await must('bash', [script, 'start', dir]);
-  const host = started.stdout.trim();
-  return (args) => run('docker', ['-H', host, ...args]);
+  const host = (await must('bash', [script, 'start', dir])).stdout.trim();
+  // No base image can be pulled here, and BuildKit would want one for its frontend: the classic builder.
+  const env = { ...process.env, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false' };
+  return { host, docker: (args, options = {}) => run('docker', ['-H', host, ...args], { env, ...(options.input !== undefined && { input: options.input }) }) };
 }
 
 /**

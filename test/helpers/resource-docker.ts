@@ -1,30 +1,6 @@
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ROOT, run, type RunResult } from './cli.js';
-import { must, unmountUnder, type After } from './clients.js';
-
-/** A private Docker engine (test/helpers/dockerd.sh): `docker` runs the client against it, legacy builder. */
-export interface Docker {
-  /** `unix://…/docker.sock`, for DOCKER_HOST. */
-  host: string;
-  docker: (args: string[], options?: { input?: string }) => Promise<RunResult>;
-}
-
-/** Starts dockerd in a temp directory of its own; stopped by PID, unmounted and removed in `t.after`. */
-export async function startPrivateDockerd(t: After): Promise<Docker> {
-  const script = join(ROOT, 'test', 'helpers', 'dockerd.sh');
-  const dir = await mkdtemp(join(tmpdir(), 'cartorio-resource-dockerd-'));
-  t.after(async () => {
-    await run('bash', [script, 'stop', dir]);
-    await unmountUnder(dir);
-    await rm(dir, { recursive: true, force: true });
-  });
-  const host = (await must('bash', [script, 'start', dir])).stdout.trim();
-  // No base image can be pulled here, and BuildKit would want one for its frontend: the classic builder.
-  const env = { ...process.env, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false' };
-  return { host, docker: (args, options = {}) => run('docker', ['-H', host, ...args], { env, ...(options.input !== undefined && { input: options.input }) }) };
-}
+import { must, type Docker } from './clients.js';
 
 /**
  * Imports a base image for the Dockerfile's `ARG BASE`, made from this machine: the Node.js
