@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
@@ -8,6 +8,8 @@ import { parseManifest } from '../image/manifest.js';
 import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { isTag, repositoryNameProblem } from '../image/reference.js';
+import { BlobFile } from './blob-file.js';
+import { CopyPool } from './copy-pool.js';
 import { updateIndex } from './index-file.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, TMP_DIR, blobPath, fsyncDir, isNotFound, repositoryDir, writeFileAtomic } from './layout.js';
 import { withStoreLock } from './lock.js';
@@ -50,7 +52,9 @@ export class Ingest {
   readonly #root: string;
   readonly #dir: string;
   readonly #createdRoot: boolean;
-  readonly #blobs = new Map<string, { path: string; size: number }>();
+  /** `durable` settles once a streamed blob's temp file is on disk (small blobs are synced at commit). */
+  readonly #blobs = new Map<string, { path: string; size: number; durable?: Promise<void> }>();
+  readonly #copies = new CopyPool();
   #counter = 0;
 
   private constructor(root: string, dir: string, createdRoot: boolean) {
@@ -79,8 +83,30 @@ export class Ingest {
   async writeStream(source: Readable, options: WriteOptions): Promise<BlobInfo> {
     const path = join(this.#dir, `blob-${this.#counter++}`);
     const hashing = new HashingStream({ highWaterMark: COPY_CHUNK });
-    await pipeline([source, ...(options.through ?? []), hashing, createWriteStream(path, { highWaterMark: COPY_CHUNK })]);
-    return this.#accept(path, hashing.digest(), hashing.size, options);
+    const file = new BlobFile(path, COPY_CHUNK);
+    await pipeline([source, ...(options.through ?? []), hashing, file]);
+    // The last flush runs while the next blob is read; the commit waits for it.
+    const durable = file.durable();
+    durable.catch(() => undefined);
+    return this.#accept(path, hashing.digest(), hashing.size, options, durable);
+  }
+
+  /**
+   * Copies `size` bytes at `offset` of `file` into the load, hashed on a worker thread: big blobs
+   * that lie whole in a file (layers of an uncompressed archive, blobs of a layout) are copied
+   * several at a time, one per core.
+   */
+  async copyRange(file: string, offset: number, size: number, options: WriteOptions): Promise<BlobInfo> {
+    const path = join(this.#dir, `blob-${this.#counter++}`);
+    const { copied, durable } = this.#copies.copy({ input: file, offset, size, output: path });
+    let result;
+    try {
+      result = await copied;
+    } catch (error) {
+      await unlink(path).catch(() => undefined);
+      throw new Error(`${options.where}: ${(error as Error).message}`, { cause: error });
+    }
+    return this.#accept(path, result.digest, result.size, options, durable);
   }
 
   /** Copies a file into the load while hashing it. */
@@ -150,12 +176,13 @@ export class Ingest {
 
   /** Removes this load's temp files; the store is left as it was. */
   async abort(): Promise<void> {
+    await this.#copies.close();
     await rm(this.#dir, { recursive: true, force: true });
     await rmdir(join(this.#root, TMP_DIR)).catch(() => undefined);
     if (this.#createdRoot) await rmdir(this.#root).catch(() => undefined);
   }
 
-  async #accept(path: string | undefined, digest: string, size: number, options: WriteOptions): Promise<BlobInfo> {
+  async #accept(path: string | undefined, digest: string, size: number, options: WriteOptions, durable?: Promise<void>): Promise<BlobInfo> {
     try {
       if (options.expectDigest !== undefined && options.expectDigest !== digest) {
         throw new Error(`${options.where}: content has digest ${digest} but the input names it ${options.expectDigest}; the file is corrupt or was altered`);
@@ -170,7 +197,7 @@ export class Ingest {
     if (this.#blobs.has(digest)) {
       if (path) await unlink(path);
     } else if (path) {
-      this.#blobs.set(digest, { path, size });
+      this.#blobs.set(digest, { path, size, ...(durable && { durable }) });
     }
     return { digest, size };
   }
@@ -196,11 +223,15 @@ export class Ingest {
     const target = blobPath(pool, digest);
     const existing = await stat(target).catch(() => undefined);
     if (existing?.size === blob.size) return;
-    const handle = await open(blob.path, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+    if (blob.durable) {
+      await blob.durable;
+    } else {
+      const handle = await open(blob.path, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
     }
     await rename(blob.path, target);
     blob.path = target;
