@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject, type Schema } from 'ajv';
+import { Ajv, type ErrorObject, type Schema, type ValidateFunction } from 'ajv';
 
 /**
  * cartorio's own Ajv instance for every JSON that comes from outside (input files, Concourse
@@ -9,10 +9,15 @@ const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
 /** Checks untrusted JSON against a schema; returns it typed or throws naming what and where. */
 export type Validator<T> = (data: unknown, where: string) => T;
 
-/** Compiles `schema` once; `what` names the document in errors ("manifest", "metadata.json"). */
+/**
+ * A validator for `schema`, compiled on first use: compiling every schema at import cost a load
+ * ~60 ms of start-up for documents most inputs never have. `what` names the document in errors
+ * ("manifest", "metadata.json").
+ */
 export function compileValidator<T>(schema: Schema, what: string): Validator<T> {
-  const check = ajv.compile(schema);
+  let check: ValidateFunction | undefined;
   return (data, where) => {
+    check ??= ajv.compile(schema);
     if (check(data)) return data as T;
     throw new Error(`${where}: invalid ${what}: ${describeAjvError(check.errors?.[0])}`);
   };

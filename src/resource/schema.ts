@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject, type Schema } from 'ajv';
+import { Ajv, type ErrorObject, type Schema, type ValidateFunction } from 'ajv';
 import type { FromSchema } from 'json-schema-to-ts';
 import { describeAjvError } from '../image/validate.js';
 
@@ -136,9 +136,11 @@ const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true, dis
 /** Validates a parsed payload; throws `invalid payload: <path>: <problem>`. */
 export type PayloadValidator<T> = (data: unknown) => T;
 
+/** Compiled on first use: each script validates one kind of payload, not all three. */
 export function compilePayload<T>(schema: Schema): PayloadValidator<T> {
-  const check = ajv.compile(schema);
+  let check: ValidateFunction | undefined;
   return (data) => {
+    check ??= ajv.compile(schema);
     if (check(data)) return data as T;
     throw new Error(`invalid payload: ${describePayloadError(check.errors ?? [])}`);
   };
