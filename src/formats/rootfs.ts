@@ -59,12 +59,16 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   }
   options.onStart?.(tree.contentBytes);
   const compression = options.compression ?? 'gzip';
-  const diff = new HashingStream();
   const mtime = options.mtime ?? clampedMtime();
   const tar = packTree(tree.entries, { ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
   try {
-    const through = compression === 'gzip' ? [new Coalesce(), diff, createGzip({ level: 6 })] : [new Coalesce(), diff];
-    const blob = await ingest.writeStream(tar, { where: input, through });
+    if (compression === 'none') {
+      // The blob is the tar itself: its digest is the diff_id, hashed once.
+      const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce()] });
+      return { mediaType: layerMediaType(compression), ...blob, diffId: blob.digest };
+    }
+    const diff = new HashingStream();
+    const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce(), diff, createGzip({ level: 6 })] });
     return { mediaType: layerMediaType(compression), ...blob, diffId: diff.digest() };
   } catch (error) {
     throw asLoadError(input, error);
