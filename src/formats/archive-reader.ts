@@ -5,8 +5,9 @@ import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { normalizeEntryName } from '../image/tar-paths.js';
 import type { BlobInfo, Ingest } from '../store/ingest.js';
-import { ByteCounter, InflationGuard, gunzip, inflationLimit, openInput, sniffCompression } from './input-stream.js';
+import { ByteCounter, InflationGuard, gunzip, inflationLimit, openInput, openInputExcept, sniffCompression } from './input-stream.js';
 import { LoadError } from './load-error.js';
+import { indexPlainTar, type IndexedEntry } from './tar-index.js';
 
 /** Regular files of an image archive, by normalised path, each already in the ingest. */
 export type ArchiveFiles = Map<string, BlobInfo>;
@@ -14,6 +15,8 @@ export type ArchiveFiles = Map<string, BlobInfo>;
 const BLOB_PATH = /^blobs\/([^/]+)\/([^/]+)$/;
 const SHA256_HEX = /^[a-f0-9]{64}$/;
 const MAX_LINK_HOPS = 16;
+/** Entries this big are copied by offset on the copy pool's threads (hashing is the cost of a load). */
+const COPY_BY_OFFSET_MIN = 8 * 1024 * 1024;
 /** What tar-stream's decoder puts in a name for bytes that are not UTF-8. */
 const REPLACEMENT_CHARACTER = '\uFFFD';
 
@@ -24,13 +27,24 @@ const REPLACEMENT_CHARACTER = '\uFFFD';
  * outside the archive (absolute or `..` names, links that escape, devices) is refused, as are
  * entries that appear twice (which copy would a reader take?) and names that are not UTF-8
  * (two such names can decode to the same string; no tool writes them in an image archive).
+ *
+ * In an uncompressed archive, big entries are not hashed on the way through: tar-stream still
+ * parses every byte and rules on every entry, but the content of an entry it accepts is copied
+ * and hashed from its offset in the file by `Ingest.copyRange`, several layers side by side.
+ * The offsets come from reading the headers alone (`indexPlainTar`), and are used only for
+ * entries whose header both readers see the same way; the digests are checked as for any blob.
  */
 export async function readImageArchive(input: string, ingest: Ingest, onBytes?: (bytes: number) => void): Promise<ArchiveFiles> {
   const compression = await sniffCompression(input);
   const files: ArchiveFiles = new Map();
   const aliases = new Map<string, string>();
+  const seen = new Set<string>();
+  const byOffset = compression === 'none' ? await bigEntries(input) : new Map<string, IndexedEntry>();
+  const copies: Promise<void>[] = [];
   const tar = extract();
-  const stages: (Readable | NodeJS.ReadWriteStream)[] = [openInput(input)];
+  // The big entries' content is read on the copy threads, by offset; tar-stream sees zeros there.
+  const unread = [...byOffset.values()].map((entry) => ({ offset: entry.dataOffset, length: entry.size })).sort((a, b) => a.offset - b.offset);
+  const stages: (Readable | NodeJS.ReadWriteStream)[] = [unread.length > 0 ? openInputExcept(input, unread) : openInput(input)];
   if (onBytes) stages.push(new ByteCounter(onBytes));
   if (compression === 'gzip') stages.push(gunzip(), new InflationGuard(inflationLimit((await stat(input)).size)));
   const feeding = pipeline([...stages, tar] as unknown as [Readable, NodeJS.WritableStream]);
@@ -44,9 +58,22 @@ export async function readImageArchive(input: string, ingest: Ingest, onBytes?: 
       const path = normalized.path;
       if (path.includes(REPLACEMENT_CHARACTER)) throw new LoadError(input, `entry ${JSON.stringify(path)} has a name that is not valid UTF-8`, 'the archive is damaged or hostile; do not load it');
       last = path;
-      if (files.has(path) || aliases.has(path)) throw new LoadError(input, `entry "${path}" appears twice in the archive`);
+      if (seen.has(path)) throw new LoadError(input, `entry "${path}" appears twice in the archive`);
+      seen.add(path);
       if (header.type === 'file' || header.type === 'contiguous-file') {
-        files.set(path, await ingest.writeStream(entry as unknown as Readable, { where: `${input}: ${path}`, expectSize: header.size, ...blobClaim(input, path) }));
+        const options = { where: `${input}: ${path}`, expectSize: header.size, ...blobClaim(input, path) };
+        const located = byOffset.get(path);
+        if (located) {
+          // Its content reached tar-stream as zeros: it is copied by offset or the load fails.
+          if (located.size !== header.size) throw new LoadError(input, `entry "${path}" has two sizes (${located.size} and ${header.size}) in its headers`, 'the archive is damaged or hostile; do not load it');
+          byOffset.delete(path);
+          entry.resume();
+          const copy = ingest.copyRange(input, located.dataOffset, located.size, options).then((blob) => void files.set(path, blob));
+          copy.catch(() => undefined); // awaited once the archive has been read
+          copies.push(copy);
+          continue;
+        }
+        files.set(path, await ingest.writeStream(entry as unknown as Readable, options));
         continue;
       }
       entry.resume();
@@ -56,8 +83,12 @@ export async function readImageArchive(input: string, ingest: Ingest, onBytes?: 
       else throw new LoadError(input, `entry "${path}" is a ${header.type ?? 'special file'}, which an image archive never holds`);
     }
     await feeding;
+    const missed = [...byOffset.keys()][0];
+    if (missed !== undefined) throw new LoadError(input, `entry "${missed}" is not where its header says`, 'the archive is damaged or hostile; do not load it');
+    await Promise.all(copies);
   } catch (error) {
     tar.destroy();
+    await Promise.allSettled(copies);
     // A stage's own error (a gzip bomb, a read error) says more than the parser's "premature close".
     const fed = await feeding.then(() => undefined, (failure: unknown) => failure as NodeJS.ErrnoException);
     const cause = error instanceof LoadError || fed === undefined || fed.code === 'ERR_STREAM_PREMATURE_CLOSE' ? error : fed;
@@ -65,6 +96,25 @@ export async function readImageArchive(input: string, ingest: Ingest, onBytes?: 
   }
   for (const [path, target] of aliases) files.set(path, followAlias(input, path, target, files, aliases));
   return files;
+}
+
+// Big regular entries with nothing but their own ustar header, by the name tar-stream gives them;
+// not those a truncated file cuts short (tar-stream reads them, and says the file is truncated).
+async function bigEntries(input: string): Promise<Map<string, IndexedEntry>> {
+  const { size: fileSize } = await stat(input);
+  const found = new Map<string, IndexedEntry>();
+  const names = new Set<string>();
+  for (const entry of await indexPlainTar(input)) {
+    const normalized = normalizeEntryName(entry.name);
+    if ('problem' in normalized) continue;
+    if (names.has(normalized.path)) {
+      found.delete(normalized.path); // a duplicate, which tar-stream's pass refuses
+      continue;
+    }
+    names.add(normalized.path);
+    if (entry.regular && entry.plain && entry.size >= COPY_BY_OFFSET_MIN && entry.dataOffset + entry.size <= fileSize) found.set(normalized.path, entry);
+  }
+  return found;
 }
 
 // A blob named by digest must hash to that digest; other algorithms are refused, not guessed at.

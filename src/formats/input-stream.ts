@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { LoadError } from './load-error.js';
 
@@ -45,6 +45,55 @@ export async function readHead(path: string, length: number): Promise<Buffer> {
 /** Opens a file for a streaming pass with large reads. */
 export function openInput(path: string) {
   return createReadStream(path, { highWaterMark: READ_CHUNK });
+}
+
+/** A byte range of a file: `length` bytes from `offset`. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/** Zeros stand in for content that is read elsewhere; one shared buffer, never written to. */
+const ZEROS = Buffer.alloc(8 * 1024 * 1024);
+
+/**
+ * Streams a file with the bytes of `unread` ranges (sorted, not overlapping) replaced by zeros
+ * that are never read from disk. The archive reader uses it so that tar-stream parses every header
+ * of an archive whose big entries are copied by offset on other threads: a tar parser needs an
+ * entry's content only to count past it.
+ */
+export function openInputExcept(path: string, unread: ByteRange[]): Readable {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  let position = 0;
+  let range = 0;
+  return new Readable({
+    highWaterMark: READ_CHUNK,
+    construct(done) {
+      open(path, 'r').then((opened) => {
+        handle = opened;
+        done();
+      }, done);
+    },
+    read() {
+      const skip = unread[range];
+      if (skip && position >= skip.offset) {
+        const length = Math.min(ZEROS.length, skip.offset + skip.length - position);
+        position += length;
+        if (position >= skip.offset + skip.length) range++;
+        this.push(ZEROS.subarray(0, length));
+        return;
+      }
+      const length = Math.min(READ_CHUNK, skip ? skip.offset - position : READ_CHUNK);
+      (handle as NonNullable<typeof handle>).read(Buffer.allocUnsafe(length), 0, length, position).then(({ bytesRead, buffer }) => {
+        position += bytesRead;
+        this.push(bytesRead === 0 ? null : buffer.subarray(0, bytesRead));
+      }, (error: Error) => this.destroy(error));
+    },
+    destroy(error, done) {
+      if (!handle) return done(error);
+      handle.close().then(() => done(error), () => done(error));
+    },
+  });
 }
 
 /** Reports each chunk's size as it passes (drives the progress bar). */

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
+import { expectRefusedLoads } from './helpers/refusals.js';
+
+// Layers of 8 MiB and more in an uncompressed archive are copied and hashed by offset on worker
+// threads while tar-stream parses the headers (src/formats/archive-reader.ts). The fixtures are
+// skopeo's docker-archive and oci-archive of an image with 12 and 9 MiB layers of random bytes.
+
+const DOCKER = join(FIXTURES, 'big-layers-docker.tar');
+const OCI = join(FIXTURES, 'big-layers-oci.tar');
+
+async function skopeoLayers(reference: string): Promise<string[]> {
+  const result = await run('skopeo', ['inspect', reference]);
+  assert.equal(result.code, 0, `skopeo inspect ${reference}: ${result.stderr}`);
+  return (JSON.parse(result.stdout) as { Layers: string[] }).Layers;
+}
+
+async function loadAndCheck(store: string, input: string, args: string[], reference: string): Promise<void> {
+  const loaded = await cartorio(['load', '--store', store, input, ...args]);
+  assert.equal(loaded.code, 0, loaded.stderr);
+  const verified = await cartorio(['verify', '--store', store]);
+  assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+  // skopeo reads every blob back from the store, checking each digest as it copies
+  const copied = await run('skopeo', ['copy', '-q', `oci:${join(store, reference)}`, `dir:${join(store, '..', 'copied-' + reference.replace(/[/:]/g, '-'))}`]);
+  assert.equal(copied.code, 0, copied.stderr);
+}
+
+test('big layers are copied by offset with the digests skopeo wrote', async (t) => {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  await loadAndCheck(store, DOCKER, [], 'cartorio/big:1');
+  assert.deepEqual(await skopeoLayers(`oci:${join(store, 'cartorio', 'big')}:1`), await skopeoLayers(`docker-archive:${DOCKER}`));
+  await loadAndCheck(store, OCI, ['--name', 'cartorio/big-oci', '--tag', '1'], 'cartorio/big-oci:1');
+  assert.deepEqual(await skopeoLayers(`oci:${join(store, 'cartorio', 'big-oci')}:1`), await skopeoLayers(`oci-archive:${OCI}:1`));
+});
+
+test('an archive whose entries carry pax headers loads the same image through the streaming path', async (t) => {
+  const dir = await tempDir(t);
+  const unpacked = join(dir, 'unpacked');
+  await mkdir(unpacked);
+  assert.equal((await run('tar', ['-C', unpacked, '-xf', DOCKER])).code, 0);
+  const repacked = join(dir, 'pax.tar');
+  const packed = await run('tar', ['-C', unpacked, '--format=posix', '-cf', repacked, '.']);
+  assert.equal(packed.code, 0, packed.stderr);
+  assert.match((await run('tar', ['-tf', repacked])).stdout, /PaxHeaders|\.tar/); // GNU tar writes a pax header per entry
+  const first = await cartorio(['load', '--store', join(dir, 'a'), DOCKER]);
+  const second = await cartorio(['load', '--store', join(dir, 'b'), repacked]);
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(second.stdout, first.stdout, 'same name and manifest digest');
+});
+
+// Where in the file the 12 MiB entry's content lies, from GNU tar's own listing (`-R`: block numbers).
+async function bigLayerOffset(archive: string, name: RegExp): Promise<number> {
+  const listing = await run('tar', ['-R', '-tvf', archive]);
+  for (const line of listing.stdout.split('\n')) {
+    const fields = /^block (\d+): \S+ \S+ +(\d+) .* (\S+)$/.exec(line);
+    if (fields && Number(fields[2]) > 12_000_000 && name.test(fields[3] ?? '')) return (Number(fields[1]) + 1) * 512;
+  }
+  throw new Error(`no 12 MiB entry in ${archive}:\n${listing.stdout}`);
+}
+
+async function flipByte(source: string, target: string, offset: number): Promise<string> {
+  const bytes = await readFile(source);
+  bytes[offset] = (bytes[offset] ?? 0) ^ 0xff;
+  await writeFile(target, bytes);
+  return target;
+}
+
+test('damaged big layers are refused and the store is left as it was', async (t) => {
+  await expectRefusedLoads(t, [
+    {
+      name: 'docker-archive: one byte changed in the middle of a 12 MiB layer',
+      make: async (dir) => [await flipByte(DOCKER, join(dir, 'flipped.tar'), (await bigLayerOffset(DOCKER, /\.tar$/)) + 6 * 1024 * 1024)],
+      problem: /layer "[0-9a-f]{64}\.tar" has digest sha256:[0-9a-f]{64} but the config says sha256:[0-9a-f]{64}; the archive is corrupt/,
+    },
+    {
+      name: 'oci-archive: one byte changed in the middle of a 12 MiB blob',
+      make: async (dir) => [await flipByte(OCI, join(dir, 'flipped.tar'), (await bigLayerOffset(OCI, /blobs\/sha256\//)) + 6 * 1024 * 1024), '--name', 'x/y'],
+      problem: /blobs\/sha256\/[0-9a-f]{64}: content has digest sha256:[0-9a-f]{64} but the input names it sha256:[0-9a-f]{64}/,
+    },
+    {
+      name: 'docker-archive cut off in the middle of its 12 MiB layer',
+      make: async (dir) => {
+        const path = join(dir, 'cut.tar');
+        const bytes = await readFile(DOCKER);
+        await writeFile(path, bytes.subarray(0, (await bigLayerOffset(DOCKER, /\.tar$/)) + 4 * 1024 * 1024));
+        return [path];
+      },
+      problem: /truncated/,
+    },
+    {
+      name: 'docker-archive that ends 4 KiB short of the end of its 12 MiB layer',
+      make: async (dir) => {
+        const path = join(dir, 'short.tar');
+        const bytes = await readFile(DOCKER);
+        await writeFile(path, bytes.subarray(0, (await bigLayerOffset(DOCKER, /\.tar$/)) + 12 * 1024 * 1024 - 4096));
+        return [path];
+      },
+      problem: /truncated/,
+    },
+  ]);
+});
