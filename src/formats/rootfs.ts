@@ -64,7 +64,7 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   try {
     if (compression === 'none') {
       // The blob is the tar itself: its digest is the diff_id, hashed once.
-      const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce()] });
+      const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce()], offThread: true });
       return { mediaType: layerMediaType(compression), ...blob, diffId: blob.digest };
     }
     const diff = new HashingStream();

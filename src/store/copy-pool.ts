@@ -1,5 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { Writable } from 'node:stream';
+import type { Worker } from 'node:worker_threads';
+import { startSourceWorker } from '../image/source-worker.js';
 
 /** One byte range of a file to copy into a blob's temp file, hashing it on the way. */
 export interface RangeCopy {
@@ -82,14 +84,12 @@ export class CopyPool {
       this.#running.set(id, pending);
       this.#byWorker.get(worker)?.add(id);
       worker.ref();
-      worker.postMessage({ id, ...pending.copy });
+      worker.postMessage({ type: 'range', id, ...pending.copy });
     }
   }
 
   #spawn(): Worker {
-    // Started from source text (`eval`) so the same code runs from dist/ and from the one-file
-    // esbuild bundles, which have no separate worker file to point at.
-    const worker = new Worker(`(${copyWorker.toString()})(require)`, { eval: true });
+    const worker = startSourceWorker(copyWorker);
     this.#workers.push(worker);
     this.#byWorker.set(worker, new Set());
     worker.on('message', (reply: WorkerReply) => this.#reply(worker, reply));
@@ -161,85 +161,233 @@ function deferred<T>(): Deferred<T> {
 }
 
 /**
- * The worker, as source text: only `require` and Node built-ins. For each copy it reads the range
- * in 1 MiB chunks (into reused buffers), hashes them, writes them at their position with up to four writes in flight,
- * flushes to disk every 32 MiB in the background (as BlobFile does), reports the digest, then
- * flushes the rest and reports the copy durable.
+ * A blob streamed to a worker thread of its own, which hashes and writes what it is sent: for a
+ * stream whose producer keeps the main thread busy (packing a directory: tar headers for 35k
+ * files), hashing there would take a quarter of that thread's time. Chunks are handed over, not
+ * copied, when they own their memory (as Coalesce's do); at most CHUNKS_IN_FLIGHT are outstanding.
+ */
+export class OffThreadBlobSink extends Writable {
+  readonly #worker: Worker;
+  readonly #copied = deferred<{ digest: string; size: number }>();
+  readonly #durable = deferred<void>();
+  #inFlight = 0;
+  #resume: (() => void) | undefined;
+  #failure: Error | undefined;
+
+  constructor(output: string) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.#worker = startSourceWorker(copyWorker);
+    this.#worker.on('message', (reply: { ack?: true; digest?: string; size?: number; durable?: true; error?: string }) => {
+      if (reply.ack) {
+        this.#inFlight--;
+        this.#resume?.();
+      } else if (reply.digest !== undefined) {
+        this.#copied.resolve({ digest: reply.digest, size: reply.size ?? 0 });
+      } else if (reply.durable) {
+        this.#durable.resolve();
+        void this.#worker.terminate();
+      } else if (reply.error !== undefined) {
+        this.#fail(new Error(reply.error));
+      }
+    });
+    this.#worker.on('error', (error) => this.#fail(error));
+    this.#worker.on('exit', (code) => this.#fail(new Error(`the blob writer thread stopped (exit code ${code})`)));
+    this.#worker.postMessage({ type: 'open', output });
+  }
+
+  /** The digest and size of everything written; settles after the stream has finished. */
+  get copied(): Promise<{ digest: string; size: number }> {
+    return this.#copied.promise;
+  }
+
+  /** Settles once the blob is on disk. */
+  get durable(): Promise<void> {
+    return this.#durable.promise;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    if (this.#failure) return done(this.#failure);
+    const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength ? chunk : Buffer.from(chunk);
+    this.#inFlight++;
+    this.#worker.postMessage({ type: 'chunk', buffer: owned.buffer }, [owned.buffer as ArrayBuffer]);
+    if (this.#inFlight < CHUNKS_IN_FLIGHT) return done();
+    this.#resume = () => {
+      this.#resume = undefined;
+      done(this.#failure);
+    };
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.#worker.postMessage({ type: 'end' });
+    this.#copied.promise.then(() => done(), done);
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    if (error) this.#fail(error);
+    done(error);
+  }
+
+  #fail(error: Error): void {
+    this.#failure ??= error;
+    this.#copied.reject(error);
+    this.#durable.reject(error);
+    this.#resume?.();
+    void this.#worker.terminate();
+  }
+}
+
+const CHUNKS_IN_FLIGHT = 8;
+
+/**
+ * The worker (started by `startSourceWorker`: only `require` and Node built-ins). It writes blobs
+ * two ways: a `range` of a file, which it reads itself in 1 MiB chunks into reused buffers (for
+ * CopyPool), or the chunks of an `open` … `end` stream it is sent (for OffThreadBlobSink). Either
+ * way each chunk is hashed, written at its position with up to four writes in flight, and flushed
+ * to disk every 32 MiB in the background (as BlobFile does); the digest is reported once the
+ * bytes are written, and the blob reported durable once the rest is flushed.
  */
 function copyWorker(require: NodeJS.Require): void {
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fs = require('node:fs/promises') as typeof import('node:fs/promises');
   const { createHash } = require('node:crypto') as typeof import('node:crypto');
+  type FileHandle = import('node:fs/promises').FileHandle;
   const CHUNK = 1024 * 1024;
   const FLUSH_EVERY = 32 * 1024 * 1024;
   const WRITES_IN_FLIGHT = 4;
   const port = parentPort as NonNullable<typeof parentPort>;
-  // Chunk buffers are reused: a fresh 1 MiB buffer per read costs a page fault per 4 KiB, which
-  // measured as a third of a load's system time.
+  // Chunk buffers of range copies are reused: a fresh 1 MiB buffer per read costs a page fault
+  // per 4 KiB, which measured as a third of a load's system time.
   const spare: Buffer[] = [];
   const take = (): Buffer => spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
 
-  port.on('message', (job: { id: number; input: string; offset: number; size: number; output: string }) => {
-    void run(job);
-  });
+  /** One blob's temp file: hashed, positioned writes, background flushes. */
+  class BlobWriter {
+    readonly hash = createHash('sha256');
+    size = 0;
+    readonly #file: Promise<FileHandle>;
+    readonly #writes = new Set<Promise<void>>();
+    #unflushed = 0;
+    #flushing: Promise<void> | undefined;
+    #error: unknown;
 
-  async function run(job: { id: number; input: string; offset: number; size: number; output: string }): Promise<void> {
-    let out: import('node:fs/promises').FileHandle | undefined;
-    let flushError: unknown;
+    constructor(output: string) {
+      this.#file = fs.open(output, 'w', 0o644);
+      this.#file.catch((error: unknown) => {
+        this.#error ??= error;
+      });
+    }
+
+    get writing(): number {
+      return this.#writes.size;
+    }
+
+    /** Hashes `chunk` now and writes it; `written` runs once the write is done (or failed). */
+    add(chunk: Buffer, written?: () => void): void {
+      this.hash.update(chunk);
+      const at = this.size;
+      this.size += chunk.length;
+      const write = this.#file.then(async (file) => {
+        const { bytesWritten } = await file.write(chunk, 0, chunk.length, at);
+        if (bytesWritten !== chunk.length) throw new Error(`short write (${bytesWritten} of ${chunk.length} bytes); is the disk full?`);
+        this.#unflushed += chunk.length;
+        if (this.#unflushed >= FLUSH_EVERY && !this.#flushing) {
+          this.#unflushed = 0;
+          this.#flushing = file.datasync().catch((error: unknown) => {
+            this.#error ??= error;
+          }).finally(() => {
+            this.#flushing = undefined;
+          });
+        }
+      }).catch((error: unknown) => {
+        this.#error ??= error;
+      }).finally(() => {
+        this.#writes.delete(write);
+        written?.();
+      });
+      this.#writes.add(write);
+    }
+
+    /** Waits for one write to finish. */
+    async oneWritten(): Promise<void> {
+      await Promise.race(this.#writes);
+    }
+
+    /** Waits for every write; the digest of all that was added. */
+    async written(): Promise<string> {
+      await Promise.all(this.#writes);
+      if (this.#error) throw this.#error;
+      return `sha256:${this.hash.digest('hex')}`;
+    }
+
+    /** Flushes the rest and closes the file. */
+    async durable(): Promise<void> {
+      const file = await this.#file;
+      try {
+        await this.#flushing;
+        if (this.#error) throw this.#error;
+        await file.datasync();
+      } finally {
+        await file.close();
+      }
+    }
+
+    async abandon(): Promise<void> {
+      await Promise.allSettled(this.#writes);
+      await (await this.#file.catch(() => undefined))?.close().catch(() => undefined);
+    }
+  }
+
+  const report = async (id: number | undefined, blob: BlobWriter): Promise<void> => {
+    try {
+      port.postMessage({ id, digest: await blob.written(), size: blob.size });
+      await blob.durable();
+      port.postMessage({ id, durable: true });
+    } catch (error) {
+      await blob.abandon();
+      port.postMessage({ id, error: (error as Error).message });
+    }
+  };
+
+  async function copyRange(job: { id: number; input: string; offset: number; size: number; output: string }): Promise<void> {
+    const blob = new BlobWriter(job.output);
     try {
       const input = await fs.open(job.input, 'r');
-      const writes: Promise<unknown>[] = [];
-      let flushing: Promise<void> | undefined;
-      const hash = createHash('sha256');
       try {
-        out = await fs.open(job.output, 'w', 0o644);
-        const file = out;
         let done = 0;
-        let unflushed = 0;
         let next = input.read(take(), 0, Math.min(CHUNK, job.size), job.offset);
         while (done < job.size) {
           const { bytesRead, buffer } = await next;
           if (bytesRead === 0) throw new Error(`the file ends ${job.size - done} bytes early; it was truncated or changed while being loaded`);
-          const chunk = buffer.subarray(0, bytesRead);
-          const at = done;
           done += bytesRead;
           const ahead = Math.min(CHUNK, job.size - done);
           if (ahead > 0) {
             next = input.read(take(), 0, ahead, job.offset + done);
             next.catch(() => undefined); // awaited next round, unless a failure ends the copy first
           }
-          hash.update(chunk);
-          if (writes.length >= WRITES_IN_FLIGHT) await writes.shift();
-          const write = file.write(chunk, 0, bytesRead, at).then(({ bytesWritten }) => {
-            if (bytesWritten !== bytesRead) throw new Error(`${job.output}: short write (${bytesWritten} of ${bytesRead} bytes); is the disk full?`);
-            spare.push(buffer);
-          });
-          write.catch(() => undefined); // awaited below; this only keeps an early failure from crashing the worker
-          writes.push(write);
-          unflushed += bytesRead;
-          if (unflushed >= FLUSH_EVERY && !flushing) {
-            unflushed = 0;
-            flushing = file.datasync().catch((error: unknown) => {
-              flushError ??= error;
-            }).finally(() => {
-              flushing = undefined;
-            });
-          }
+          if (blob.writing >= WRITES_IN_FLIGHT) await blob.oneWritten();
+          blob.add(buffer.subarray(0, bytesRead), () => spare.push(buffer));
         }
-        await Promise.all(writes);
       } finally {
         await input.close();
       }
-      port.postMessage({ id: job.id, digest: `sha256:${hash.digest('hex')}`, size: job.size });
-      await flushing;
-      if (flushError) throw flushError;
-      await out.datasync();
-      await out.close();
-      out = undefined;
-      port.postMessage({ id: job.id, durable: true });
     } catch (error) {
-      await out?.close().catch(() => undefined);
+      await blob.abandon();
       port.postMessage({ id: job.id, error: (error as Error).message });
+      return;
     }
+    await report(job.id, blob);
   }
+
+  let stream: BlobWriter | undefined;
+  port.on('message', (message: { type: 'range'; id: number; input: string; offset: number; size: number; output: string } | { type: 'open'; output: string } | { type: 'chunk'; buffer: ArrayBuffer } | { type: 'end' }) => {
+    if (message.type === 'range') {
+      void copyRange(message);
+    } else if (message.type === 'open') {
+      stream = new BlobWriter(message.output);
+    } else if (message.type === 'chunk') {
+      stream?.add(Buffer.from(message.buffer), () => port.postMessage({ ack: true }));
+    } else if (stream) {
+      void report(undefined, stream);
+    }
+  });
 }

@@ -9,7 +9,7 @@ import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { isTag, repositoryNameProblem } from '../image/reference.js';
 import { BlobFile } from './blob-file.js';
-import { CopyPool } from './copy-pool.js';
+import { CopyPool, OffThreadBlobSink } from './copy-pool.js';
 import { updateIndex } from './index-file.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, TMP_DIR, blobPath, fsyncDir, isNotFound, repositoryDir, writeFileAtomic } from './layout.js';
 import { withStoreLock } from './lock.js';
@@ -36,6 +36,11 @@ export interface WriteOptions {
   expectSize?: number;
   /** Streams the bytes pass through before hashing (progress counters, validators). */
   through?: Transform[];
+  /**
+   * Hash and write on a worker thread: for long streams whose producer keeps this thread busy
+   * (packing a directory). Costs a thread start (~30 ms), so not for small blobs.
+   */
+  offThread?: boolean;
 }
 
 /** Read buffers this large keep syscalls few on big layers (measured in bench/). */
@@ -82,6 +87,12 @@ export class Ingest {
   /** Streams `source` to a temp file while hashing it; checks any digest or size the input claims. */
   async writeStream(source: Readable, options: WriteOptions): Promise<BlobInfo> {
     const path = join(this.#dir, `blob-${this.#counter++}`);
+    if (options.offThread) {
+      const sink = new OffThreadBlobSink(path);
+      await pipeline([source, ...(options.through ?? []), sink]);
+      const { digest, size } = await sink.copied;
+      return this.#accept(path, digest, size, options, sink.durable);
+    }
     const hashing = new HashingStream({ highWaterMark: COPY_CHUNK });
     const file = new BlobFile(path, COPY_CHUNK);
     await pipeline([source, ...(options.through ?? []), hashing, file]);

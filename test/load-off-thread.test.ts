@@ -5,9 +5,11 @@ import { test } from 'node:test';
 import { FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
 import { expectRefusedLoads } from './helpers/refusals.js';
 
-// Layers of 8 MiB and more in an uncompressed archive are copied and hashed by offset on worker
-// threads while tar-stream parses the headers (src/formats/archive-reader.ts). The fixtures are
-// skopeo's docker-archive and oci-archive of an image with 12 and 9 MiB layers of random bytes.
+// Work a load does on worker threads (src/store/copy-pool.ts): layers of 8 MiB and more in an
+// uncompressed archive are copied and hashed by offset while tar-stream parses the headers
+// (src/formats/archive-reader.ts) — the fixtures are skopeo's docker-archive and oci-archive of an
+// image with 12 and 9 MiB layers of random bytes —, and a directory packed uncompressed is hashed
+// and written on a thread of its own while the main thread builds the tar.
 
 const DOCKER = join(FIXTURES, 'big-layers-docker.tar');
 const OCI = join(FIXTURES, 'big-layers-oci.tar');
@@ -35,6 +37,25 @@ test('big layers are copied by offset with the digests skopeo wrote', async (t) 
   assert.deepEqual(await skopeoLayers(`oci:${join(store, 'cartorio', 'big')}:1`), await skopeoLayers(`docker-archive:${DOCKER}`));
   await loadAndCheck(store, OCI, ['--name', 'cartorio/big-oci', '--tag', '1'], 'cartorio/big-oci:1');
   assert.deepEqual(await skopeoLayers(`oci:${join(store, 'cartorio', 'big-oci')}:1`), await skopeoLayers(`oci-archive:${OCI}:1`));
+});
+
+test('a directory packed uncompressed (hashed off-thread) and gzip (hashed on the main thread) gives one diff_id', async (t) => {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  for (const [tag, compression] of [['plain', 'none'], ['gzip', 'gzip']] as const) {
+    const loaded = await cartorio(['load', '--store', store, join(FIXTURES, 'rootfs'), '--name', 'dir/packed', '--tag', tag, '--compression', compression]);
+    assert.equal(loaded.code, 0, loaded.stderr);
+  }
+  const config = async (tag: string): Promise<{ rootfs: { diff_ids: string[] } }> => {
+    const result = await run('skopeo', ['inspect', '--config', `oci:${join(store, 'dir', 'packed')}:${tag}`]);
+    assert.equal(result.code, 0, result.stderr);
+    return JSON.parse(result.stdout) as { rootfs: { diff_ids: string[] } };
+  };
+  const plainLayers = await skopeoLayers(`oci:${join(store, 'dir', 'packed')}:plain`);
+  assert.deepEqual((await config('plain')).rootfs.diff_ids, plainLayers, 'an uncompressed layer is its own diff_id');
+  assert.deepEqual((await config('gzip')).rootfs.diff_ids, plainLayers);
+  const verified = await cartorio(['verify', '--store', store]);
+  assert.equal(verified.code, 0, verified.stdout + verified.stderr);
 });
 
 test('an archive whose entries carry pax headers loads the same image through the streaming path', async (t) => {
