@@ -37,6 +37,11 @@ test('big layers are copied by offset with the digests skopeo wrote', async (t) 
   assert.deepEqual(await skopeoLayers(`oci:${join(store, 'cartorio', 'big')}:1`), await skopeoLayers(`docker-archive:${DOCKER}`));
   await loadAndCheck(store, OCI, ['--name', 'cartorio/big-oci', '--tag', '1'], 'cartorio/big-oci:1');
   assert.deepEqual(await skopeoLayers(`oci:${join(store, 'cartorio', 'big-oci')}:1`), await skopeoLayers(`oci-archive:${OCI}:1`));
+  // the same image as an OCI layout directory: its big blobs go to the copy pool too
+  const layout = join(dir, 'layout');
+  assert.equal((await run('skopeo', ['copy', '-q', `oci-archive:${OCI}:1`, `oci:${layout}:1`])).code, 0);
+  await loadAndCheck(store, layout, ['--name', 'cartorio/big-layout'], 'cartorio/big-layout:1');
+  assert.deepEqual(await skopeoLayers(`oci:${join(store, 'cartorio', 'big-layout')}:1`), await skopeoLayers(`oci:${layout}:1`));
 });
 
 test('a directory packed uncompressed (hashed off-thread) and gzip (hashed on the main thread) gives one diff_id', async (t) => {
@@ -100,6 +105,19 @@ test('damaged big layers are refused and the store is left as it was', async (t)
     {
       name: 'oci-archive: one byte changed in the middle of a 12 MiB blob',
       make: async (dir) => [await flipByte(OCI, join(dir, 'flipped.tar'), (await bigLayerOffset(OCI, /blobs\/sha256\//)) + 6 * 1024 * 1024), '--name', 'x/y'],
+      problem: /blobs\/sha256\/[0-9a-f]{64}: content has digest sha256:[0-9a-f]{64} but the input names it sha256:[0-9a-f]{64}/,
+    },
+    {
+      name: 'OCI layout: one byte changed in the middle of a 12 MiB blob',
+      make: async (dir) => {
+        const layout = join(dir, 'layout');
+        assert.equal((await run('skopeo', ['copy', '-q', `oci-archive:${OCI}:1`, `oci:${layout}:1`])).code, 0);
+        const blobs = join(layout, 'blobs', 'sha256');
+        const listing = await run('find', [blobs, '-type', 'f', '-size', '+12000000c']);
+        const big = listing.stdout.trim().split('\n')[0] ?? '';
+        await flipByte(big, big, 6 * 1024 * 1024);
+        return [layout, '--name', 'x/y'];
+      },
       problem: /blobs\/sha256\/[0-9a-f]{64}: content has digest sha256:[0-9a-f]{64} but the input names it sha256:[0-9a-f]{64}/,
     },
     {

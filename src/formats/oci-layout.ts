@@ -33,19 +33,37 @@ export async function readLayoutImages(input: string): Promise<PendingImage[]> {
   return imagesFromIndex(input, parseLayoutIndex(input, await readFile(indexPath), indexPath));
 }
 
-/** Copies every blob reachable from `roots` into the ingest, checking digest and size of each. */
+/** Blobs this big (layers) are copied on the copy pool's threads, several at once. */
+const COPY_ON_POOL_MIN = 8 * 1024 * 1024;
+
+/**
+ * Copies every blob reachable from `roots` into the ingest, checking digest and size of each.
+ * Manifests are read as they are found, to find their children; big layers are copied side by
+ * side on worker threads while the walk goes on, and awaited at its end.
+ */
 export async function ingestReachable(input: string, roots: Descriptor[], ingest: Ingest, options: LoadOptions): Promise<void> {
   options.onStart?.(undefined); // sizes are known only as manifests are read
+  const copies = new Map<string, Promise<void>>();
   const visit = async (descriptor: Descriptor, depth: number): Promise<void> => {
     const { digest, mediaType, size } = descriptor;
     if (!isSha256Digest(digest)) throw new LoadError(input, `references a blob by "${digest}", which is not a sha256 digest`);
     if (depth > 8) throw new LoadError(input, 'manifests nest more than 8 levels deep');
-    if (ingest.has(digest)) return;
+    if (ingest.has(digest) || copies.has(digest)) return;
     const path = blobPath(input, digest);
+    const where = `${input}: blobs/sha256/${digest.slice(7)}`;
+    const missing = (): LoadError => new LoadError(input, `${mediaType} ${digest} is referenced but blobs/sha256/${digest.slice(7)} is missing`);
+    if (!isManifestMediaType(mediaType) && size >= COPY_ON_POOL_MIN) {
+      const found = await stat(path).catch(() => undefined);
+      if (!found?.isFile()) throw missing();
+      const copy = ingest.copyRange(path, 0, found.size, { where, expectDigest: digest, expectSize: size }).then(() => options.onBytes?.(size));
+      copy.catch(() => undefined); // awaited at the end of the walk
+      copies.set(digest, copy);
+      return;
+    }
     try {
-      await ingest.writeFile(path, { where: `${input}: blobs/sha256/${digest.slice(7)}`, expectDigest: digest, expectSize: size });
+      await ingest.writeFile(path, { where, expectDigest: digest, expectSize: size });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new LoadError(input, `${mediaType} ${digest} is referenced but blobs/sha256/${digest.slice(7)} is missing`);
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw missing();
       throw error;
     }
     options.onBytes?.(size);
@@ -53,5 +71,10 @@ export async function ingestReachable(input: string, roots: Descriptor[], ingest
     const parsed = parseManifest(await ingest.readBytes(digest, input), mediaType, `${input}: manifest ${digest}`);
     for (const child of parsed.children) await visit(child, depth + 1);
   };
-  for (const root of roots) await visit(root, 0);
+  try {
+    for (const root of roots) await visit(root, 0);
+  } finally {
+    await Promise.allSettled(copies.values());
+  }
+  await Promise.all(copies.values());
 }
