@@ -5,16 +5,17 @@ import type { ServerResponse } from 'node:http';
  * Sends bytes [start, end] of a file to an HTTP response through two reused buffers: one is
  * filled while the socket writes the other. Node has no sendfile; a read stream allocates a
  * fresh buffer per chunk and leaves them to the GC, which measured 2.2 GB/s to curl on loopback
- * against 3.5 GB/s this way with 512 KiB buffers (1 MiB: 3.8 GB/s for twice the memory per download;
- * 256 KiB: 2.9 GB/s) — 337 MB layer, medians of 5.
+ * against 3.5 GB/s this way with 512 KiB buffers (1 MiB: 3.8 GB/s; 256 KiB: 2.9 GB/s) — 337 MB
+ * layer, medians of 5. On a slower day of the same machine, `wrk -c1` against Distribution (Go,
+ * sendfile) measured 0.95× with 512 KiB buffers and 1.04× with 1 MiB (2 MiB: no better), hence 1 MiB.
  *
  * A buffer is refilled only after the write that used it has called back, i.e. after the socket
  * took the bytes. Resolves when everything is written; stops early (resolving `false`) when the
  * client goes away; rejects on a read error, after which the caller must destroy the response.
  */
-const CHUNK = 512 * 1024;
-/** Free buffers kept between requests; beyond this they are left to the GC. */
-const POOL_LIMIT = 64;
+const CHUNK = 1024 * 1024;
+/** Free buffers kept between requests (32 MiB); beyond this they are left to the GC. */
+const POOL_LIMIT = 32;
 const pool: Buffer[] = [];
 
 export async function pumpFile(handle: FileHandle, response: ServerResponse, start: number, end: number): Promise<boolean> {
