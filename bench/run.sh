@@ -56,10 +56,12 @@ fi
 tarball=$img/big-docker.tar
 tar_bytes=$(stat -c %s "$tarball")
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.4g\n", (a[NR/2]+a[NR/2+1])/2}'; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.6g\n", (a[NR/2]+a[NR/2+1])/2}'; }
 now_ms() { date +%s%3N; }
-# elapsed_ms CMD... — run CMD (quiet), print wall ms
-elapsed_ms() { local s; s=$(now_ms); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; echo $(( $(now_ms) - s )); }
+# elapsed_ms CMD... — run CMD (quiet), print wall ms. Each starts after a sync (not timed): skopeo
+# never fsyncs, and its dirty pages written back during the next measure made cp + fsync read
+# 900-1400 ms instead of ~400.
+elapsed_ms() { local s; sync; s=$(now_ms); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; echo $(( $(now_ms) - s )); }
 row() { # LABEL CARTORIO PEER UNIT HIGHER_IS_BETTER(1|0) PEERNAME
   local ratio; if [ "$5" = 1 ]; then ratio=$(awk -v a="$2" -v b="$3" 'BEGIN{printf "%.2f", a/b}'); else ratio=$(awk -v a="$2" -v b="$3" 'BEGIN{printf "%.2f", b/a}'); fi
   printf '| %-44s | %10s %-5s | %-22s %10s | %5s× |\n' "$1" "$2" "$4" "$6" "$3" "$ratio"
@@ -75,15 +77,18 @@ declare -a L_C L_S L_CP L_SHA L_DIR L_TAR L_TARW L_DIRGZ L_TARGZ L_TARGZ6 RSS
 cat "$tarball" > /dev/null; tar -C "$img/share" -c . > /dev/null
 for r in $(seq "$RUNS"); do
   rm -rf "$W/s-c" "$W/s-sk" "$W/copy.tar"; sync
-  if [ $((r % 2)) = 1 ]; then order="c s"; else order="s c"; fi
-  for who in $order; do
+  # cartorio, skopeo and cp each go first, second and third in turn: on this VM a write of 500 MB
+  # runs slower right after another (cp + fsync: ~400 ms first, up to 1 400 ms third)
+  orders=("c s p" "s p c" "p c s")
+  for who in ${orders[$(( (r - 1) % 3 ))]}; do
     if [ $who = c ]; then
-      s=$(now_ms); /usr/bin/time -f %M -o "$W/rss" $CLI load -q --store "$W/s-c" "$tarball"; L_C+=($(( $(now_ms) - s ))); RSS+=($(cat "$W/rss"))
-    else
+      sync; s=$(now_ms); /usr/bin/time -f %M -o "$W/rss" $CLI load -q --store "$W/s-c" "$tarball"; L_C+=($(( $(now_ms) - s ))); RSS+=($(cat "$W/rss"))
+    elif [ $who = s ]; then
       L_S+=($(elapsed_ms skopeo copy -q "docker-archive:$tarball" "oci:$W/s-sk:1"))
+    else
+      L_CP+=($(elapsed_ms bash -c "cp '$tarball' '$W/copy.tar' && sync '$W/copy.tar'"))
     fi
   done
-  L_CP+=($(elapsed_ms bash -c "cp '$tarball' '$W/copy.tar' && sync '$W/copy.tar'"))
   L_SHA+=($(elapsed_ms sha256sum "$tarball"))
   rm -rf "$W/s-dir" "$W/s-dirgz" "$W/tar-copy.tar"
   for who in $([ $((r % 2)) = 1 ] && echo "c t" || echo "t c"); do
