@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { normalizeEntryName } from '../image/tar-paths.js';
+import { POOL_COPY_MIN } from '../store/copy-pool.js';
 import type { BlobInfo, Ingest } from '../store/ingest.js';
 import { ByteCounter, InflationGuard, gunzip, inflationLimit, openInput, openInputExcept, sniffCompression } from './input-stream.js';
 import { LoadError } from './load-error.js';
@@ -15,8 +16,6 @@ export type ArchiveFiles = Map<string, BlobInfo>;
 const BLOB_PATH = /^blobs\/([^/]+)\/([^/]+)$/;
 const SHA256_HEX = /^[a-f0-9]{64}$/;
 const MAX_LINK_HOPS = 16;
-/** Entries this big are copied by offset on the copy pool's threads (hashing is the cost of a load). */
-const COPY_BY_OFFSET_MIN = 8 * 1024 * 1024;
 /** What tar-stream's decoder puts in a name for bytes that are not UTF-8. */
 const REPLACEMENT_CHARACTER = '\uFFFD';
 
@@ -112,7 +111,7 @@ async function bigEntries(input: string): Promise<Map<string, IndexedEntry>> {
       continue;
     }
     names.add(normalized.path);
-    if (entry.regular && entry.plain && entry.size >= COPY_BY_OFFSET_MIN && entry.dataOffset + entry.size <= fileSize) found.set(normalized.path, entry);
+    if (entry.regular && entry.plain && entry.size >= POOL_COPY_MIN && entry.dataOffset + entry.size <= fileSize) found.set(normalized.path, entry);
   }
   return found;
 }

@@ -4,6 +4,7 @@ import { isSha256Digest } from '../image/digest.js';
 import { parseManifest } from '../image/manifest.js';
 import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
+import { POOL_COPY_MIN } from '../store/copy-pool.js';
 import { blobPath, checkOciLayoutFile } from '../store/layout.js';
 import type { Ingest } from '../store/ingest.js';
 import { LoadError } from './load-error.js';
@@ -33,9 +34,6 @@ export async function readLayoutImages(input: string): Promise<PendingImage[]> {
   return imagesFromIndex(input, parseLayoutIndex(input, await readFile(indexPath), indexPath));
 }
 
-/** Blobs this big (layers) are copied on the copy pool's threads, several at once. */
-const COPY_ON_POOL_MIN = 8 * 1024 * 1024;
-
 /**
  * Copies every blob reachable from `roots` into the ingest, checking digest and size of each.
  * Manifests are read as they are found, to find their children; big layers are copied side by
@@ -52,7 +50,7 @@ export async function ingestReachable(input: string, roots: Descriptor[], ingest
     const path = blobPath(input, digest);
     const where = `${input}: blobs/sha256/${digest.slice(7)}`;
     const missing = (): LoadError => new LoadError(input, `${mediaType} ${digest} is referenced but blobs/sha256/${digest.slice(7)} is missing`);
-    if (!isManifestMediaType(mediaType) && size >= COPY_ON_POOL_MIN) {
+    if (!isManifestMediaType(mediaType) && size >= POOL_COPY_MIN) {
       const found = await stat(path).catch(() => undefined);
       if (!found?.isFile()) throw missing();
       const copy = ingest.copyRange(path, 0, found.size, { where, expectDigest: digest, expectSize: size }).then(() => options.onBytes?.(size));

@@ -1,7 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Writable } from 'node:stream';
-import type { Worker } from 'node:worker_threads';
-import { startSourceWorker } from '../image/source-worker.js';
+import { Worker } from 'node:worker_threads';
 
 /** One byte range of a file to copy into a blob's temp file, hashing it on the way. */
 export interface RangeCopy {
@@ -22,6 +21,9 @@ interface Pending {
   copied: Deferred<{ digest: string; size: number }>;
   durable: Deferred<void>;
 }
+
+/** Blobs this big are worth a copy on the pool's threads (smaller ones stream on the main thread). */
+export const POOL_COPY_MIN = 8 * 1024 * 1024;
 
 type WorkerReply = { id: number; digest: string; size: number } | { id: number; durable: true } | { id: number; error: string };
 
@@ -101,25 +103,24 @@ export class CopyPool {
   #reply(worker: Worker, reply: WorkerReply): void {
     const pending = this.#running.get(reply.id);
     if (!pending) return;
-    if ('error' in reply) {
-      fail(pending, new Error(reply.error));
-    } else if ('digest' in reply) {
+    if ('digest' in reply) {
       pending.copied.resolve({ digest: reply.digest, size: reply.size });
       // The worker takes the next copy while this one's last flush runs.
-      this.#idle.push(worker);
-      this.#dispatch();
+      this.#release(worker);
       return;
-    } else {
-      pending.durable.resolve();
     }
+    if ('error' in reply) fail(pending, new Error(reply.error));
+    else pending.durable.resolve();
     this.#running.delete(reply.id);
-    const ids = this.#byWorker.get(worker);
-    ids?.delete(reply.id);
-    if (ids?.size === 0 && this.#idle.includes(worker)) worker.unref();
-    if ('error' in reply && !this.#idle.includes(worker)) {
-      this.#idle.push(worker);
-      this.#dispatch();
-    }
+    this.#byWorker.get(worker)?.delete(reply.id);
+    this.#release(worker);
+  }
+
+  // A worker free for the next copy; one with nothing left to finish stops holding the event loop.
+  #release(worker: Worker): void {
+    if (!this.#idle.includes(worker)) this.#idle.push(worker);
+    this.#dispatch();
+    if (this.#idle.includes(worker) && this.#byWorker.get(worker)?.size === 0) worker.unref();
   }
 
   #crashed(worker: Worker, error: Error): void {
@@ -237,6 +238,16 @@ export class OffThreadBlobSink extends Writable {
 }
 
 const CHUNKS_IN_FLIGHT = 8;
+
+/**
+ * Starts a worker thread running `main(require)` from the function's source text (`eval`).
+ * cartorio runs both from dist/ and from single-file esbuild bundles (the resource image, the
+ * bundle_server launcher), where there is no separate worker file to point a Worker at; `main`
+ * may therefore use only its `require` argument and Node built-ins, never the enclosing module.
+ */
+function startSourceWorker(main: (require: NodeJS.Require) => void): Worker {
+  return new Worker(`(${main.toString()})(require)`, { eval: true });
+}
 
 /**
  * The worker (started by `startSourceWorker`: only `require` and Node built-ins). It writes blobs
