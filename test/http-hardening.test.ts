@@ -8,6 +8,7 @@ import { hashSync } from 'bcryptjs';
 import type { FastifyInstance } from 'fastify';
 import { buildRegistry, type RegistryOptions } from '../src/registry/app.js';
 import { BasicAuth, parseHtpasswd } from '../src/registry/auth.js';
+import { ServedImages } from '../src/store/image-source.js';
 import { StoreReader } from '../src/store/reader.js';
 import { ROOT, cartorio, run, tempDir } from './helpers/cli.js';
 import { makeTestCA, startServe } from './helpers/clients.js';
@@ -43,7 +44,7 @@ after(async () => {
 });
 
 async function listening(options: Partial<RegistryOptions> = {}): Promise<{ app: FastifyInstance; port: number }> {
-  const app = buildRegistry({ store: new StoreReader(root), logger: false, ...options });
+  const app = buildRegistry({ images: new ServedImages([new StoreReader(root)]), logger: false, ...options });
   cleanups.unshift(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   return { app, port: (app.server.address() as { port: number }).port };
@@ -347,7 +348,7 @@ test('an unexpected failure is a 500 with the spec body and nothing else: no pat
   await writeFile(join(broken, 'app', 'index.json'), '{"schemaVersion": 2, "manif');
   await writeFile(join(broken, 'app', 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   const logs: string[] = [];
-  const app = buildRegistry({ store: new StoreReader(broken), logger: { level: 'error', stream: { write: (line: string) => logs.push(line) } } });
+  const app = buildRegistry({ images: new ServedImages([new StoreReader(broken)]), logger: { level: 'error', stream: { write: (line: string) => logs.push(line) } } });
   t.after(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { hashSync } from 'bcryptjs';
 import { buildRegistry } from '../src/registry/app.js';
 import { parseHtpasswd } from '../src/registry/auth.js';
+import { ServedImages } from '../src/store/image-source.js';
 import { StoreReader } from '../src/store/reader.js';
 import { tempDir } from './helpers/cli.js';
 import { BUSYBOX_1, makeRegistryStore } from './helpers/registry-store.js';
@@ -15,7 +16,7 @@ test('htpasswd: 401 with a Basic challenge without or with bad credentials, 200 
   await makeRegistryStore(root);
   // Cost 4 keeps the test fast; bcrypt's cost is part of the hash, so any cost works.
   const htpasswd = parseHtpasswd(`alice:${hashSync('wonderland', 4)}\nbob:${hashSync('builder', 4).replace('$2b$', '$2y$')}\n`, 'test htpasswd');
-  const app = buildRegistry({ store: new StoreReader(root), logger: false, htpasswd });
+  const app = buildRegistry({ images: new ServedImages([new StoreReader(root)]), logger: false, htpasswd });
   t.after(() => app.close());
 
   const refused = [undefined, basic('alice', 'wrong'), basic('nobody', 'wonderland'), basic('alice', ''), 'Basic', 'Basic !!!', `Bearer abc`, basic('alice:wonderland', ''), 'Basic ' + Buffer.from('alicewonderland').toString('base64')];

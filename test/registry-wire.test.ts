@@ -10,6 +10,7 @@ import type { Descriptor } from '../src/image/oci.schema.js';
 import { buildRegistry } from '../src/registry/app.js';
 import { updateIndex } from '../src/store/index-file.js';
 import { Ingest } from '../src/store/ingest.js';
+import { ServedImages } from '../src/store/image-source.js';
 import { StoreReader } from '../src/store/reader.js';
 import { tempDir } from './helpers/cli.js';
 import { BUSYBOX_1, BUSYBOX_ARM64, BUSYBOX_MULTI, SBOM_TYPE, SIGNATURE_TYPE, makeRegistryStore, storedBlob, type RegistryStore } from './helpers/registry-store.js';
@@ -22,7 +23,7 @@ const hooks: (() => Promise<void>)[] = [];
 before(async () => {
   const root = join(await tempDir({ after: (fn) => hooks.push(fn) }), 'store');
   store = await makeRegistryStore(root);
-  app = buildRegistry({ store: new StoreReader(root), logger: false });
+  app = buildRegistry({ images: new ServedImages([new StoreReader(root)]), logger: false });
   const manifest = JSON.parse((await storedBlob(root, 'busybox', BUSYBOX_1)).toString()) as { layers: { digest: string; size: number }[] };
   const first = manifest.layers[0];
   assert.ok(first);
@@ -266,7 +267,7 @@ test('/metrics counts requests, bytes and latency per route group', async () => 
 });
 
 test('over a real socket: streamed blobs, ranges, empty HEAD bodies, clients that go away', async (t) => {
-  const server = buildRegistry({ store: new StoreReader(store.root), logger: false });
+  const server = buildRegistry({ images: new ServedImages([new StoreReader(store.root)]), logger: false });
   t.after(() => server.close());
   await server.listen({ host: '127.0.0.1', port: 0 });
   const { port } = server.server.address() as { port: number };

@@ -23,7 +23,7 @@ export function listCommand(): Command {
     .action(action('list', async (flags: { store: string; json?: boolean }) => {
       const reader = new StoreReader(storePath(flags.store));
       const rows: Row[] = [];
-      for (const name of await reader.listRepositories()) {
+      for (const name of await reader.repositoryNames()) {
         const snapshot = await reader.repository(name);
         if (!snapshot) continue;
         for (const tag of snapshot.tags) {

@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { buildRegistry } from '../registry/app.js';
 import { parseHtpasswd } from '../registry/auth.js';
 import { nameServedLayouts } from '../formats/served-layouts.js';
+import { ServedImages } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
 import { CliError, action, examples, storeOption, storePath } from './common.js';
 
@@ -53,11 +54,11 @@ export function serveCommand(): Command {
       const reader = layouts.length > 0
         ? new StoreReader(layouts.join(' '), await nameServedLayouts(layouts))
         : new StoreReader(storePath(options.store));
-      await serve(reader, options);
+      await serve(new ServedImages([reader]), options);
     }));
 }
 
-async function serve(reader: StoreReader, options: ServeOptions): Promise<void> {
+async function serve(images: ServedImages, options: ServeOptions): Promise<void> {
   const { host, port } = parseListen(options.listen);
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together');
   const tls = options.tlsCert !== undefined && options.tlsKey !== undefined
@@ -65,7 +66,7 @@ async function serve(reader: StoreReader, options: ServeOptions): Promise<void> 
     : undefined;
   const htpasswd = options.htpasswd === undefined ? undefined : parseHtpasswd((await readInput(options.htpasswd, '--htpasswd')).toString('utf8'), options.htpasswd);
   const app = buildRegistry({
-    store: reader,
+    images,
     logger: { level: options.logLevel, stream: process.stderr },
     ...(htpasswd && { htpasswd }),
     ...(tls && { tls }),
@@ -81,7 +82,7 @@ async function serve(reader: StoreReader, options: ServeOptions): Promise<void> 
     app.log.warn({ address }, '--htpasswd without --tls-cert: passwords cross the network in clear text');
   }
   if (options.readyFile !== undefined) await writeReadyFile(options.readyFile, address);
-  if (!options.quiet) process.stdout.write(await banner(reader, address, tls !== undefined));
+  if (!options.quiet) process.stdout.write(await banner(images, address, tls !== undefined));
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       app.log.info({ signal }, 'shutting down');
@@ -102,21 +103,26 @@ async function serve(reader: StoreReader, options: ServeOptions): Promise<void> 
 const BANNER_TAGS = 5;
 
 /** What a person starting the server wants to see: where it is, and how to pull from it. */
-async function banner(reader: StoreReader, address: string, tls: boolean): Promise<string> {
+async function banner(images: ServedImages, address: string, tls: boolean): Promise<string> {
   // A wildcard address is not one a client can use; 127.0.0.1 works from this machine.
   const pullAddress = address.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '127.0.0.1:');
+  const names = await images.repositoryNames();
+  // A few snapshots, not all: a store of 10 000 repositories must start at once.
   const refs: string[] = [];
-  for (const name of await reader.listRepositories()) {
-    for (const tag of (await reader.repository(name))?.tags ?? []) refs.push(`${name}:${tag}`);
+  for (const name of names) {
+    if (refs.length >= BANNER_TAGS) break;
+    const resolved = await images.resolve(name);
+    const tags = resolved.kind === 'found' ? ((await resolved.source.repository(name))?.tags ?? []) : [];
+    refs.push(...tags.slice(0, BANNER_TAGS - refs.length).map((tag) => `${name}:${tag}`));
   }
-  const lines = [`cartorio: serving ${reader.root} on ${tls ? 'https' : 'http'}://${address} (${refs.length} tags)`];
+  const lines = [`cartorio: serving ${images.description} on ${tls ? 'https' : 'http'}://${address} (${names.length} ${names.length === 1 ? 'repository' : 'repositories'})`];
   const first = refs[0];
   if (first === undefined) {
-    lines.push('  the store is empty: load images with `cartorio load --store ' + reader.root + ' IMAGE.tar`; they are served without a restart');
+    lines.push(`  nothing to serve yet: load images with \`cartorio load --store ${images.description} IMAGE.tar\`; they are served without a restart`);
   } else {
     const insecure = tls ? '' : ' --tls-verify=false';
     lines.push('pull with:', `  docker pull ${pullAddress}/${first}`, `  podman pull${insecure} ${pullAddress}/${first}`, `  skopeo inspect${insecure} docker://${pullAddress}/${first}`);
-    lines.push(`images: ${refs.slice(0, BANNER_TAGS).join(', ')}${refs.length > BANNER_TAGS ? `, and ${refs.length - BANNER_TAGS} more (cartorio list)` : ''}`);
+    lines.push(`images: ${refs.join(', ')}${names.length > refs.length ? ', … (cartorio list)' : ''}`);
   }
   return lines.join('\n') + '\n';
 }

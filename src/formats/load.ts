@@ -1,6 +1,6 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { repositoryNameProblem } from '../image/reference.js';
+import { normalizeRepositoryName, repositoryNameProblem } from '../image/reference.js';
 import { Ingest, type ImageToCommit } from '../store/ingest.js';
 import { repositoryDir } from '../store/layout.js';
 import { loadConcourseRootfs, loadResourceBundle } from './concourse.js';
@@ -39,7 +39,7 @@ export interface LoadedImage {
  * together once every input has been read and checked, or none do and the store is unchanged.
  */
 export async function loadIntoStore(storeRoot: string, inputs: string[], options: LoadOptions = {}): Promise<LoadedImage[]> {
-  checkNameOption(inputs, options);
+  options = { ...options, ...(options.name !== undefined && { name: checkNameOption(inputs, options.name) }) };
   const ingest = await Ingest.begin(storeRoot);
   try {
     const loaded = await readInputs(inputs, ingest, options);
@@ -111,10 +111,11 @@ function nameImages(input: string, format: FormatName, pending: PendingImage[], 
   });
 }
 
-function checkNameOption(inputs: string[], options: LoadOptions): void {
-  if (options.name === undefined) return;
-  const problem = repositoryNameProblem(options.name);
-  if (problem) throw new LoadError(inputs.join(', '), `--name "${options.name}" is not a repository name: it ${problem}`);
+// --name follows the one naming rule: `docker.io/busybox` is stored as `docker.io/library/busybox`.
+function checkNameOption(inputs: string[], name: string): string {
+  const normalized = normalizeRepositoryName(name);
+  if (normalized !== undefined) return normalized;
+  throw new LoadError(inputs.join(', '), `--name "${name}" is not a repository name: it ${repositoryNameProblem(name) ?? 'is not valid'}`);
 }
 
 // --format names what the user believes; a directory given as a file format (or back) is a clear mistake.

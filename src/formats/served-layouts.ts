@@ -1,6 +1,6 @@
 import { lstat, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { isRepositoryName, parseImageReference } from '../image/reference.js';
+import { isRepositoryName, normalizeRepositoryName, parseImageReference } from '../image/reference.js';
 import { OCI_LAYOUT_FILE } from '../store/layout.js';
 import { LoadError } from './load-error.js';
 
@@ -23,9 +23,10 @@ export async function nameServedLayouts(args: string[]): Promise<Map<string, str
 
 async function nameLayout(argument: string): Promise<{ name: string; layout: string }> {
   const equals = argument.indexOf('=');
-  const given = equals > 0 ? argument.slice(0, equals) : undefined;
+  const givenText = equals > 0 ? argument.slice(0, equals) : undefined;
+  const given = givenText === undefined ? undefined : normalizeRepositoryName(givenText);
   const path = resolve(equals > 0 ? argument.slice(equals + 1) : argument);
-  if (given !== undefined && !isRepositoryName(given)) throw new LoadError(argument, `"${given}" is not a repository name (lowercase letters, digits, . _ - and /)`);
+  if (givenText !== undefined && given === undefined) throw new LoadError(argument, `"${givenText}" is not a repository name (lowercase letters, digits, . _ - and /)`);
   let layout: string;
   let fromFile: string | undefined;
   if (await isLayout(path)) {

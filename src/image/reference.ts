@@ -1,18 +1,68 @@
 /**
- * Repository names and tags, per the OCI distribution spec
- * (spec.md#pulling-manifests: `<name>` and `<reference>` grammars).
+ * Repository names and tags: the OCI distribution spec's `<name>` and `<reference>` grammars
+ * (spec.md#pulling-manifests), plus one naming rule for every name cartorio stores or serves.
+ *
+ * The rule (DESIGN §2): a name keeps its registry. `quay.io/org/app` stays `quay.io/org/app`;
+ * Docker Hub's spellings normalise to `docker.io/library/x` and `docker.io/org/x`; a name with
+ * no registry host stays host-less. The first component is a host, as Docker decides, when it
+ * holds a `.` or a `:` or is `localhost` and more components follow.
  */
 const NAME_COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
-const NAME = new RegExp(`^${NAME_COMPONENT}(?:/${NAME_COMPONENT})*$`);
+const PATH = new RegExp(`^${NAME_COMPONENT}(?:/${NAME_COMPONENT})*$`);
+// Docker's domain grammar (distribution/reference), lowercase only: hosts are stored normalised.
+const HOST = /^(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])(?:\.(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9]))*(?::[0-9]{1,5})?$/;
 const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 /** Path components that would collide with a repository's own OCI layout files. */
 const RESERVED_COMPONENTS = new Set(['blobs', 'index.json', 'oci-layout']);
 const MAX_NAME_LENGTH = 255;
 
-/** True when `name` is a valid repository name the store can hold. */
+/** Docker Hub's canonical host, and the other spellings clients and tools write for it. */
+export const DOCKER_HUB = 'docker.io';
+const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
+const DOCKER_HUB_LIBRARY = 'library';
+
+/** True when the first component of a name is a registry host (Docker's rule). */
+export function isRegistryHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost';
+}
+
+/** A name split into its registry host (if any) and its path on that registry. */
+export interface SplitName {
+  host?: string;
+  path: string;
+}
+
+/** Splits `name` at its registry host, by Docker's rule; no validation. */
+export function splitName(name: string): SplitName {
+  const slash = name.indexOf('/');
+  if (slash < 0) return { path: name };
+  const first = name.slice(0, slash);
+  return isRegistryHost(first) ? { host: first, path: name.slice(slash + 1) } : { path: name };
+}
+
+/** Docker Hub's spellings → `docker.io`; other hosts lowercased (DNS names have no case). */
+export function normalizeHost(host: string): string {
+  const lower = host.toLowerCase();
+  return DOCKER_HUB_ALIASES.has(lower) ? DOCKER_HUB : lower;
+}
+
+/**
+ * The stored form of a repository name: the host normalised and, on Docker Hub, the implicit
+ * `library/` added (`docker.io/busybox` → `docker.io/library/busybox`). Returns undefined
+ * when the result is not a valid repository name.
+ */
+export function normalizeRepositoryName(name: string): string | undefined {
+  const { host, path } = splitName(name.trim());
+  if (host === undefined) return isRepositoryName(path) ? path : undefined;
+  const canonicalHost = normalizeHost(host);
+  const canonicalPath = canonicalHost === DOCKER_HUB && !path.includes('/') ? `${DOCKER_HUB_LIBRARY}/${path}` : path;
+  const normalized = `${canonicalHost}/${canonicalPath}`;
+  return isRepositoryName(normalized) ? normalized : undefined;
+}
+
+/** True when `name` is a valid repository name the store can hold: `[host[:port]/]path`. */
 export function isRepositoryName(name: string): boolean {
-  if (name.length > MAX_NAME_LENGTH || !NAME.test(name)) return false;
-  return !name.split('/').some((part) => RESERVED_COMPONENTS.has(part));
+  return repositoryNameProblem(name) === undefined;
 }
 
 /** True when `tag` is a valid tag. */
@@ -20,13 +70,15 @@ export function isTag(tag: string): boolean {
   return TAG.test(tag);
 }
 
-/** Why `name` is not a repository name, for error messages. */
+/** Why `name` is not a repository name, for error messages; undefined when it is one. */
 export function repositoryNameProblem(name: string): string | undefined {
-  if (isRepositoryName(name)) return undefined;
   if (name.length > MAX_NAME_LENGTH) return `is longer than ${MAX_NAME_LENGTH} characters`;
-  const reserved = name.split('/').find((part) => RESERVED_COMPONENTS.has(part));
+  const { host, path } = splitName(name);
+  if (host !== undefined && !HOST.test(host)) return `starts with "${host}", which is not a registry host (lowercase host name, optional :port)`;
+  const reserved = path.split('/').find((part) => RESERVED_COMPONENTS.has(part));
   if (reserved) return `uses the reserved path component "${reserved}"`;
-  return 'must be lowercase letters, digits and separators (. _ __ -), components joined by /';
+  if (!PATH.test(path)) return 'must be lowercase letters, digits and separators (. _ __ -), components joined by /';
+  return undefined;
 }
 
 export interface ImageReference {
@@ -36,9 +88,8 @@ export interface ImageReference {
 }
 
 /**
- * Parses `[host[:port]/]path[:tag][@digest]` the way Docker does, dropping the registry host
- * (clients add their own) and Docker Hub's `docker.io/library/` prefix.
- * Returns undefined when the result is not a valid repository name.
+ * Parses `[host[:port]/]path[:tag][@digest]` the way Docker does, keeping the registry host
+ * (normalised by `normalizeRepositoryName`). Returns undefined when the name or tag is invalid.
  */
 export function parseImageReference(input: string): ImageReference | undefined {
   let rest = input.trim();
@@ -55,15 +106,57 @@ export function parseImageReference(input: string): ImageReference | undefined {
     tag = rest.slice(lastColon + 1);
     rest = rest.slice(0, lastColon);
   }
-  const parts = rest.split('/');
-  // Docker's rule: the first component is a registry host when it has a dot or a port, or is localhost.
-  const first = parts[0] ?? '';
-  if (parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost')) {
-    const host = parts.shift();
-    if ((host === 'docker.io' || host === 'index.docker.io') && parts[0] === 'library' && parts.length > 1) parts.shift();
-  }
-  const repository = parts.join('/');
-  if (!isRepositoryName(repository)) return undefined;
+  const repository = normalizeRepositoryName(rest);
+  if (repository === undefined) return undefined;
   if (tag !== undefined && !isTag(tag)) return undefined;
   return { repository, ...(tag !== undefined && { tag }), ...(digest !== undefined && { digest }) };
+}
+
+/**
+ * The repository names a request for `path` may mean, most specific first, as containerd and
+ * Docker ask a mirror (DESIGN §4):
+ * - `ns` given (containerd's `?ns=HOST` on mirrored requests): `HOST/path`; on Docker Hub
+ *   `library/x` ↔ `x` both ways; then the host-less repositories of the same path.
+ * - a path that starts with a registry host names it directly (`quay.io/org/app`).
+ * - a host-less path: that exact name, then `x` for `library/x` (stores written before names
+ *   kept their registry). The caller then looks for the one registry that holds the path.
+ * Pure: no I/O. Candidates are valid repository names.
+ */
+export function requestCandidates(path: string, ns?: string): string[] {
+  const found: string[] = [];
+  const add = (name: string | undefined): void => {
+    if (name !== undefined && isRepositoryName(name) && !found.includes(name)) found.push(name);
+  };
+  // Docker Hub's official images answer to `x` and `library/x`.
+  const library = path.startsWith(`${DOCKER_HUB_LIBRARY}/`) ? path.slice(DOCKER_HUB_LIBRARY.length + 1) : undefined;
+  const hostless = [path, ...(library !== undefined ? [library] : path.includes('/') ? [] : [`${DOCKER_HUB_LIBRARY}/${path}`])];
+  if (ns !== undefined) {
+    const host = normalizeHost(ns);
+    if (!HOST.test(host)) return [];
+    if (host === DOCKER_HUB) hostless.forEach((p) => add(normalizeRepositoryName(`${host}/${p}`)));
+    else add(`${host}/${path}`);
+    // Host-less stores answered mirrors before names kept their registry: `x` for docker.io `library/x`.
+    add(path);
+    if (host === DOCKER_HUB) hostless.forEach(add);
+    return found;
+  }
+  if (splitName(path).host !== undefined) {
+    add(normalizeRepositoryName(path));
+    return found;
+  }
+  add(path);
+  add(library);
+  return found;
+}
+
+/**
+ * The path a stored name answers to on a host-less request with no `ns`, once no exact name
+ * matched: `quay.io/org/app` → `org/app`; Docker Hub's `docker.io/library/x` → `x` (and
+ * `library/x`). Undefined for host-less names.
+ */
+export function hostlessAliases(name: string): string[] {
+  const { host, path } = splitName(name);
+  if (host === undefined) return [];
+  if (host === DOCKER_HUB && path.startsWith(`${DOCKER_HUB_LIBRARY}/`)) return [path, path.slice(DOCKER_HUB_LIBRARY.length + 1)];
+  return [path];
 }

@@ -1,5 +1,5 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import type { StoreReader } from '../store/reader.js';
+import type { ServedImages } from '../store/image-source.js';
 import { BasicAuth, DEFAULT_REALM, type Htpasswd } from './auth.js';
 import { serveBlob } from './blobs.js';
 import { listCatalog } from './catalog.js';
@@ -8,12 +8,13 @@ import { serveManifest } from './manifests.js';
 import { Metrics } from './metrics.js';
 import { parseV2Path, rawPath, spellsRoute } from './paths.js';
 import { listReferrers } from './referrers.js';
-import { sendJson } from './respond.js';
+import { queryParam, sendJson } from './respond.js';
+import { resolveRepository } from './repository.js';
 import { listTags } from './tags.js';
 
 export interface RegistryOptions {
-  /** The store to serve, read-only. */
-  store: StoreReader;
+  /** What to serve, read-only: a store, layouts, archives, behind the one naming rule. */
+  images: ServedImages;
   /** fastify's logger setting: false, or pino options (level, stream). */
   logger?: FastifyServerOptions['logger'];
   /** Require HTTP Basic credentials from this htpasswd for everything under /v2/. */
@@ -69,7 +70,7 @@ const ROUTE_LABELS: Record<string, string> = { '/v2': 'base', '/v2/': 'base', '/
  * over a store, read-only. Returns the app, not yet listening.
  */
 export function buildRegistry(options: RegistryOptions): FastifyInstance {
-  const reader = options.store;
+  const images = options.images;
   const auth = options.htpasswd ? new BasicAuth(options.htpasswd, options.realm ?? DEFAULT_REALM) : undefined;
   const metrics = new Metrics();
   const routeLabels = new WeakMap<FastifyRequest, string>();
@@ -138,26 +139,25 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     url: '/v2/',
     handler: (request, reply) => sendJson(request, reply, {}),
   });
-  app.route({ method: ['GET', 'HEAD'], url: '/v2/_catalog', handler: (request, reply) => listCatalog(reader, request, reply) });
+  app.route({ method: ['GET', 'HEAD'], url: '/v2/_catalog', handler: (request, reply) => listCatalog(images, request, reply) });
   app.route({
     method: ['GET', 'HEAD'],
     url: '/v2/*',
     handler: async (request, reply) => {
       const path = parseV2Path(v2Tail(request.url));
       routeLabels.set(request, path.kind === 'error' || path.kind === 'none' ? 'invalid' : path.kind);
+      if (path.kind === 'error') throw path.error;
+      if (path.kind === 'none') throw routeUnknown(rawPath(request.url));
+      const repository = await resolveRepository(images, path.name, queryParam(request, 'ns'), path.kind === 'referrers');
       switch (path.kind) {
         case 'manifests':
-          return serveManifest(reader, path.name, path.reference, request, reply);
+          return serveManifest(repository, path.reference, request, reply);
         case 'blobs':
-          return serveBlob(reader, path.name, path.reference, request, reply);
+          return serveBlob(repository, path.reference, request, reply);
         case 'tags':
-          return listTags(reader, path.name, request, reply);
+          return listTags(repository, request, reply);
         case 'referrers':
-          return listReferrers(reader, path.name, path.reference, request, reply);
-        case 'error':
-          throw path.error;
-        case 'none':
-          throw routeUnknown(rawPath(request.url));
+          return listReferrers(repository, path.reference, request, reply);
       }
     },
   });
@@ -180,7 +180,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
 
   app.route({ method: ['GET', 'HEAD'], url: '/healthz', handler: async (request, reply) => {
     // The store directory going away (an unmounted volume) is the one failure a probe can see.
-    const ok = await reader.available();
+    const ok = await images.available();
     return sendJson(request, reply.code(ok ? 200 : 503), { status: ok ? 'ok' : 'store unavailable' });
   } });
   app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));

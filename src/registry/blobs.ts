@@ -1,9 +1,10 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { StoreReader } from '../store/reader.js';
-import { blobUnknown, nameUnknown, rangeInvalid } from './errors.js';
+import type { BlobLocation } from '../store/image-source.js';
+import { blobUnknown, rangeInvalid } from './errors.js';
 import { pumpFile } from './file-pump.js';
 import { notModified } from './respond.js';
+import { type RequestedRepository, snapshotOf } from './repository.js';
 
 /** A byte range to send, both ends inclusive (RFC 9110 §14.1.1). */
 export interface ByteRange {
@@ -44,13 +45,14 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
  * is streamed from that handle, and fastify's `send(stream)` pipes it with back-pressure and
  * destroys it when the client goes away. HEAD only stats.
  */
-export async function serveBlob(reader: StoreReader, name: string, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  const blob = await reader.blob(name, digest);
-  if (!blob) throw (await reader.repository(name)) ? blobUnknown(digest) : nameUnknown(name);
+export async function serveBlob(repository: RequestedRepository, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const snapshot = await snapshotOf(repository);
+  const blob = await repository.source?.blob(snapshot.name, digest);
+  if (!blob) throw blobUnknown(digest);
   const etag = `"${digest}"`;
   if (request.method === 'HEAD') return setHeaders(reply, digest, etag).header('content-length', blob.size).send();
   if (notModified(request, etag)) return setHeaders(reply, digest, etag).code(304).send();
-  const { handle, size } = await openBlob(blob.path, digest);
+  const { handle, size } = await openBlob(blob, digest);
   const ifRange = request.headers['if-range'];
   const range = ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, size) : undefined;
   if (range === 'unsatisfiable' || size === 0) {
@@ -65,7 +67,7 @@ export async function serveBlob(reader: StoreReader, name: string, digest: strin
   reply.hijack();
   reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string | number>);
   try {
-    await pumpFile(handle, reply.raw, start, end);
+    await pumpFile(handle, reply.raw, blob.offset + start, blob.offset + end);
   } catch (error) {
     request.log.error({ err: error, digest }, 'blob read failed after headers were sent');
     reply.raw.destroy();
@@ -85,16 +87,17 @@ function setHeaders(reply: FastifyReply, digest: string, etag: string): FastifyR
     .header('cache-control', 'max-age=31536000');
 }
 
-async function openBlob(path: string, digest: string): Promise<{ handle: FileHandle; size: number }> {
+// The size is the file's for a whole-file blob (what is on disk now), the location's for a slice.
+async function openBlob(blob: BlobLocation, digest: string): Promise<{ handle: FileHandle; size: number }> {
   let handle: FileHandle;
   try {
-    handle = await open(path, 'r');
+    handle = await open(blob.path, 'r');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw blobUnknown(digest);
     throw error;
   }
   try {
-    return { handle, size: (await handle.stat()).size };
+    return { handle, size: blob.offset === 0 ? (await handle.stat()).size : blob.size };
   } catch (error) {
     await handle.close();
     throw error;

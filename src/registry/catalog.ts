@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { StoreReader } from '../store/reader.js';
+import type { ServedImages } from '../store/image-source.js';
 import { paginate } from './pagination.js';
 import { sendJson } from './respond.js';
 
@@ -8,8 +8,8 @@ import { sendJson } from './respond.js';
  * Reserved by the OCI spec for historical use; clients (skopeo, crane catalog, Harbor replication)
  * expect Docker Registry v2's shape: https://distribution.github.io/distribution/spec/api/#catalog
  */
-export async function listCatalog(reader: StoreReader, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  const page = paginate(request, await reader.listRepositories(), '/v2/_catalog');
+export async function listCatalog(images: ServedImages, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const page = paginate(request, await images.repositoryNames(), '/v2/_catalog');
   if (page.link !== undefined) reply.header('link', page.link);
   return sendJson(request, reply, { repositories: page.items });
 }

@@ -61,6 +61,14 @@ export const manifestUnknown = (name: string, reference: string): RegistryError 
 
 export const nameUnknown = (name: string): RegistryError => registryError('NAME_UNKNOWN', { name });
 
+/** A host-less name held under several registries, or by several sources: refused, never guessed. */
+export const nameAmbiguous = (name: string, candidates: string[]): RegistryError =>
+  registryError('NAME_UNKNOWN', {
+    name,
+    reason: `"${name}" is held by more than one repository; ask for one by its registry (e.g. /v2/${candidates[0] ?? 'HOST/PATH'}/…) or send ?ns=HOST`,
+    candidates: candidates.slice(0, 20),
+  });
+
 export const nameInvalid = (name: string, reason: string): RegistryError => registryError('NAME_INVALID', { name: echo(name), reason });
 
 export const digestInvalid = (digest: string, reason: string): RegistryError => registryError('DIGEST_INVALID', { digest: echo(digest), reason });

@@ -1,7 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { sha256Digest } from '../image/digest.js';
-import type { StoreReader, StoredManifest } from '../store/reader.js';
-import { manifestUnknown, nameUnknown } from './errors.js';
+import type { StoredManifest } from '../store/reader.js';
+import { manifestUnknown } from './errors.js';
+import { type RequestedRepository, snapshotOf } from './repository.js';
 import { notModified } from './respond.js';
 
 // Digests of stored bytes, computed once per snapshot entry (snapshots are rebuilt on change).
@@ -17,9 +18,9 @@ const verified = new WeakMap<StoredManifest, boolean>();
  * their types (Docker, containerd, skopeo) accept what they asked for. HEAD reads nothing: the
  * snapshot holds the bytes, so neither verb touches the disk while index.json is unchanged.
  */
-export async function serveManifest(reader: StoreReader, name: string, reference: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  const snapshot = await reader.repository(name);
-  if (!snapshot) throw nameUnknown(name);
+export async function serveManifest(repository: RequestedRepository, reference: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const snapshot = await snapshotOf(repository);
+  const name = repository.asked;
   const digest = reference.includes(':') ? reference : snapshot.tagged.get(reference);
   const stored = digest === undefined ? undefined : snapshot.manifests.get(digest);
   if (digest === undefined || !stored) throw manifestUnknown(name, reference);

@@ -18,7 +18,7 @@ export interface Page {
  * clients never follow Link), and so does an empty `n=`; `n` above the cap is lowered to it; `n=0` is an empty page with no
  * Link (a Link there would send a client round in circles).
  */
-export function paginate(request: FastifyRequest, sorted: string[], path: string): Page {
+export function paginate(request: FastifyRequest, sorted: readonly string[], path: string): Page {
   const rawN = queryParam(request, 'n');
   const last = queryParam(request, 'last');
   let n: number | undefined;
@@ -35,7 +35,7 @@ export function paginate(request: FastifyRequest, sorted: string[], path: string
 }
 
 // Index of the first entry greater than `last` (binary search; the list is sorted).
-function firstAfter(sorted: string[], last: string): number {
+function firstAfter(sorted: readonly string[], last: string): number {
   let low = 0;
   let high = sorted.length;
   while (low < high) {

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { MediaType } from '../image/media-types.js';
-import type { StoreReader } from '../store/reader.js';
+import type { RequestedRepository } from './repository.js';
 import { queryParam, sendJson } from './respond.js';
 
 /**
@@ -11,8 +11,8 @@ import { queryParam, sendJson } from './respond.js';
  * (clients take a 404 to mean "no referrers API" and fall back to tag schemes), so an unknown
  * repository gets the empty index too; only a malformed request is refused (400).
  */
-export async function listReferrers(reader: StoreReader, name: string, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  const snapshot = await reader.repository(name);
+export async function listReferrers(repository: RequestedRepository, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const snapshot = repository.name !== undefined ? await repository.source?.repository(repository.name) : undefined;
   const all = snapshot?.referrers.get(digest) ?? [];
   const artifactType = queryParam(request, 'artifactType');
   const manifests = artifactType === undefined ? all : all.filter((descriptor) => descriptor.artifactType === artifactType);

@@ -13,6 +13,7 @@ import { CopyPool, OffThreadBlobSink } from './copy-pool.js';
 import { updateIndex } from './index-file.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, TMP_DIR, blobPath, fsyncDir, isNotFound, repositoryDir, writeFileAtomic } from './layout.js';
 import { withStoreLock } from './lock.js';
+import { addToRepositoryList } from './repository-list.js';
 
 /** A blob's identity once written: what a descriptor needs besides its media type. */
 export interface BlobInfo {
@@ -181,6 +182,8 @@ export class Ingest {
       for (const [repository, closure] of closures) {
         await this.#publish(repository, closure, pool, images.filter((image) => image.repository === repository));
       }
+      // Last: a server that sees a name in the list finds its index.json already in place.
+      await addToRepositoryList(this.#root, join(this.#root, TMP_DIR), closures.keys());
     });
     await this.abort();
   }

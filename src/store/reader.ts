@@ -1,11 +1,13 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSha256Digest } from '../image/digest.js';
 import { parseManifest, subjectOf } from '../image/manifest.js';
 import { MediaType, isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { isRepositoryName } from '../image/reference.js';
+import type { BlobLocation, ImageSource } from './image-source.js';
 import { REF_NAME, blobPath, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
+import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 
 /** A stored manifest: its descriptor (media type from the index or parent) and its exact bytes. */
 export interface StoredManifest {
@@ -30,26 +32,21 @@ export interface RepositorySnapshot {
   problems: string[];
 }
 
-/** Where a blob's bytes are: a plain file with a known size. */
-export interface BlobFile {
-  path: string;
-  size: number;
-}
-
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-const MAX_REPOSITORY_DEPTH = 32;
-const DOCKER_HUB_LIBRARY = 'library/';
+/** A store written before `.repositories` existed is walked at most this often. */
+const WALK_INTERVAL_MS = 1000;
 
 /**
  * Read-only view of a store for the registry. Snapshots are cached and rebuilt when a
  * repository's index.json changes (every commit replaces it by rename), so images loaded while
  * a server runs are served without a restart.
  */
-export class StoreReader {
+export class StoreReader implements ImageSource {
   /** The store directory; for a reader over layouts, where they are described (for messages). */
   readonly root: string;
   readonly #layouts: Map<string, string> | undefined;
   readonly #cache = new Map<string, { key: string; snapshot: RepositorySnapshot }>();
+  #names: { key: string; names: readonly string[]; at: number } | undefined;
 
   /**
    * A reader over the store at `root`, or, with `layouts`, over standalone OCI layouts served
@@ -60,12 +57,28 @@ export class StoreReader {
     this.#layouts = layouts;
   }
 
-  /** Repository names, sorted; in a store a repository is any directory holding an OCI layout. */
-  async listRepositories(): Promise<string[]> {
-    if (this.#layouts) return [...this.#layouts.keys()].sort();
-    const found: string[] = [];
-    await walk(this.root, [], found);
-    return found.filter(isRepositoryName).sort();
+  get description(): string {
+    return this.root;
+  }
+
+  /**
+   * Repository names, sorted: a store's `.repositories` list, re-read when it changes (one stat a
+   * call); a store written before that list existed is walked, at most once a second.
+   */
+  async repositoryNames(): Promise<readonly string[]> {
+    if (this.#layouts) {
+      this.#names ??= { key: 'layouts', names: [...this.#layouts.keys()].sort(), at: 0 };
+      return this.#names.names;
+    }
+    const info = await stat(join(this.root, REPOSITORY_LIST)).catch(() => undefined);
+    const key = info ? `${info.ino}:${info.mtimeMs}:${info.size}` : 'walk';
+    const cached = this.#names;
+    if (cached?.key === key && (info || Date.now() - cached.at < WALK_INTERVAL_MS)) return cached.names;
+    const names = (info && (await readRepositoryList(this.root))) || (await walkRepositories(this.root));
+    // The same array while nothing changed, so what callers derive from it stays cached.
+    const same = cached !== undefined && cached.names.length === names.length && cached.names.every((name, i) => name === names[i]);
+    this.#names = { key, names: same ? cached.names : names, at: Date.now() };
+    return this.#names.names;
   }
 
   /** True while what is served is there: the store directory, or every layout directory. */
@@ -75,18 +88,8 @@ export class StoreReader {
     return found.every(Boolean);
   }
 
-  /**
-   * The current snapshot of `name`, or undefined when the store has no such repository.
-   * `library/<x>` falls back to `<x>`: loads drop Docker Hub's `docker.io/library/` prefix, but
-   * containerd and k3s mirroring docker.io ask for `library/busybox`.
-   */
+  /** The current snapshot of exactly `name`, or undefined when the store has no such repository. */
   async repository(name: string): Promise<RepositorySnapshot | undefined> {
-    const found = await this.#repository(name);
-    if (found || !name.startsWith(DOCKER_HUB_LIBRARY)) return found;
-    return this.#repository(name.slice(DOCKER_HUB_LIBRARY.length));
-  }
-
-  async #repository(name: string): Promise<RepositorySnapshot | undefined> {
     const dir = this.#dirOf(name);
     if (dir === undefined) return undefined;
     let info;
@@ -108,14 +111,14 @@ export class StoreReader {
   }
 
   /** The file of `digest` if repository `name` holds it (reachable from its index), else undefined. */
-  async blob(name: string, digest: string): Promise<BlobFile | undefined> {
+  async blob(name: string, digest: string): Promise<BlobLocation | undefined> {
     if (!isSha256Digest(digest)) return undefined;
     const snapshot = await this.repository(name);
     if (!snapshot?.blobs.has(digest)) return undefined;
     const path = blobPath(this.#dirOf(snapshot.name) ?? '', digest);
     try {
       const info = await stat(path);
-      return info.isFile() ? { path, size: info.size } : undefined;
+      return info.isFile() ? { path, offset: 0, size: info.size, proven: true, origin: path } : undefined;
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -194,20 +197,4 @@ function referrerDescriptor(descriptor: Descriptor, size: number, parsed: Return
     ...(artifactType !== undefined && { artifactType }),
     ...(body.annotations !== undefined && { annotations: body.annotations }),
   };
-}
-
-async function walk(dir: string, parts: string[], found: string[]): Promise<void> {
-  if (parts.length > MAX_REPOSITORY_DEPTH) return;
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (error) {
-    if (isNotFound(error)) return;
-    throw error;
-  }
-  if (parts.length > 0 && entries.some((e) => e.name === 'index.json' && e.isFile())) found.push(parts.join('/'));
-  for (const entry of entries) {
-    if (!entry.isDirectory() || entry.name.startsWith('.') || entry.name === 'blobs') continue;
-    await walk(join(dir, entry.name), [...parts, entry.name], found);
-  }
 }

@@ -8,6 +8,7 @@ import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { blobPath, checkOciLayoutFile, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
 import { StoreReader } from './reader.js';
+import { walkRepositories } from './repository-list.js';
 
 export interface VerifyReport {
   repositories: number;
@@ -25,7 +26,7 @@ export interface VerifyReport {
 export async function verifyStore(root: string, onBlob?: (bytes: number) => void): Promise<VerifyReport> {
   const report: VerifyReport = { repositories: 0, blobs: 0, bytes: 0, problems: [] };
   const hashedInodes = new Map<string, string>();
-  for (const repository of await new StoreReader(root).listRepositories()) {
+  for (const repository of await walkRepositories(root)) {
     report.repositories++;
     const dir = repositoryDir(root, repository);
     try {

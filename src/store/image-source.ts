@@ -1,0 +1,132 @@
+import { hostlessAliases, requestCandidates } from '../image/reference.js';
+import type { RepositorySnapshot } from './reader.js';
+
+/**
+ * Where a blob's bytes are: `size` bytes at `offset` in the file at `path`. `proven` is true when
+ * these bytes were hashed against the digest before (a store blob, at ingest); false when the
+ * digest is only claimed by the input (a layer inside a legacy archive served in place), so the
+ * server must hash while it streams and never deliver the whole blob on a mismatch.
+ */
+export interface BlobLocation {
+  path: string;
+  offset: number;
+  size: number;
+  proven: boolean;
+  /** Names the bytes for logs: the archive and entry, or the blob file. */
+  origin: string;
+}
+
+/**
+ * What the registry reads (DESIGN §6): repository names → snapshots, and blobs by location.
+ * Implemented by the store, by layout directories, and by archives served in place.
+ */
+export interface ImageSource {
+  /** For banners, logs and errors: the store directory, or the files served. */
+  readonly description: string;
+  /**
+   * Every repository name, sorted. Cheap to call on every request: an implementation returns the
+   * same array object while nothing changed, so callers can cache what they derive from it.
+   */
+  repositoryNames(): Promise<readonly string[]>;
+  /** The snapshot of exactly `name`, or undefined when this source has no such repository. */
+  repository(name: string): Promise<RepositorySnapshot | undefined>;
+  /** The bytes of `digest` if repository `name` holds it (reachable from its index), else undefined. */
+  blob(name: string, digest: string): Promise<BlobLocation | undefined>;
+  /** False once what is served is gone (an unmounted store volume): /healthz reports it. */
+  available(): Promise<boolean>;
+}
+
+/** How a requested path resolved: to one repository, to none, or to several (never a guess). */
+export type Resolution =
+  | { kind: 'found'; name: string; source: ImageSource }
+  | { kind: 'unknown' }
+  | { kind: 'ambiguous'; names: string[] };
+
+interface NameTable {
+  /** The arrays the table was built from, one per source, to tell when to rebuild. */
+  from: (readonly string[])[];
+  sorted: string[];
+  owners: Map<string, ImageSource[]>;
+  /** Host-less path → the names that hold it under some registry (`org/app` → `quay.io/org/app`). */
+  aliases: Map<string, string[]>;
+}
+
+/**
+ * Every source a server serves, behind the one naming rule (DESIGN §4): a request resolves to
+ * exactly one repository or is refused. A name held by two sources is ambiguous, not shadowed.
+ */
+export class ServedImages {
+  readonly sources: readonly ImageSource[];
+  #table: NameTable | undefined;
+
+  constructor(sources: ImageSource[]) {
+    this.sources = sources;
+  }
+
+  get description(): string {
+    return this.sources.map((source) => source.description).join(', ');
+  }
+
+  /** Every repository name of every source, sorted and unique (the catalog). */
+  async repositoryNames(): Promise<readonly string[]> {
+    return (await this.#names()).sorted;
+  }
+
+  /**
+   * The one repository a request for `path` means, with `ns` the upstream registry containerd
+   * names on mirrored requests. Tries `requestCandidates` in order; a host-less path that matches
+   * none is looked up under every registry, and several matches are ambiguous.
+   */
+  async resolve(path: string, ns?: string): Promise<Resolution> {
+    const table = await this.#names();
+    for (const candidate of requestCandidates(path, ns)) {
+      const owners = table.owners.get(candidate);
+      if (owners === undefined) continue;
+      if (owners.length > 1) return { kind: 'ambiguous', names: owners.map((owner) => `${candidate} (${owner.description})`) };
+      return { kind: 'found', name: candidate, source: owners[0] as ImageSource };
+    }
+    if (ns !== undefined) return { kind: 'unknown' };
+    const held = table.aliases.get(path) ?? [];
+    if (held.length > 1) return { kind: 'ambiguous', names: held };
+    const only = held[0];
+    if (only === undefined) return { kind: 'unknown' };
+    const owners = table.owners.get(only) ?? [];
+    if (owners.length > 1) return { kind: 'ambiguous', names: owners.map((owner) => `${only} (${owner.description})`) };
+    return { kind: 'found', name: only, source: owners[0] as ImageSource };
+  }
+
+  /** True while every source is there. */
+  async available(): Promise<boolean> {
+    return (await Promise.all(this.sources.map((source) => source.available()))).every(Boolean);
+  }
+
+  async #names(): Promise<NameTable> {
+    const lists = await Promise.all(this.sources.map((source) => source.repositoryNames()));
+    const table = this.#table;
+    if (table && table.from.length === lists.length && table.from.every((list, i) => list === lists[i])) return table;
+    this.#table = buildTable(this.sources, lists);
+    return this.#table;
+  }
+}
+
+function buildTable(sources: readonly ImageSource[], lists: (readonly string[])[]): NameTable {
+  const owners = new Map<string, ImageSource[]>();
+  lists.forEach((list, i) => {
+    const source = sources[i] as ImageSource;
+    for (const name of list) {
+      const known = owners.get(name);
+      if (known) known.push(source);
+      else owners.set(name, [source]);
+    }
+  });
+  const aliases = new Map<string, string[]>();
+  for (const name of owners.keys()) {
+    for (const alias of hostlessAliases(name)) {
+      const held = aliases.get(alias);
+      if (held) held.push(name);
+      else aliases.set(alias, [name]);
+    }
+  }
+  const sorted = lists.length === 1 ? [...(lists[0] ?? [])] : [...owners.keys()].sort();
+  return { from: lists, sorted, owners, aliases };
+}
