@@ -48,10 +48,15 @@ test('serve prints where it listens and how to pull, once listening', async (t) 
     });
     child.once('exit', () => reject(new Error(`serve exited: ${stdout}`)));
   });
-  const port = /on http:\/\/127\.0\.0\.1:(\d+) \(1 tags\)/.exec(stdout)?.[1];
+  const port = /on http:\/\/127\.0\.0\.1:(\d+) \(1 repository\)/.exec(stdout)?.[1];
   assert.ok(port, stdout);
-  assert.match(stdout, new RegExp(`docker pull 127\\.0\\.0\\.1:${port}/cartorio/sample:1`));
-  assert.match(stdout, new RegExp(`podman pull --tls-verify=false 127\\.0\\.0\\.1:${port}/cartorio/sample:1`));
-  const pulled = await fetch(`http://127.0.0.1:${port}/v2/cartorio/sample/manifests/1`);
-  assert.equal(pulled.status, 200);
+  // The sample's RepoTag is docker.io/cartorio/sample:1: the name keeps its registry.
+  assert.match(stdout, new RegExp(`docker pull 127\\.0\\.0\\.1:${port}/docker.io/cartorio/sample:1`));
+  assert.match(stdout, new RegExp(`podman pull --tls-verify=false 127\\.0\\.0\\.1:${port}/docker.io/cartorio/sample:1`));
+  // The README's host-less pull still finds it: one registry holds cartorio/sample.
+  for (const path of ['cartorio/sample', 'docker.io/cartorio/sample', 'cartorio/sample?ns=docker.io']) {
+    const [name, query] = path.split('?');
+    const pulled: Response = await fetch(`http://127.0.0.1:${port}/v2/${name}/manifests/1${query ? `?${query}` : ''}`);
+    assert.equal(pulled.status, 200, path);
+  }
 });

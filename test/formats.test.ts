@@ -52,10 +52,10 @@ test('a genuine docker save tarball loads with its RepoTags, readable by skopeo 
   assert.match(umoci.stdout, /COPY bin \/bin/);
 });
 
-test('one docker save of several images and several RepoTags yields all of them, host names dropped', async (t) => {
+test('one docker save of several images and several RepoTags yields all of them, names keep their registry', async (t) => {
   const store = await tempDir(t);
   const lines = await load(store, [join(FIXTURES, 'docker-save-multi.tar')]);
-  assert.deepEqual(lines.map((line) => line.split('@')[0]).sort(), ['busybox:1', 'other/tool:2']);
+  assert.deepEqual(lines.map((line) => line.split('@')[0]).sort(), ['127.0.0.1:5000/busybox:1', 'busybox:1', 'other/tool:2']);
   const tool = await skopeoConfig(join(store, 'other', 'tool'), '2');
   assert.deepEqual(tool.config.Cmd, ['cat', '/etc/tool']);
   assert.equal(tool.rootfs.diff_ids.length, 3);
@@ -65,11 +65,11 @@ test('skopeo docker-archive, Docker 25+ save layout and registry-image get outpu
   const store = await tempDir(t);
   const lines = await load(store, [join(FIXTURES, 'busybox-docker.tar'), join(FIXTURES, 'docker25-save.tar'), join(FIXTURES, 'registry-image-get')]);
   const names = lines.map((line) => line.split('@')[0]).sort();
-  assert.deepEqual(names, ['busybox:1', 'busybox:25', 'fixtures/getimage:latest']);
+  assert.deepEqual(names, ['docker.io/library/busybox:1', 'docker.io/library/busybox:25', 'fixtures/getimage:latest']);
   // the get output is loaded byte for byte: same digest as the layout it came from
   const getDigest = (await readFile(join(FIXTURES, 'registry-image-get', 'digest'), 'utf8')).trim();
   assert.equal((await skopeoInspect(join(store, 'fixtures', 'getimage'), 'latest')).Digest, getDigest);
-  assert.equal((await skopeoInspect(join(store, 'busybox'), '25')).Layers.length, 2);
+  assert.equal((await skopeoInspect(join(store, 'docker.io', 'library', 'busybox'), '25')).Layers.length, 2);
 });
 
 test('OCI layouts and archives keep their digests byte for byte, multi-platform index included', async (t) => {
@@ -141,7 +141,7 @@ test('list and verify report the store; verify finds a corrupted blob', async (t
   const list = await cartorio(['list', '--store', store, '--json']);
   assert.equal(list.code, 0, list.stderr);
   const rows = JSON.parse(list.stdout) as { repository: string; tag: string; size: number }[];
-  assert.deepEqual(rows.map((row) => `${row.repository}:${row.tag}`), ['busybox:1', 'other/tool:2']);
+  assert.deepEqual(rows.map((row) => `${row.repository}:${row.tag}`), ['127.0.0.1:5000/busybox:1', 'busybox:1', 'other/tool:2']);
   assert.ok(rows.every((row) => row.size > 1_000_000));
   assert.equal((await cartorio(['verify', '--store', store])).code, 0);
   // flip one byte of a layer (it is hard-linked, so every repository sees it)

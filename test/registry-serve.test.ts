@@ -43,7 +43,7 @@ test('cartorio serve: ready file, pino logs on stderr, picks up loads, SIGTERM a
     await assert.rejects(stat(ready), 'the ready file is removed on shutdown');
     // stdout has the human banner (address, pull commands) or, with --quiet, nothing; logs never go there
     if (quiet.length > 0) assert.equal(stdout, '', 'nothing on stdout with --quiet');
-    else assert.match(stdout, /^cartorio: serving \S+ on http:\/\/127\.0\.0\.1:\d+ \(\d+ tags\)\npull with:\n {2}docker pull [^\n]+\n(?:[^{\n][^\n]*\n)+$/);
+    else assert.match(stdout, /^cartorio: serving \S+ on http:\/\/127\.0\.0\.1:\d+ \(\d+ repositor(?:y|ies)\)\npull with:\n {2}docker pull [^\n]+\n(?:[^{\n][^\n]*\n)+$/);
     const lines = stderr.trim().split('\n').map((line) => JSON.parse(line) as { level: number; msg: string; req?: { url: string } });
     assert.ok(lines.some((line) => line.msg === 'incoming request' && line.req?.url === '/v2/busybox/manifests/1'), 'request logged');
     assert.ok(lines.some((line) => line.msg === 'shutting down'), 'shutdown logged');

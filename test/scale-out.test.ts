@@ -24,6 +24,6 @@ test('two servers over one store both serve an image loaded while they run', asy
     const copied = await run('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${server.address}/other/tool:2`, `oci:${join(dir, `pulled-${server.address.split(':')[1]}`)}:2`]);
     assert.equal(copied.code, 0, copied.stderr);
     const catalog = (await (await fetch(`http://${server.address}/v2/_catalog`)).json()) as { repositories: string[] };
-    assert.deepEqual(catalog.repositories, ['busybox', 'other/tool']);
+    assert.deepEqual(catalog.repositories, ['127.0.0.1:5000/busybox', 'busybox', 'other/tool']);
   }
 });

@@ -23,9 +23,9 @@ test('layouts are named NAME=DIR, by a get output\'s repository file, or by thei
   await writeFile(join(dir, 'db', 'repository'), 'db');
   await layout(join(dir, 'plain-layout'));
   const named = await nameServedLayouts([join(dir, 'app', 'oci'), join(dir, 'db'), `tools/x=${join(dir, 'plain-layout')}`, join(dir, 'plain-layout')]);
-  assert.deepEqual([...named], [['org/app', join(dir, 'app', 'oci')], ['db', join(dir, 'db', 'oci')], ['tools/x', join(dir, 'plain-layout')], ['plain-layout', join(dir, 'plain-layout')]]);
+  assert.deepEqual([...named], [['registry.example.com:5000/org/app', join(dir, 'app', 'oci')], ['db', join(dir, 'db', 'oci')], ['tools/x', join(dir, 'plain-layout')], ['plain-layout', join(dir, 'plain-layout')]]);
   await assert.rejects(nameServedLayouts([dir]), { message: `${dir}: is not an OCI image layout (oci-layout + index.json) nor a get output holding one in oci/` });
-  await assert.rejects(nameServedLayouts([join(dir, 'app'), join(dir, 'app', 'oci')]), /would be served as "org\/app", like /);
+  await assert.rejects(nameServedLayouts([join(dir, 'app'), join(dir, 'app', 'oci')]), /would be served as "registry.example.com:5000\/org\/app", like /);
   await assert.rejects(nameServedLayouts([`Bad=${join(dir, 'app')}`]), /"Bad" is not a repository name/);
 });
 
