@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { normalizeRepositoryName, repositoryNameProblem } from '../image/reference.js';
 import { Ingest, type ImageToCommit } from '../store/ingest.js';
 import { repositoryDir } from '../store/layout.js';
+import { parseManifest, rootKind, type RootKind } from '../image/manifest.js';
 import { loadConcourseRootfs, loadResourceBundle } from './concourse.js';
 import { detectFormat } from './detect.js';
 import { loadImageArchive } from './docker-archive.js';
@@ -11,6 +12,13 @@ import { loadOciLayout } from './oci-layout.js';
 import { loadRegistryImageOutput } from './registry-image.js';
 import { loadRootfsDir, loadRootfsTar } from './rootfs.js';
 import type { FormatName, Loader, LoadOptions, PendingImage } from './types.js';
+
+/**
+ * Tags of the fallback schemes that attach artifacts to an image by its digest: the referrers tag
+ * schema (distribution-spec, `sha256-<hex>`) and cosign's `.sig`, `.att`, `.sbom`. Their manifests
+ * look like images, but they are not what `--tag` names.
+ */
+const TAG_SCHEME = /^sha256-[a-f0-9]{64}(?:\.[a-z]+)?$/;
 
 const LOADERS: Record<FormatName, Loader> = {
   'docker-archive': loadImageArchive,
@@ -79,11 +87,31 @@ async function readInputs(inputs: string[], ingest: Ingest, options: LoadOptions
     await checkFormatFits(input, format);
     const pending = await LOADERS[format](input, ingest, options);
     if (pending.length === 0) throw new LoadError(input, `holds no images (${format} input with an empty index or manifest list)`);
-    for (const image of nameImages(input, format, pending, options)) {
+    const kinds = await Promise.all(pending.map(async (image) => image.tags.length > 0 && image.tags.every((tag) => TAG_SCHEME.test(tag))
+      ? 'artifact'
+      : rootKind(parseManifest(await ingest.readBytes(image.descriptor.digest, input), image.descriptor.mediaType, `${input}: manifest ${image.descriptor.digest}`))));
+    for (const image of nameImages(input, format, pending, kinds, options)) {
       loaded.push({ input, format, ...image, digest: image.descriptor.digest, mediaType: image.descriptor.mediaType, size: image.descriptor.size });
     }
   }
+  checkOneDigestPerTag(loaded);
   return loaded;
+}
+
+// One load never gives one tag two digests: the later would silently replace the earlier.
+function checkOneDigestPerTag(loaded: LoadedImage[]): void {
+  const owners = new Map<string, LoadedImage>();
+  for (const image of loaded) {
+    for (const tag of image.tags) {
+      const key = `${image.repository}:${tag}`;
+      const first = owners.get(key);
+      if (first !== undefined && first.digest !== image.digest) {
+        const where = first.input === image.input ? image.input : `${first.input}, ${image.input}`;
+        throw new LoadError(where, `would tag ${key} twice: ${first.digest} and ${image.digest}`, 'load them separately, or give --tag only to the one you mean');
+      }
+      owners.set(key, image);
+    }
+  }
 }
 
 async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[]): Promise<void> {
@@ -98,17 +126,34 @@ async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[]): 
   }
 }
 
-// --name/--tag win over the names an input carries; a lone unnamed image gets `latest`.
-function nameImages(input: string, format: FormatName, pending: PendingImage[], options: LoadOptions): (PendingImage & { repository: string; tags: string[] })[] {
-  return pending.map((image) => {
-    const repository = options.name ?? image.repository;
+/**
+ * --name wins over the names an input carries, for every root (referrers stay beside their subject).
+ * --tag and the `latest` of a lone unnamed image go to what a user means by "the image": the
+ * images and indexes; referrers (SBOMs, signatures) travel untagged, and other artifacts keep the
+ * tags the input gave them (a cosign `sha256-….sig`). Only when the input holds no image at all do
+ * artifacts without a subject take them.
+ */
+function nameImages(input: string, format: FormatName, pending: PendingImage[], kinds: RootKind[], options: LoadOptions): (PendingImage & { repository: string; tags: string[] })[] {
+  const images = kinds.filter((kind) => kind === 'image').length;
+  const named = (kind: RootKind): boolean => (images > 0 ? kind === 'image' : kind === 'artifact');
+  const unnamed = kinds.filter(named).length;
+  return pending.map((image, i) => {
+    const kind = kinds[i] ?? 'image';
+    const repository = options.name ?? image.repository ?? (kind === 'referrer' ? soleRepository(pending) : undefined);
     if (repository === undefined) {
       throw new LoadError(input, `holds an image with no name (${format} input)`, 'pass --name REPO (and --tag TAG), e.g. --name myapp --tag 1.0');
     }
-    const given = options.tags !== undefined && options.tags.length > 0 ? options.tags : image.tags;
-    const tags = given.length > 0 ? given : pending.length === 1 ? ['latest'] : [];
+    if (kind === 'referrer') return { ...image, repository, tags: [] };
+    const given = options.tags !== undefined && options.tags.length > 0 && named(kind) ? options.tags : image.tags;
+    const tags = given.length > 0 ? given : unnamed === 1 && named(kind) ? ['latest'] : [];
     return { ...image, repository, tags };
   });
+}
+
+// A referrer with no name of its own belongs with the images it travels with, when they share one name.
+function soleRepository(pending: PendingImage[]): string | undefined {
+  const names = new Set(pending.map((image) => image.repository).filter((name) => name !== undefined));
+  return names.size === 1 ? [...names][0] : undefined;
 }
 
 // --name follows the one naming rule: `docker.io/busybox` is stored as `docker.io/library/busybox`.

@@ -1,3 +1,4 @@
+import { MediaType } from './media-types.js';
 import { isIndexMediaType, isImageManifestMediaType } from './media-types.js';
 import { imageIndexSchema, imageManifestSchema, type Descriptor, type ImageIndex, type ImageManifest } from './oci.schema.js';
 import { compileValidator, parseJson } from './validate.js';
@@ -40,4 +41,22 @@ function checkDeclaredMediaType(declared: string | undefined, expected: string, 
   if (declared !== undefined && declared !== expected) {
     throw new Error(`${where}: manifest says mediaType "${declared}" but is referenced as "${expected}"`);
   }
+}
+
+/**
+ * What a root of an index.json is to a user (issue: one tag names one thing): an `image` (an image
+ * manifest with an image config, or an index of them), a `referrer` (anything with a `subject`:
+ * an SBOM or signature attached by `oras attach` / `cosign attach`), or another `artifact` (an
+ * `artifactType` or config type that is no image, such as a cosign `.sig` tag's manifest).
+ */
+export type RootKind = 'image' | 'referrer' | 'artifact';
+
+const IMAGE_CONFIG_TYPES = new Set<string>([MediaType.ociConfig, MediaType.dockerConfig]);
+
+export function rootKind(parsed: ParsedManifest): RootKind {
+  if (subjectOf(parsed)) return 'referrer';
+  const body = parsed.kind === 'index' ? parsed.index : parsed.manifest;
+  if (body.artifactType !== undefined) return 'artifact';
+  if (parsed.kind === 'image' && !IMAGE_CONFIG_TYPES.has(parsed.manifest.config.mediaType)) return 'artifact';
+  return 'image';
 }

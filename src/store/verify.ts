@@ -3,11 +3,10 @@ import { readFile, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { HashingStream, isSha256Digest } from '../image/digest.js';
-import { parseManifest } from '../image/manifest.js';
+import { parseManifest, subjectOf } from '../image/manifest.js';
 import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
-import { blobPath, checkOciLayoutFile, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
-import { StoreReader } from './reader.js';
+import { REF_NAME, blobPath, checkOciLayoutFile, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
 import { walkRepositories } from './repository-list.js';
 
 export interface VerifyReport {
@@ -33,7 +32,9 @@ export async function verifyStore(root: string, onBlob?: (bytes: number) => void
       await checkOciLayoutFile(dir);
       const index = await readLayoutIndex(dir);
       const seen = new Set<string>();
-      for (const descriptor of index?.manifests ?? []) await verifyDescriptor(dir, repository, descriptor, seen, hashedInodes, report, onBlob, 0);
+      const subjects = new Map<string, string>();
+      for (const descriptor of index?.manifests ?? []) await verifyDescriptor(dir, repository, descriptor, { seen, subjects }, hashedInodes, report, onBlob, 0);
+      report.problems.push(...namingProblems(repository, index?.manifests ?? [], seen, subjects));
     } catch (error) {
       report.problems.push(`${repository}: ${(error as Error).message}`);
     }
@@ -41,15 +42,48 @@ export async function verifyStore(root: string, onBlob?: (bytes: number) => void
   return report;
 }
 
+/** What a walk of one repository found: every digest reached, and referrer → subject digest. */
+interface Walk {
+  seen: Set<string>;
+  subjects: Map<string, string>;
+}
+
+/**
+ * What a store should never hold, though every blob is sound: one tag twice in index.json, a
+ * referrer whose subject is not in its repository, a tag on a referrer whose image has no tag.
+ */
+function namingProblems(repository: string, roots: Descriptor[], walk: Walk['seen'], subjects: Walk['subjects']): string[] {
+  const problems: string[] = [];
+  const tagged = new Map<string, string>();
+  for (const root of roots) {
+    const tag = root.annotations?.[REF_NAME];
+    if (tag === undefined) continue;
+    const other = tagged.get(tag);
+    if (other !== undefined) problems.push(`${repository}: index.json names tag "${tag}" twice (${other} and ${root.digest}); a client gets one of them at random`);
+    tagged.set(tag, root.digest);
+  }
+  const taggedDigests = new Set(tagged.values());
+  for (const [referrer, subject] of subjects) {
+    if (!walk.has(subject)) problems.push(`${repository}: ${referrer} refers to subject ${subject}, which the repository does not hold`);
+  }
+  for (const [tag, digest] of tagged) {
+    const subject = subjects.get(digest);
+    if (subject !== undefined && walk.has(subject) && !taggedDigests.has(subject)) {
+      problems.push(`${repository}: tag "${tag}" names a referrer of ${subject}, which has no tag; the tag should name the image`);
+    }
+  }
+  return problems;
+}
+
 async function verifyDescriptor(
-  dir: string, repository: string, descriptor: Descriptor, seen: Set<string>, hashed: Map<string, string>,
+  dir: string, repository: string, descriptor: Descriptor, walk: Walk, hashed: Map<string, string>,
   report: VerifyReport, onBlob: ((bytes: number) => void) | undefined, depth: number,
 ): Promise<void> {
   const { digest, mediaType, size } = descriptor;
   const problem = (text: string): void => void report.problems.push(`${repository}: ${mediaType} ${digest}: ${text}`);
   if (!isSha256Digest(digest)) return problem('not a sha256 digest');
-  if (seen.has(digest)) return;
-  seen.add(digest);
+  if (walk.seen.has(digest)) return;
+  walk.seen.add(digest);
   const path = blobPath(dir, digest);
   let info;
   try {
@@ -74,9 +108,12 @@ async function verifyDescriptor(
   if (!isManifestMediaType(mediaType) || depth > 8) return;
   let children: Descriptor[];
   try {
-    children = parseManifest(await readFile(path), mediaType, 'manifest').children;
+    const parsed = parseManifest(await readFile(path), mediaType, 'manifest');
+    children = parsed.children;
+    const subject = subjectOf(parsed);
+    if (subject) walk.subjects.set(digest, subject.digest);
   } catch (error) {
     return problem((error as Error).message);
   }
-  for (const child of children) await verifyDescriptor(dir, repository, child, seen, hashed, report, onBlob, depth + 1);
+  for (const child of children) await verifyDescriptor(dir, repository, child, walk, hashed, report, onBlob, depth + 1);
 }
