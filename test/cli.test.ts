@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CLI, ROOT, cartorio, tempDir } from './helpers/cli.js';
+import { CLI, ROOT, cartorio, run, tempDir } from './helpers/cli.js';
 
 // The CLI's contract with shells: --version, exit codes (0 ok, 1 failed, 2 usage), --help everywhere.
 
@@ -58,5 +58,46 @@ test('serve prints where it listens and how to pull, once listening', async (t) 
     const [name, query] = path.split('?');
     const pulled: Response = await fetch(`http://127.0.0.1:${port}/v2/${name}/manifests/1${query ? `?${query}` : ''}`);
     assert.equal(pulled.status, 200, path);
+  }
+});
+
+test('output into a closed pipe ends quietly (status 141, as git and coreutils), never a stack trace', async (t) => {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  assert.equal((await cartorio(['load', '--store', store, join(ROOT, 'assets', 'sample-image.tar')])).code, 0);
+  // Enough repositories that `list` writes more than a pipe holds (hard links: no bytes copied).
+  const copies = Array.from({ length: 1500 }, (_, i) => `cp -al "$S/docker.io/cartorio/sample" "$S/docker.io/cartorio/s${i}"`).join('\n');
+  const made = await run('bash', ['-c', `set -e\n${copies}\nrm "$S/.repositories"`], { env: { ...process.env, S: store } });
+  assert.equal(made.code, 0, made.stderr);
+  for (const command of [
+    `node "${CLI}" list --store "${store}"`,
+    `node "${CLI}" list --store "${store}" --json`,
+    `node "${CLI}" load --json --store "${join(dir, 'other')}" "${join(ROOT, 'assets', 'sample-image.tar')}"`,
+    `node "${CLI}" load --help`,
+    `node "${CLI}" --help`,
+  ]) {
+    const piped = await run('bash', ['-c', `${command} | head -c 1 >/dev/null; echo "status=\${PIPESTATUS[0]}" >&2`]);
+    const status = /status=(\d+)/.exec(piped.stderr)?.[1];
+    assert.ok(status === '0' || status === '141', `${command}: ${piped.stderr}`);
+    assert.equal(piped.stderr.replace(/status=\d+\n/, ''), '', `${command}: quiet on stderr`);
+  }
+});
+
+test('list and verify refuse a store that does not exist (a mistyped path is not an empty store)', async (t) => {
+  const dir = await tempDir(t);
+  for (const command of ['list', 'verify']) {
+    const result = await cartorio([command, '--store', join(dir, 'nostore')]);
+    assert.equal(result.code, 1, command);
+    assert.equal(result.stderr.split('\n')[0], `cartorio ${command}: store ${join(dir, 'nostore')} does not exist`);
+  }
+});
+
+test('help texts wrap where the terminal is, not mid-sentence', async () => {
+  for (const command of ['load', 'convert', 'verify']) {
+    const help = (await cartorio([command, '--help'])).stdout;
+    const description = help.split('\n\n')[1] ?? '';
+    // commander wraps at 80 columns when not a TTY: every line but the last is long
+    const lines = description.split('\n');
+    assert.ok(lines.slice(0, -1).every((line) => line.length > 50), `${command}: ${description}`);
   }
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { FIXTURES, cartorio, tempDir } from './helpers/cli.js';
@@ -60,5 +61,31 @@ test('docker pulls from cartorio serve and runs what it pulled', async (t) => {
     assert.equal(await pullAndRun(server.address, 'busybox', '1', BUSYBOX_1, ['cat', '/etc/motd']), 'hello from cartorio fixtures');
     assert.equal(await pullAndRun(server.address, 'busybox', 'multi', BUSYBOX_MULTI, ['sh', '-c', 'echo $GREETING']), 'hello');
     st.diagnostic(`PASS docker pull+run ${server.address}/busybox:1 ${BUSYBOX_1} and busybox:multi ${BUSYBOX_MULTI}`);
+  });
+
+  await t.test('a Concourse rootfs with "user": "root" and no /etc/passwd runs as Concourse runs it (uid 0)', async (st) => {
+    const image = join(dir, 'root-image');
+    await cp(join(FIXTURES, 'concourse-rootfs'), image, { recursive: true });
+    await writeFile(join(image, 'metadata.json'), JSON.stringify({ env: ['PATH=/bin'], user: 'root:root', cmd: ['/bin/busybox', 'sh', '-c', 'id -u; id -g; cat /etc/motd'] }));
+    const store = join(dir, 'root-store');
+    const loaded = await cartorio(['load', '--store', store, image, '--name', 'ci/task', '--tag', '1', '--json']);
+    assert.equal(loaded.code, 0, loaded.stderr);
+    assert.match(loaded.stderr, /metadata.json user "root:root" has no entry in rootfs\/etc\/passwd or group; the image runs as "0:0"/);
+    const digest = (JSON.parse(loaded.stdout) as { digest: string }[])[0]?.digest ?? '';
+    const server = await startServe(st, dir, store);
+    const ran = await pullAndRun(server.address, 'ci/task', '1', digest, []);
+    assert.deepEqual(ran.split('\n'), ['0', '0', 'hello from cartorio fixtures']);
+    // A name the rootfs does not define is refused: no runtime could start it.
+    await writeFile(join(image, 'metadata.json'), JSON.stringify({ user: 'builder' }));
+    const refused = await cartorio(['load', '--store', store, image, '--name', 'ci/task', '--tag', '2']);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr.split('\n')[0], `cartorio load: ${image}: metadata.json user "builder": "builder" is not in rootfs/etc/passwd, so no container runtime can start the image as that user`);
+    // Defined in the rootfs: the name is kept as it is.
+    await writeFile(join(image, 'rootfs', 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nbuilder:x:1000:1000::/tmp:/bin/sh\n');
+    await writeFile(join(image, 'metadata.json'), JSON.stringify({ env: ['PATH=/bin'], user: 'builder', cmd: ['/bin/busybox', 'id', '-u'] }));
+    const named = await cartorio(['load', '--store', store, image, '--name', 'ci/task', '--tag', '3', '--json']);
+    assert.equal(named.code, 0, named.stderr);
+    assert.equal(named.stderr, '');
+    assert.equal(await pullAndRun(server.address, 'ci/task', '3', (JSON.parse(named.stdout) as { digest: string }[])[0]?.digest ?? '', []), '1000');
   });
 });

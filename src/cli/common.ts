@@ -1,5 +1,7 @@
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Option } from 'commander';
+import { removeTempPathsSync } from '../store/temp-paths.js';
 
 /**
  * What every command shares: where the store is, how errors reach the operator, exit codes.
@@ -8,6 +10,9 @@ import { Option } from 'commander';
  */
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** What a shell reports for a process killed by SIGPIPE (128 + 13), as git and coreutils end. */
+export const EXIT_BROKEN_PIPE = 141;
+const SIGNAL_EXITS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143 };
 
 export const DEFAULT_STORE = 'cartorio-store';
 
@@ -18,6 +23,41 @@ export function storeOption(): Option {
 
 export function storePath(store: string): string {
   return resolve(store);
+}
+
+/** A store that must already exist (list, verify): a mistyped path is an error, not an empty store. */
+export async function existingStore(store: string): Promise<string> {
+  const path = storePath(store);
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isDirectory()) throw new CliError(`store ${path} does not exist`, 'check --store (or $CARTORIO_STORE); `cartorio load --store DIR` creates a store');
+  return path;
+}
+
+/**
+ * For commands that write (load, convert): SIGINT and SIGTERM remove this run's temp files,
+ * then exit 130 / 143 as a shell expects. SIGKILL is covered by the next load's clean-up.
+ */
+export function cleanUpOnSignals(): void {
+  for (const [signal, code] of Object.entries(SIGNAL_EXITS) as [NodeJS.Signals, number][]) {
+    process.once(signal, () => {
+      removeTempPathsSync();
+      process.exit(code);
+    });
+  }
+}
+
+/**
+ * Output to a closed pipe (`cartorio list | head -1`) ends the command quietly with status 141,
+ * as git and coreutils do, instead of an unhandled EPIPE with a stack trace.
+ */
+export function quietOnBrokenPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      removeTempPathsSync();
+      process.exit(EXIT_BROKEN_PIPE);
+    });
+  }
 }
 
 /** An error meant for the operator: printed as one line (plus an optional hint), no stack. */

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { convertToLayout } from '../formats/load.js';
-import { action, examples } from './common.js';
+import { action, cleanUpOnSignals, examples } from './common.js';
 import { addImageOptions, loadOptionsFrom, type ImageFlags } from './image-options.js';
 
 interface ConvertFlags extends ImageFlags {
@@ -12,7 +12,7 @@ interface ConvertFlags extends ImageFlags {
 export function convertCommand(): Command {
   const command = new Command('convert')
     .summary('write any supported input as a standalone OCI layout')
-    .description('Convert SRC (any format `load` reads) into an OCI image layout at DEST, without a store.\nDEST must not exist or be empty. Tags become org.opencontainers.image.ref.name entries.')
+    .description('Convert SRC (any format `load` reads) into an OCI image layout at DEST, without a store. DEST must not exist or be empty. Tags become org.opencontainers.image.ref.name entries.')
     .argument('<src>', 'file or directory to convert')
     .argument('<dest>', 'directory to write the OCI layout to')
     .option('-q, --quiet', 'print nothing but errors')
@@ -23,7 +23,8 @@ export function convertCommand(): Command {
     ]));
   addImageOptions(command);
   return command.action(action('convert', async (source: string, dest: string, flags: ConvertFlags) => {
-    const loaded = await convertToLayout(source, resolve(dest), loadOptionsFrom(flags));
+    cleanUpOnSignals();
+    const loaded = await convertToLayout(source, resolve(dest), { ...loadOptionsFrom(flags), onNotice: (message) => process.stderr.write(`cartorio convert: note: ${message}\n`) });
     if (flags.json) process.stdout.write(JSON.stringify(loaded, null, 2) + '\n');
     else if (!flags.quiet) process.stdout.write(loaded.flatMap((image) => image.tags.map((tag) => `${dest}:${tag}@${image.digest}`)).join('\n') + '\n');
   }));

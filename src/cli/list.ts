@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { isIndexMediaType } from '../image/media-types.js';
 import { StoreReader, type RepositorySnapshot } from '../store/reader.js';
 import { parseManifest } from '../image/manifest.js';
-import { action, examples, storeOption, storePath } from './common.js';
+import { action, examples, existingStore, storeOption } from './common.js';
 
 interface Row {
   repository: string;
@@ -21,7 +21,7 @@ export function listCommand(): Command {
     .option('--json', 'print JSON')
     .addHelpText('after', examples(['cartorio list', 'cartorio list --store /srv/images --json | jq -r ".[].repository"']))
     .action(action('list', async (flags: { store: string; json?: boolean }) => {
-      const reader = new StoreReader(storePath(flags.store));
+      const reader = new StoreReader(await existingStore(flags.store));
       const rows: Row[] = [];
       for (const name of await reader.repositoryNames()) {
         const snapshot = await reader.repository(name);

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { loadIntoStore, type LoadedImage } from '../formats/load.js';
-import { action, examples, storeOption, storePath } from './common.js';
+import { action, cleanUpOnSignals, examples, storeOption, storePath } from './common.js';
 import { addImageOptions, loadOptionsFrom, type ImageFlags } from './image-options.js';
 import { createProgress } from './progress.js';
 
@@ -14,8 +14,8 @@ export function loadCommand(): Command {
   const command = new Command('load')
     .summary('load images from files into the store')
     .description(
-      'Load images into the store: docker save tarballs, OCI layouts and archives, rootfs tarballs and\n' +
-        'directories, Concourse rootfs images and resource-type bundles, registry-image get outputs.\n' +
+      'Load images into the store: docker save tarballs, OCI layouts and archives, rootfs tarballs and ' +
+        'directories, Concourse rootfs images and resource-type bundles, registry-image get outputs. ' +
         'All inputs are loaded as one transaction: every image appears, or none does.',
     )
     .argument('<src...>', 'files or directories to load')
@@ -30,11 +30,13 @@ export function loadCommand(): Command {
     ]));
   addImageOptions(command);
   return command.action(action('load', async (sources: string[], flags: LoadFlags) => {
+    cleanUpOnSignals();
     const progress = createProgress(flags.quiet === true || flags.json === true);
     const loaded = await loadIntoStore(storePath(flags.store), sources, {
       ...loadOptionsFrom(flags),
       onStart: (total) => progress.start('loading', total),
       onBytes: (bytes) => progress.add(bytes),
+      onNotice: (message) => progress.note(`cartorio load: note: ${message}`),
     }).finally(() => progress.stop());
     if (flags.json) process.stdout.write(JSON.stringify(loaded, null, 2) + '\n');
     else if (!flags.quiet) process.stdout.write(loaded.flatMap(describe).join('\n') + '\n');

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { EXIT_USAGE } from './common.js';
+import { EXIT_USAGE, quietOnBrokenPipe } from './common.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -15,6 +15,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   convert: async () => (await import('./convert.js')).convertCommand(),
 };
 const ALIASES: Record<string, string> = { ls: 'list' };
+
+quietOnBrokenPipe();
 
 const program = new Command('cartorio')
   .description('A read-only container registry for images you already have as files.')

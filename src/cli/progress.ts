@@ -4,10 +4,12 @@ import { SingleBar, Presets } from 'cli-progress';
 export interface Progress {
   start(label: string, totalBytes: number | undefined): void;
   add(bytes: number): void;
+  /** A line for the operator on stderr, printed above the bar. */
+  note(line: string): void;
   stop(): void;
 }
 
-const SILENT: Progress = { start: () => undefined, add: () => undefined, stop: () => undefined };
+const SILENT: Progress = { start: () => undefined, add: () => undefined, note: (line) => void process.stderr.write(`${line}\n`), stop: () => undefined };
 /** Inputs smaller than this load too fast for a bar to help. */
 const MIN_BAR_BYTES = 32 * 1024 * 1024;
 
@@ -33,6 +35,10 @@ export function createProgress(quiet: boolean): Progress {
       seen += bytes;
       const seconds = Math.max((Date.now() - ((bar as SingleBar & { startedAt?: number }).startedAt ?? Date.now())) / 1000, 0.001);
       bar.update(seen, { done: mb(seen), speed: (seen / 1048576 / seconds).toFixed(0) });
+    },
+    note(line) {
+      // Over the bar's line; the bar draws itself again below on its next update.
+      process.stderr.write(bar ? `\r\x1b[2K${line}\n` : `${line}\n`);
     },
     stop() {
       bar?.stop();

@@ -1,16 +1,16 @@
 import { Command } from 'commander';
 import { verifyStore } from '../store/verify.js';
-import { action, CliError, examples, storeOption, storePath } from './common.js';
+import { action, CliError, examples, existingStore, storeOption } from './common.js';
 
 export function verifyCommand(): Command {
   return new Command('verify')
     .summary('re-hash every blob and check every reference in the store')
-    .description('Re-hash every blob reachable from every repository and check every manifest and index reference.\nExits 1 and lists the problems when anything is missing or corrupt.')
+    .description('Re-hash every blob reachable from every repository and check every manifest and index reference. Exits 1 and lists the problems when anything is missing or corrupt.')
     .addOption(storeOption())
     .option('--json', 'print the report as JSON')
     .addHelpText('after', examples(['cartorio verify --store /srv/images', 'cartorio verify --json | jq .problems']))
     .action(action('verify', async (flags: { store: string; json?: boolean }) => {
-      const report = await verifyStore(storePath(flags.store));
+      const report = await verifyStore(await existingStore(flags.store));
       if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       else {
         for (const problem of report.problems) process.stdout.write(`problem: ${problem}\n`);

@@ -19,10 +19,11 @@ export async function loadConcourseRootfs(input: string, ingest: Ingest, options
   const rootfs = join(input, 'rootfs');
   const info = await lstat(rootfs);
   if (!info.isDirectory()) throw new LoadError(input, 'rootfs is not a directory (a symlink is refused: it could point anywhere on this machine)');
+  const user = metadata.user !== undefined && options.settings?.user === undefined ? await resolveUser(input, rootfs, metadata.user, options) : metadata.user;
   const layer = await packDirectory(rootfs, ingest, options);
   const fromMetadata: ImageSettings = {
     ...(metadata.env && { env: metadata.env }),
-    ...(metadata.user !== undefined && { user: metadata.user }),
+    ...(user !== undefined && { user }),
     ...(metadata.entrypoint && { entrypoint: metadata.entrypoint }),
     ...(metadata.cmd && { cmd: metadata.cmd }),
   };
@@ -42,6 +43,41 @@ export async function loadResourceBundle(input: string, ingest: Ingest, options:
   const image = await buildImage(input, ingest, [layer], options.settings ?? {}, options, 'concourse resource type bundle');
   const tags = metadata.version !== undefined && metadata.version !== 'latest' ? [metadata.version, 'latest'] : ['latest'];
   return [{ ...image, repository: metadata.type, tags }];
+}
+
+/**
+ * The `user` of metadata.json as the image config must say it. Concourse runs a rootfs as the
+ * named user with its own lookup, and as uid 0 for `root` even with no /etc/passwd (static and
+ * busybox-style images); Docker and containerd look a name up in the image's /etc/passwd and
+ * refuse to start when it is not there. So a name is kept when the rootfs defines it, `root`
+ * becomes `0` when it does not (a group likewise), and any other unknown name is an error.
+ */
+async function resolveUser(input: string, rootfs: string, user: string, options: LoadOptions): Promise<string> {
+  const [name = '', group] = user.split(':', 2);
+  const mapped = [
+    await resolveId(input, rootfs, name, 'passwd', user),
+    ...(group === undefined ? [] : [await resolveId(input, rootfs, group, 'group', user)]),
+  ].join(':');
+  if (mapped !== user) options.onNotice?.(`${input}: metadata.json user "${user}" has no entry in rootfs/etc/${group === undefined ? 'passwd' : 'passwd or group'}; the image runs as "${mapped}", as Concourse runs it`);
+  return mapped;
+}
+
+async function resolveId(input: string, rootfs: string, id: string, database: 'passwd' | 'group', user: string): Promise<string> {
+  if (/^\d+$/.test(id)) return id;
+  if ((await databaseNames(rootfs, database)).has(id)) return id;
+  if (id === 'root') return '0';
+  throw new LoadError(input, `metadata.json user "${user}": "${id}" is not in rootfs/etc/${database}, so no container runtime can start the image as that user`, `add the ${database === 'passwd' ? 'user' : 'group'} to rootfs/etc/${database}, or give a numeric id (--user UID[:GID])`);
+}
+
+// Names in rootfs/etc/passwd or group; a missing file, or one reached through a symlink (it could
+// point outside the rootfs), defines none.
+async function databaseNames(rootfs: string, database: 'passwd' | 'group'): Promise<Set<string>> {
+  const etc = await lstat(join(rootfs, 'etc')).catch(() => undefined);
+  const file = join(rootfs, 'etc', database);
+  const info = etc?.isDirectory() ? await lstat(file).catch(() => undefined) : undefined;
+  if (!info?.isFile() || info.size > MAX_METADATA_BYTES) return new Set();
+  const text = await readFile(file, 'utf8');
+  return new Set(text.split('\n').map((line) => line.split(':')[0] ?? '').filter((name) => name !== '' && !name.startsWith('#')));
 }
 
 async function readMetadata<T>(input: string, file: string, validate: (data: unknown, where: string) => T): Promise<T> {

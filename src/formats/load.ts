@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { normalizeRepositoryName, repositoryNameProblem } from '../image/reference.js';
 import { Ingest, type ImageToCommit } from '../store/ingest.js';
 import { repositoryDir } from '../store/layout.js';
+import { registerTempPath, releaseTempPath } from '../store/temp-paths.js';
 import { parseManifest, rootKind, type RootKind } from '../image/manifest.js';
 import { loadConcourseRootfs, loadResourceBundle } from './concourse.js';
 import { detectFormat } from './detect.js';
@@ -70,6 +71,7 @@ export async function convertToLayout(input: string, dest: string, options: Load
   const scratch = join(dirname(dest), `.${basename(dest)}.cartorio-${process.pid}`);
   // A layout has no repository name, only ref names: every image goes into one, named for the scratch store.
   const repository = options.name ?? 'image';
+  registerTempPath(scratch);
   try {
     const loaded = await loadIntoStore(scratch, [input], { ...options, name: repository });
     if (existing !== undefined) await rm(dest, { recursive: true });
@@ -77,6 +79,7 @@ export async function convertToLayout(input: string, dest: string, options: Load
     return loaded;
   } finally {
     await rm(scratch, { recursive: true, force: true });
+    releaseTempPath(scratch);
   }
 }
 

@@ -26,6 +26,8 @@ export interface LoadOptions {
   /** Called with the input size when known, then with byte counts as the input is read. */
   onStart?: (totalBytes: number | undefined) => void;
   onBytes?: (bytes: number) => void;
+  /** Told what the load decided for the user that the input did not say (a mapped user id). */
+  onNotice?: (message: string) => void;
 }
 
 /** An image a loader found: its root descriptor, and the names the input gave it, if any. */

@@ -14,6 +14,7 @@ import { updateIndex } from './index-file.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, TMP_DIR, blobPath, fsyncDir, isNotFound, repositoryDir, writeFileAtomic } from './layout.js';
 import { withStoreLock } from './lock.js';
 import { addToRepositoryList } from './repository-list.js';
+import { registerTempPath, releaseTempPath } from './temp-paths.js';
 
 /** A blob's identity once written: what a descriptor needs besides its media type. */
 export interface BlobInfo {
@@ -76,6 +77,7 @@ export class Ingest {
     await mkdir(tmp, { recursive: true });
     await removeStaleTemp(tmp);
     const dir = join(tmp, `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`);
+    registerTempPath(dir);
     await mkdir(dir);
     return new Ingest(root, dir, createdRoot);
   }
@@ -192,6 +194,7 @@ export class Ingest {
   async abort(): Promise<void> {
     await this.#copies.close();
     await rm(this.#dir, { recursive: true, force: true });
+    releaseTempPath(this.#dir);
     await rmdir(join(this.#root, TMP_DIR)).catch(() => undefined);
     if (this.#createdRoot) await rmdir(this.#root).catch(() => undefined);
   }

@@ -103,7 +103,7 @@ const CAT_MOTD = ['cat', '/etc/motd'];
 const FORMATS: [string, string, string[], string, string, string[], string][] = [
   ['docker save (legacy)', 'docker-save-busybox.tar', [], 'busybox', '1', CAT_MOTD, MOTD],
   ['docker save of several images', 'docker-save-multi.tar', [], 'other/tool', '2', [], 'tool-layer'],
-  ['docker save (25+ layout)', 'docker25-save.tar', [], 'busybox', '25', CAT_MOTD, MOTD],
+  ['docker save (25+ layout)', 'docker25-save.tar', [], 'docker.io/library/busybox', '25', CAT_MOTD, MOTD],
   ['OCI layout', 'busybox-oci', ['--name', 'ocilayout/busybox'], 'ocilayout/busybox', '1', CAT_MOTD, MOTD],
   ['OCI layout, multi-platform index', 'busybox-oci', ['--name', 'ocilayout/busybox'], 'ocilayout/busybox', 'multi', CAT_MOTD, MOTD],
   ['OCI archive', 'busybox-oci.tar', ['--name', 'ociarchive/busybox'], 'ociarchive/busybox', '1', CAT_MOTD, MOTD],
