@@ -93,14 +93,26 @@ test('the load Job command loads what is in the incoming directory', async (t) =
   assert.match(result.stdout, /other\/tool:2@sha256:/);
 });
 
-test('node configs point containerd and k3s at the Service NodePort', async () => {
+test('node configs point containerd, k3s, CRI-O and Docker at the Service NodePort, as mirror-config writes them', async (t) => {
   const service = (await manifests()).find((m) => m.kind === 'Service') as Manifest;
   const nodePort = (service.spec['ports'] as { nodePort: number }[])[0]?.nodePort;
-  const hosts = parseToml(await readFile(join(DEPLOY, 'node-config', 'containerd-hosts.toml'), 'utf8')) as { host: Record<string, { capabilities: string[] }> };
+  const nodeConfig = join(DEPLOY, 'node-config');
+  const hosts = parseToml(await readFile(join(nodeConfig, 'containerd', 'certs.d', 'quay.io', 'hosts.toml'), 'utf8')) as { server: string; host: Record<string, { capabilities: string[] }> };
+  assert.equal(hosts.server, 'https://quay.io');
   assert.deepEqual(Object.keys(hosts.host), [`http://127.0.0.1:${nodePort}`]);
   assert.deepEqual(Object.values(hosts.host)[0]?.capabilities, ['pull', 'resolve']);
-  const k3s = parseAllDocuments(await readFile(join(DEPLOY, 'node-config', 'k3s-registries.yaml'), 'utf8'))[0]?.toJS() as { mirrors: Record<string, { endpoint: string[] }> };
+  const k3s = parseAllDocuments(await readFile(join(nodeConfig, 'k3s', 'registries.yaml'), 'utf8'))[0]?.toJS() as { mirrors: Record<string, { endpoint: string[] }> };
+  assert.deepEqual(Object.keys(k3s.mirrors), ['docker.io', 'ghcr.io', 'quay.io', 'registry.k8s.io']);
   for (const mirror of Object.values(k3s.mirrors)) assert.deepEqual(mirror.endpoint, [`http://127.0.0.1:${nodePort}`]);
+  const conf = parseToml(await readFile(join(nodeConfig, 'containers', 'registries.conf'), 'utf8')) as { registry: { prefix: string; mirror: { location: string }[] }[] };
+  assert.deepEqual(conf.registry.map((r) => [r.prefix, r.mirror[0]?.location]), ['docker.io', 'ghcr.io', 'quay.io', 'registry.k8s.io'].map((h) => [h, `127.0.0.1:${nodePort}/${h}`]));
+  // The shipped files are exactly what the command writes: regenerate them, compare byte for byte.
+  const dir = await tempDir(t);
+  const generated = await run(process.execPath, [CLI, 'mirror-config', '--registry', `127.0.0.1:${nodePort}`, '--host', 'docker.io', '--host', 'quay.io', '--host', 'registry.k8s.io', '--host', 'ghcr.io', '--out', dir]);
+  assert.equal(generated.code, 0, generated.stderr);
+  for (const file of generated.stdout.trim().split('\n').map((line) => line.split(' → ')[0]?.slice(dir.length + 1) ?? '')) {
+    assert.equal(await readFile(join(nodeConfig, file), 'utf8'), await readFile(join(dir, file), 'utf8'), file);
+  }
 });
 
 test('containerd, configured with the shipped hosts.toml, pulls docker.io/library/busybox:1 from cartorio', async (t) => {
@@ -110,9 +122,9 @@ test('containerd, configured with the shipped hosts.toml, pulls docker.io/librar
   assert.equal(loaded.code, 0, loaded.stderr);
   const server = await startServe(t, dir, store);
   // the shipped file, with only the NodePort replaced by this test server's port
-  const shipped = await readFile(join(DEPLOY, 'node-config', 'containerd-hosts.toml'), 'utf8');
+  const shipped = await readFile(join(DEPLOY, 'node-config', 'containerd', 'certs.d', 'docker.io', 'hosts.toml'), 'utf8');
   await mkdir(join(dir, 'certs.d', 'docker.io'), { recursive: true });
-  await writeFile(join(dir, 'certs.d', 'docker.io', 'hosts.toml'), shipped.replace('127.0.0.1:30500', server.address));
+  await writeFile(join(dir, 'certs.d', 'docker.io', 'hosts.toml'), shipped.replaceAll('127.0.0.1:30500', server.address));
   const containerd = await startContainerd(t);
   const pulled = await containerd.ctr(['image', 'pull', '--hosts-dir', join(dir, 'certs.d'), 'docker.io/library/busybox:1']);
   assert.equal(pulled.code, 0, `${pulled.stdout}\n${pulled.stderr}`);

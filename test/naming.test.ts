@@ -48,8 +48,9 @@ const CANDIDATES: [string, string | undefined, string[]][] = [
   ['pause', 'registry.k8s.io', ['registry.k8s.io/pause', 'pause']],
   ['busybox', '127.0.0.1:5000', ['127.0.0.1:5000/busybox', 'busybox']],
   ['busybox', 'not a host', []],
-  ['quay.io/cilium/cilium', undefined, ['quay.io/cilium/cilium']],
-  ['docker.io/busybox', undefined, ['docker.io/library/busybox']],
+  ['quay.io/cilium/cilium', undefined, ['quay.io/cilium/cilium', 'cilium/cilium']],
+  ['docker.io/busybox', undefined, ['docker.io/library/busybox', 'busybox', 'library/busybox']],
+  ['docker.io/library/busybox', undefined, ['docker.io/library/busybox', 'library/busybox', 'busybox']],
   ['busybox', undefined, ['busybox']],
   ['library/busybox', undefined, ['library/busybox', 'busybox']],
 ];

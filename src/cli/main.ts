@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   list: async () => (await import('./list.js')).listCommand(),
   verify: async () => (await import('./verify.js')).verifyCommand(),
   convert: async () => (await import('./convert.js')).convertCommand(),
+  'mirror-config': async () => (await import('./mirror-config.js')).mirrorConfigCommand(),
 };
 const ALIASES: Record<string, string> = { ls: 'list' };
 

@@ -117,7 +117,8 @@ export function parseImageReference(input: string): ImageReference | undefined {
  * Docker ask a mirror (DESIGN §4):
  * - `ns` given (containerd's `?ns=HOST` on mirrored requests): `HOST/path`; on Docker Hub
  *   `library/x` ↔ `x` both ways; then the host-less repositories of the same path.
- * - a path that starts with a registry host names it directly (`quay.io/org/app`).
+ * - a path that starts with a registry host names it directly (`quay.io/org/app`), with the same
+ *   host-less fallback as `ns` (clients that cannot send `ns` put the host in the path).
  * - a host-less path: that exact name, then `x` for `library/x` (stores written before names
  *   kept their registry). The caller then looks for the one registry that holds the path.
  * Pure: no I/O. Candidates are valid repository names.
@@ -130,6 +131,10 @@ export function requestCandidates(path: string, ns?: string): string[] {
   // Docker Hub's official images answer to `x` and `library/x`.
   const library = path.startsWith(`${DOCKER_HUB_LIBRARY}/`) ? path.slice(DOCKER_HUB_LIBRARY.length + 1) : undefined;
   const hostless = [path, ...(library !== undefined ? [library] : path.includes('/') ? [] : [`${DOCKER_HUB_LIBRARY}/${path}`])];
+  // A path that starts with a registry host (podman's `HOST:PORT/quay.io` mirror locations) asks
+  // what `?ns=HOST` asks: a client that cannot send `ns` names the registry in the path.
+  const prefixed = ns === undefined ? splitName(path) : { path };
+  if (prefixed.host !== undefined) return requestCandidates(prefixed.path, prefixed.host);
   if (ns !== undefined) {
     const host = normalizeHost(ns);
     if (!HOST.test(host)) return [];
@@ -138,10 +143,6 @@ export function requestCandidates(path: string, ns?: string): string[] {
     // Host-less stores answered mirrors before names kept their registry: `x` for docker.io `library/x`.
     add(path);
     if (host === DOCKER_HUB) hostless.forEach(add);
-    return found;
-  }
-  if (splitName(path).host !== undefined) {
-    add(normalizeRepositoryName(path));
     return found;
   }
   add(path);
