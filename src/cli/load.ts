@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { Command } from 'commander';
 import { loadIntoStore, type LoadedImage } from '../formats/load.js';
 import { action, cleanUpOnSignals, examples, storeOption, storePath } from './common.js';
@@ -32,15 +33,27 @@ export function loadCommand(): Command {
   return command.action(action('load', async (sources: string[], flags: LoadFlags) => {
     cleanUpOnSignals();
     const progress = createProgress(flags.quiet === true || flags.json === true);
+    // Several files (`cartorio load images/*.tar`): one bar over all their bytes, not one per file.
+    const total = sources.length > 1 ? await totalFileBytes(sources) : undefined;
+    if (total !== undefined) progress.start(`loading ${sources.length} inputs`, total);
     const loaded = await loadIntoStore(storePath(flags.store), sources, {
       ...loadOptionsFrom(flags),
-      onStart: (total) => progress.start('loading', total),
+      onStart: (size) => (total === undefined ? progress.start('loading', size) : undefined),
       onBytes: (bytes) => progress.add(bytes),
       onNotice: (message) => progress.note(`cartorio load: note: ${message}`),
     }).finally(() => progress.stop());
     if (flags.json) process.stdout.write(JSON.stringify(loaded, null, 2) + '\n');
     else if (!flags.quiet) process.stdout.write(loaded.flatMap(describe).join('\n') + '\n');
   }));
+}
+
+// The sum of the inputs' sizes when every input is a file (directories have no size up front).
+async function totalFileBytes(sources: string[]): Promise<number | undefined> {
+  const sizes = await Promise.all(sources.map(async (source) => {
+    const info = await stat(source).catch(() => undefined);
+    return info?.isFile() ? info.size : undefined;
+  }));
+  return sizes.every((size) => size !== undefined) ? sizes.reduce((sum, size) => sum + size, 0) : undefined;
 }
 
 function describe(image: LoadedImage): string[] {

@@ -4,7 +4,9 @@ import { Ajv, type ErrorObject, type Schema, type ValidateFunction } from 'ajv';
  * cartorio's own Ajv instance for every JSON that comes from outside (input files, Concourse
  * payloads). Unlike fastify's route Ajv it never strips or coerces: a bad document is rejected.
  */
-const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+/** A document with more problems than this is described by its first ones and a count. */
+const MAX_PROBLEMS = 8;
 
 /** Checks untrusted JSON against a schema; returns it typed or throws naming what and where. */
 export type Validator<T> = (data: unknown, where: string) => T;
@@ -19,11 +21,24 @@ export function compileValidator<T>(schema: Schema, what: string): Validator<T> 
   return (data, where) => {
     check ??= ajv.compile(schema);
     if (check(data)) return data as T;
-    throw new Error(`${where}: invalid ${what}: ${describeAjvError(check.errors?.[0])}`);
+    throw new Error(`${where}: invalid ${what}: ${describeAjvErrors(check.errors ?? [])}`);
   };
 }
 
-/** One line for the first Ajv error: the JSON path, and for unknown keys the key itself. */
+/**
+ * Every problem Ajv found, in one line: a person fixing a file by hand wants them all at once,
+ * not one per run. Capped, so a hostile document cannot make the message huge.
+ */
+export function describeAjvErrors(errors: ErrorObject[]): string {
+  // anyOf/oneOf report each branch's failure and then their own: the branches say more.
+  const specific = errors.filter((error) => error.keyword !== 'anyOf' && error.keyword !== 'oneOf');
+  const lines = [...new Set((specific.length > 0 ? specific : errors).map(describeAjvError))];
+  if (lines.length === 0) return describeAjvError(undefined);
+  const shown = lines.slice(0, MAX_PROBLEMS).join('; ');
+  return lines.length > MAX_PROBLEMS ? `${shown}; and ${lines.length - MAX_PROBLEMS} more problems` : shown;
+}
+
+/** One line for one Ajv error: the JSON path, and for unknown keys the key itself. */
 export function describeAjvError(error: ErrorObject | undefined): string {
   if (!error) return 'does not match its schema';
   const path = error.instancePath === '' ? '(top level)' : error.instancePath;
