@@ -92,3 +92,24 @@ test('a request resolves to exactly one repository, or is refused with the candi
   assert.equal(await resolve('nothing'), 'unknown');
   assert.deepEqual(await served.repositoryNames(), ['app2', 'docker.io/library/busybox', 'docker.io/org/app', 'ghcr.io/x/tool', 'quay.io/org/app', 'registry.k8s.io/pause', 'solo']);
 });
+
+test('a store keeps its repository list; a repository written without it is still served by name, and verify says so', async (t) => {
+  const { mkdtemp, rm, cp, readFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { cartorio, FIXTURES } = await import('./helpers/cli.js');
+  const { StoreReader } = await import('../src/store/reader.js');
+  const dir = await mkdtemp(join(tmpdir(), 'cartorio-names-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = join(dir, 'store');
+  assert.equal((await cartorio(['load', '--quiet', '--store', store, join(FIXTURES, 'docker-save-multi.tar')])).code, 0);
+  assert.equal(await readFile(join(store, '.repositories'), 'utf8'), '127.0.0.1:5000/busybox\nbusybox\nother/tool\n');
+  // A layout copied in by hand (or by an older cartorio): not in the list.
+  await cp(join(store, 'other', 'tool'), join(store, 'quay.io', 'copied'), { recursive: true });
+  const served = new ServedImages([new StoreReader(store)]);
+  const found = await served.resolve('copied', 'quay.io');
+  assert.equal(found.kind === 'found' ? found.name : found.kind, 'quay.io/copied');
+  const verify = await cartorio(['verify', '--store', store]);
+  assert.equal(verify.code, 1);
+  assert.match(verify.stdout, /problem: quay.io\/copied: not in .repositories, so the catalog does not list it/);
+});

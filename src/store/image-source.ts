@@ -85,6 +85,14 @@ export class ServedImages {
       if (owners.length > 1) return { kind: 'ambiguous', names: owners.map((owner) => `${candidate} (${owner.description})`) };
       return { kind: 'found', name: candidate, source: owners[0] as ImageSource };
     }
+    // A repository written by a tool that does not keep `.repositories` (an older cartorio, a
+    // layout copied in by hand) is still found by its exact name.
+    for (const candidate of requestCandidates(path, ns)) {
+      const holders: ImageSource[] = [];
+      for (const source of this.sources) if (await source.repository(candidate)) holders.push(source);
+      if (holders.length > 1) return { kind: 'ambiguous', names: holders.map((holder) => `${candidate} (${holder.description})`) };
+      if (holders[0]) return { kind: 'found', name: candidate, source: holders[0] };
+    }
     if (ns !== undefined) return { kind: 'unknown' };
     const held = table.aliases.get(path) ?? [];
     if (held.length > 1) return { kind: 'ambiguous', names: held };

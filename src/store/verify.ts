@@ -7,7 +7,7 @@ import { parseManifest, subjectOf } from '../image/manifest.js';
 import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { REF_NAME, blobPath, checkOciLayoutFile, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
-import { walkRepositories } from './repository-list.js';
+import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 
 export interface VerifyReport {
   repositories: number;
@@ -25,7 +25,15 @@ export interface VerifyReport {
 export async function verifyStore(root: string, onBlob?: (bytes: number) => void): Promise<VerifyReport> {
   const report: VerifyReport = { repositories: 0, blobs: 0, bytes: 0, problems: [] };
   const hashedInodes = new Map<string, string>();
-  for (const repository of await walkRepositories(root)) {
+  const repositories = await walkRepositories(root);
+  const listed = await readRepositoryList(root);
+  if (listed !== undefined) {
+    const inList = new Set(listed);
+    const onDisk = new Set(repositories);
+    for (const name of repositories.filter((repository) => !inList.has(repository))) report.problems.push(`${name}: not in ${REPOSITORY_LIST}, so the catalog does not list it; remove that file and the next load rebuilds it from the store`);
+    for (const name of listed.filter((repository) => !onDisk.has(repository))) report.problems.push(`${name}: listed in ${REPOSITORY_LIST} but has no index.json`);
+  }
+  for (const repository of repositories) {
     report.repositories++;
     const dir = repositoryDir(root, repository);
     try {
