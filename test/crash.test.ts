@@ -65,7 +65,7 @@ test('two concurrent loads into one store both end up complete', async (t) => {
   assert.equal(a.code, 0, a.stderr);
   assert.equal(b.code, 0, b.stderr);
   const names = (await listed(store)).map((row) => `${row.repository}:${row.tag}`).sort();
-  assert.deepEqual(names, ['busybox:1', 'oci/busybox:1', 'oci/busybox:arm64', 'oci/busybox:multi', 'other/tool:2']);
+  assert.deepEqual(names, ['127.0.0.1:5000/busybox:1', 'busybox:1', 'oci/busybox:1', 'oci/busybox:arm64', 'oci/busybox:multi', 'other/tool:2']);
   assert.equal((await cartorio(['verify', '--store', store])).code, 0);
 });
 
