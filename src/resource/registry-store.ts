@@ -44,7 +44,9 @@ export class RegistryStore implements ImageStore {
   }
 
   async hasRepository(repository: string): Promise<boolean> {
-    return (await this.#client.listTags(repository)).length > 0;
+    // A registry that will not list tags (403 for a token without catalog rights…) is not
+    // evidence of absence: then say "gone", as before.
+    return (await this.#client.listTags(repository).catch(() => ['?'])).length > 0;
   }
 
   async findManifest(repository: string, digest: string): Promise<Descriptor | undefined> {
