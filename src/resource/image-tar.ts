@@ -1,15 +1,12 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import { sha256Digest } from '../image/digest.js';
-import { MediaType } from '../image/media-types.js';
-import type { Descriptor } from '../image/oci.schema.js';
+import { MediaType, isIndexMediaType } from '../image/media-types.js';
+import type { Descriptor, ImageManifest } from '../image/oci.schema.js';
 import type { Platform } from '../image/platform.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, REF_NAME, blobPath } from '../store/layout.js';
-import { readFile } from 'node:fs/promises';
-import { isIndexMediaType } from '../image/media-types.js';
-import type { ImageManifest } from '../image/oci.schema.js';
 import { readLayoutManifest } from './layout-copy.js';
 
 /**
