@@ -10,7 +10,7 @@ const EXPORTS = { check: 'checkCommand', in: 'inCommand', out: 'outCommand' };
 export async function runResource(command) {
   try {
     const module = await import(existsSync(BUNDLE) ? BUNDLE.href : new URL(COMPILED[command], import.meta.url).href);
-    await module[EXPORTS[command]]({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, args: process.argv.slice(2) });
+    await module[EXPORTS[command]]({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, args: process.argv.slice(2), env: process.env });
   } catch (error) {
     process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
     if (process.env.CARTORIO_DEBUG === '1' && error instanceof Error) process.stderr.write(`${error.stack}\n`);

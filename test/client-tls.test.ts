@@ -42,7 +42,7 @@ test('TLS: self-signed registry, ca_certs, insecure, plain HTTP, refused', async
   };
 
   await assert.rejects(ping({ url: `https://127.0.0.1:${httpsPort}` }), {
-    message: `GET https://127.0.0.1:${httpsPort}/v2/: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT) — set source.store.ca_certs, or insecure: true`,
+    message: `GET https://127.0.0.1:${httpsPort}/v2/: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT) — trust the registry's CA: ca_certs, or a PEM in the worker's /etc/ssl/certs (SSL_CERT_DIR, SSL_CERT_FILE); or set insecure: true`,
   });
   await ping({ url: `https://127.0.0.1:${httpsPort}`, caCerts: [cert] });
   await ping({ url: `127.0.0.1:${httpsPort}`, caCerts: [cert] });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI, FIXTURES, ROOT, cartorio, run, tempDir } from './helpers/cli.js';
@@ -75,6 +75,7 @@ test('SIGKILL at many points of a Concourse put into a file store never leaves h
   const made = await run('bash', ['-c', `mkdir -p ${dir}/put/image/rootfs/data && cp -a ${FIXTURES}/concourse-rootfs/. ${dir}/put/image/ && head -c 24M /dev/zero | openssl enc -aes-256-ctr -nosalt -pass pass:out -pbkdf2 > ${dir}/put/image/rootfs/data/blob.bin`]);
   assert.equal(made.code, 0, made.stderr);
   const store = join(dir, 'store');
+  await mkdir(store); // a file store must exist (an empty directory starts one)
   const payload = JSON.stringify({ source: { repository: 'ci/app', store: { type: 'file', path: store } }, params: { image: 'image' } });
   const put = (): ReturnType<typeof spawn> => {
     const child = spawn(join(ROOT, 'assets', 'out'), [join(dir, 'put')], { stdio: ['pipe', 'ignore', 'ignore'] });

@@ -7,6 +7,8 @@ import { startDockerd } from './helpers/clients.js';
 import { importBusyboxOnly, importNodeBase } from './helpers/resource-docker.js';
 import { resource, type StepOutput } from './helpers/resource-run.js';
 import { snapshotTree } from './helpers/snapshot.js';
+import { startDistribution } from './helpers/client-fixtures.js';
+import { makeTestCa, PROXY_ONLY_HOST, startFlakyFront, startTinyproxy } from './helpers/worker-env.js';
 
 // The Dockerfile, built with no network on a base made from this machine's Node.js, and its
 // /opt/resource scripts run with `docker run -i` next to the checkout's: same answers.
@@ -97,5 +99,61 @@ test('the resource image behaves like the checkout', async (t) => {
     assert.equal(served.stdout.trim(), digest);
     const noNode = await docker(['run', '--rm', '--network', 'none', BUSYBOX_ONLY, 'sh', '-c', 'command -v node || ls /lib /usr/lib 2>&1 | head -2']);
     assert.doesNotMatch(noNode.stdout, /node|libc/);
+  });
+
+  // As a worker runs it: host network (the registries are on 127.0.0.1), the worker's certs
+  // bind-mounted at /etc/ssl/certs, its proxy variables in the environment, argv /tmp/build/…
+  // Ports 5334-5337 are this file's.
+  await t.test('as a worker runs it: mounted certs, proxy variables, a flaky front end, strict put, an unmounted file store', async () => {
+    const TLS = 5334;
+    const PLAIN = 5335;
+    const PROXY = 5336;
+    const ca = await makeTestCa(join(dir, 'ca'));
+    await startDistribution(t, TLS, undefined, { cert: ca.cert, key: ca.key });
+    await startDistribution(t, PLAIN);
+    await startTinyproxy(t, dir, PROXY);
+    const build = join(dir, 'build');
+    await mkdir(join(build, 'put', 'built'), { recursive: true });
+    await cp(join(FIXTURES, 'concourse-rootfs'), join(build, 'put', 'image'), { recursive: true, verbatimSymlinks: true });
+    await cp(join(FIXTURES, 'busybox-oci.tar'), join(build, 'put', 'built', 'image.tar'));
+    const worker = (command: string, payload: unknown, options: { env?: string[]; certs?: boolean; args?: string[] } = {}) =>
+      docker([
+        'run', '-i', '--rm', '--network', 'host', '-v', `${build}:/tmp/build`,
+        ...(options.certs === false ? [] : ['-v', `${ca.certsDir}:/etc/ssl/certs:ro`]),
+        ...(options.env ?? []).flatMap((e) => ['-e', e]),
+        IMAGE, `/opt/resource/${command}`, ...(options.args ?? []),
+      ], { input: JSON.stringify(payload) });
+    const tls = { repository: `127.0.0.1:${TLS}/ci/app`, tag: '1' };
+
+    const refused = await worker('check', { source: tls }, { certs: false });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /\(UNABLE_TO_VERIFY_LEAF_SIGNATURE\) — trust the registry's CA/);
+    const put = await worker('out', { source: tls, params: { image: 'image' } }, { args: ['/tmp/build/put'] });
+    assert.equal(put.code, 0, put.stderr);
+    const version = (JSON.parse(put.stdout) as StepOutput).version;
+    assert.deepEqual(JSON.parse((await worker('check', { source: tls })).stdout), [version]);
+    const got = await worker('in', { source: tls, version }, { args: ['/tmp/build/get'] });
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(await readFile(join(build, 'get', 'rootfs', 'etc', 'motd'), 'utf8'), 'hello from cartorio fixtures\n');
+    assert.equal(await readFile(join(build, 'get', 'repository'), 'utf8'), `127.0.0.1:${TLS}/ci/app`);
+
+    // The registry's name resolves only in tinyproxy's namespace; https goes through CONNECT.
+    const proxied = { repository: `${PROXY_ONLY_HOST}:${TLS}/ci/app`, tag: '1' };
+    const direct = await worker('check', { source: proxied });
+    assert.match(direct.stderr, /ENOTFOUND|EAI_AGAIN/);
+    const viaProxy = await worker('check', { source: proxied }, { env: [`https_proxy=http://127.0.0.1:${PROXY}`, 'no_proxy=localhost,127.0.0.1'] });
+    assert.equal(viaProxy.code, 0, viaProxy.stderr);
+    assert.deepEqual(JSON.parse(viaProxy.stdout), [version]);
+
+    const front = await startFlakyFront(t, PLAIN, (_req, seen) => seen <= 2);
+    const flaky = await worker('out', { source: { repository: `127.0.0.1:${front.port}/ci/flaky`, insecure: true }, params: { image: 'built' } }, { args: ['/tmp/build/put'] });
+    assert.equal(flaky.code, 0, flaky.stderr);
+    assert.equal(flaky.stderr.split('\n').filter((line) => line.includes('; retry ')).length, 2, flaky.stderr);
+    // built/ holds image.tar: that image, not a rootfs holding /image.tar.
+    assert.equal((JSON.parse(flaky.stdout) as StepOutput).version.digest, 'sha256:aa48215cf55ff8cc1922a87e696d659944c1aaf0502097800a4cc8cfa23d2bcb');
+
+    const unmounted = await worker('out', { source: { repository: 'ci/app', store: { type: 'file', path: '/mnt/images' } }, params: { image: 'image' } }, { args: ['/tmp/build/put'] });
+    assert.equal(unmounted.code, 1);
+    assert.equal(unmounted.stderr, 'file store /mnt/images: no such directory in this container; store.path must be a directory mounted into the resource container (stock Concourse mounts none: use a registry store)\n');
   });
 });

@@ -13,7 +13,7 @@ import { ensureBundle, resourceOk, type StepOutput } from './helpers/resource-ru
 // docker-registry, task scripts exactly as written; only oci-build-task, git, registry-image and
 // s3 steps are stood in for (they make the files those resources would). Port 5320 is this file's.
 const PORT = 5320;
-const EXAMPLES = ['build-and-pull.yml', 'convert-rootfs.yml', 'air-gapped-bundle.yml'];
+const EXAMPLES = ['build-and-pull.yml', 'convert-rootfs.yml', 'air-gapped-bundle.yml', 'from-registry-image.yml'];
 const DIGEST = 'sha256:' + 'a'.repeat(64);
 
 test('every cartorio source and step of the examples is a valid payload', async () => {
@@ -27,7 +27,7 @@ test('every cartorio source and step of the examples is a valid payload', async 
     }
     for (const job of pipeline.jobs) {
       for (const step of steps(job.plan)) {
-        const source = { repository: 'x', store: { type: 'file', path: '/x' } };
+        const source = { repository: 'registry.example.com/x' };
         if (step.put !== undefined && cartorio.has(step.put)) {
           assert.doesNotThrow(() => validateOutRequest({ source, params: step.params }), `${file}: put ${step.put}`);
           assert.doesNotThrow(() => validateInRequest({ source, version: { digest: DIGEST }, params: step.get_params ?? null }), `${file}: get_params of ${step.put}`);
@@ -113,5 +113,22 @@ test('the examples, run', async (t) => {
     assert.equal(served?.code, 0, served?.stderr);
     const lines = (served?.stdout ?? '').trim().split('\n').map((line) => line.replace(/127\.0\.0\.1:\d+/, 'R'));
     assert.deepEqual(lines, [`served R/ci/app:latest@${digests[0]}`, `served R/mirror/busybox:stable@${digests[2]}`, `served R/ci/worker:latest@${digests[1]}`]);
+  });
+
+  await t.test('4: a registry-image pipeline with only type: changed — put image.tar, run in the implicit get', async (st) => {
+    const dir = await tempDir(st);
+    const pipeline = await readPipeline('from-registry-image.yml');
+    assert.deepEqual(pipeline.resources.map((r) => r.type), ['cartorio']);
+    const ociBuildTask = async (build: string): Promise<void> => {
+      await mkdir(join(build, 'image'), { recursive: true });
+      await cp(join(FIXTURES, 'busybox-oci.tar'), join(build, 'image', 'image.tar'));
+    };
+    const run = await runJob(pipeline, 'build-and-run', { dir, store, registryHost: `127.0.0.1:${PORT}`, env, fakes: { build: ociBuildTask } });
+    const put = run.outputs.get('put app-image');
+    assert.equal(put?.version.digest, 'sha256:aa48215cf55ff8cc1922a87e696d659944c1aaf0502097800a4cc8cfa23d2bcb');
+    assert.equal(put?.metadata.find((m) => m.name === 'repository')?.value, `127.0.0.1:${PORT}/ci/app`);
+    const task = run.tasks.get('run-in-the-pushed-image');
+    assert.equal(task?.code, 0, task?.stderr);
+    assert.equal(task?.stdout, 'hello from cartorio fixtures\n');
   });
 });

@@ -14,6 +14,7 @@ type Version = { digest: string; tag?: string };
 test('file store: put a Concourse rootfs image, check, get, serve, reproduce', async (t) => {
   const dir = await tempDir(t, 'cartorio-resource-file-');
   const store = join(dir, 'store');
+  await mkdir(store); // an empty directory starts a store
   const source = { repository: 'ci/task', tag: '1', store: { type: 'file', path: store } };
   const put = join(dir, 'put');
   await mkdir(put);
@@ -66,7 +67,7 @@ test('file store: put a Concourse rootfs image, check, get, serve, reproduce', a
     const output = await resourceOk<StepOutput>('in', { source, version: { digest, tag: '1' } }, get);
     assert.deepEqual(output.version, { digest, tag: '1' });
     assert.equal(metadataValue(output, 'digest'), digest);
-    assert.deepEqual((await readdir(get)).sort(), ['digest', 'oci', 'repository', 'tag']);
+    assert.deepEqual((await readdir(get)).sort(), ['digest', 'labels.json', 'oci', 'repository', 'tag']);
     assert.equal(await readFile(join(get, 'repository'), 'utf8'), 'ci/task');
     assert.equal(await readFile(join(get, 'tag'), 'utf8'), '1');
     assert.equal(await readFile(join(get, 'digest'), 'utf8'), digest);
@@ -94,7 +95,7 @@ test('file store: put a Concourse rootfs image, check, get, serve, reproduce', a
   await t.test('get with format: rootfs unpacks rootfs/ and metadata.json — the input of the put, back', async () => {
     const get = join(dir, 'get-rootfs');
     await resourceOk('in', { source, version: { digest }, params: { format: 'rootfs' } }, get);
-    assert.deepEqual((await readdir(get)).sort(), ['digest', 'metadata.json', 'oci', 'repository', 'rootfs', 'tag']);
+    assert.deepEqual((await readdir(get)).sort(), ['digest', 'labels.json', 'metadata.json', 'oci', 'repository', 'rootfs', 'tag']);
     assert.deepEqual(await snapshotTree(join(get, 'rootfs')), await snapshotTree(join(FIXTURES, 'concourse-rootfs', 'rootfs')));
     assert.deepEqual(JSON.parse(await readFile(join(get, 'metadata.json'), 'utf8')), JSON.parse(await readFile(join(FIXTURES, 'concourse-rootfs', 'metadata.json'), 'utf8')));
     assert.equal((await stat(join(get, 'rootfs', 'etc', 'motd'))).uid, (await stat(join(FIXTURES, 'concourse-rootfs', 'rootfs', 'etc', 'motd'))).uid);
@@ -159,6 +160,7 @@ test('file store: put a Concourse rootfs image, check, get, serve, reproduce', a
 test('bad requests fail with one stderr line and leave the store as it was', async (t) => {
   const dir = await tempDir(t, 'cartorio-resource-bad-');
   const store = join(dir, 'store');
+  await mkdir(store);
   const source = { repository: 'app', store: { type: 'file', path: store } };
   const work = join(dir, 'work');
   await mkdir(join(work, 'build'), { recursive: true });
@@ -176,11 +178,12 @@ test('bad requests fail with one stderr line and leave the store as it was', asy
     ['empty stdin', 'check', '', /^invalid payload: stdin is empty \(expected a JSON object with "source"\)$/],
     ['a JSON array', 'check', '[]', /^invalid payload: expected a JSON object with "source"$/],
     ['missing source', 'check', {}, /^invalid payload: missing required key "source"$/],
-    ['unknown key in source', 'check', { source: { ...source, tga: 'x' } }, /^invalid payload: \/source: unknown key "tga" \(allowed: repository, tag, store, platform, debug\)$/],
-    ['unknown put param', 'out', { source, params: { image: 'image', tags: ['x'] } }, /^invalid payload: \/params: unknown key "tags" \(allowed: image, additional_tags, format\)$/],
+    ['unknown key in source', 'check', { source: { ...source, tga: 'x' } }, /^invalid payload: \/source: unknown key "tga" \(allowed: repository, tag, store, username, password, insecure, ca_certs, platform, debug\)$/],
+    ['unknown put param', 'out', { source, params: { image: 'image', tags: ['x'] } }, /^invalid payload: \/params: unknown key "tags" \(allowed: image, additional_tags, version, bump_aliases, format\)$/],
     ['wrong type', 'out', { source, params: { image: 'image', additional_tags: 7 } }, /^invalid payload: \/params\/additional_tags must be array$/],
     ['a repository name that is not one', 'check', { source: { ...source, repository: 'App' } }, /^invalid payload: \/source\/repository "App" must be lowercase/],
     ['a version digest that does not exist', 'in', { source, version: { digest: absent } }, new RegExp(`^version ${absent} of app is gone from file store `)],
+    ['a repository that does not exist is not "gone"', 'in', { source: { ...source, repository: 'never' }, version: { digest: absent } }, /^repository never does not exist in file store .+ \(check source.repository and source.store\)$/],
     ['an image glob matching nothing', 'out', { source, params: { image: 'imgs/*' } }, /^params.image "imgs\/\*" matches nothing in .+\/work$/],
     ['an image glob matching several', 'out', { source, params: { image: 'build/*.tar' } }, /^params.image "build\/\*.tar" matches 2 paths \(build\/a.tar, build\/b.tar\); it must match exactly one$/],
     ['an input holding several images', 'out', { source, params: { image: 'multi.tar' } }, /^params.image "multi.tar" holds \d images \(.+\); a put stores one/],

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -95,8 +96,22 @@ test('registry store (Distribution, no auth): put, check, get, serve, pull', asy
     assert.deepEqual(version, { digest: BUSYBOX_MULTI, tag: 'multi' });
     const get = join(dir, 'get-arm64');
     await resourceOk('in', { source: { ...multi, platform: 'linux/arm64' }, version, params: { format: 'rootfs' } }, get);
-    const index = JSON.parse(await readFile(join(get, 'oci', 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-    assert.equal(index.manifests[0]?.digest, BUSYBOX_MULTI);
+    // index.json lists the platform manifests (with platform and ref name); the index stays in blobs/.
+    const index = JSON.parse(await readFile(join(get, 'oci', 'index.json'), 'utf8')) as { manifests: { digest: string; platform?: { architecture: string }; annotations?: Record<string, string> }[] };
+    const stored = JSON.parse(await readFile(join(get, 'oci', 'blobs', 'sha256', BUSYBOX_MULTI.slice(7)), 'utf8')) as { manifests: { digest: string }[] };
+    assert.deepEqual(index.manifests.map((m) => m.digest), stored.manifests.map((m) => m.digest));
+    assert.deepEqual(index.manifests.map((m) => [m.platform?.architecture, m.annotations?.['org.opencontainers.image.ref.name']]), [['amd64', 'multi'], ['arm64', 'multi']]);
+    assert.equal(await readFile(join(get, 'digest'), 'utf8'), BUSYBOX_MULTI);
+    // Layout readers: skopeo (containers/image) takes the first entry with the ref name, an image;
+    // cartorio serve still serves the index under the tag.
+    const first = JSON.parse(await skopeo('inspect', `oci:${join(get, 'oci')}:multi`)) as { Digest: string; Architecture: string };
+    assert.deepEqual([first.Digest, first.Architecture], [index.manifests[0]?.digest, 'amd64']);
+    const served = await launchServe(t, join(ASSETS, 'cartorio'), ['serve', join(get, 'oci')], join(dir, 'ready-multi'));
+    const raw = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${served.address}/busybox:multi`);
+    assert.equal(createHash('sha256').update(raw).digest('hex'), BUSYBOX_MULTI.slice(7));
+    // …and a put of the get output stores the index again, with its digest.
+    const back = await resource('out', { source: { ...multi, tag: 'multi-again' }, params: { image: 'get-arm64' } }, dir);
+    assert.equal((back.json as StepOutput).version.digest, BUSYBOX_MULTI, back.stderr);
     assert.deepEqual(JSON.parse(await readFile(join(get, 'metadata.json'), 'utf8')), { env: ['PATH=/bin', 'GREETING=hello'], user: '', cmd: ['/bin/sh'] });
     assert.ok((await readdir(join(get, 'rootfs', 'bin'))).includes('busybox'));
     const missing = await resource('in', { source: { ...multi, platform: 'linux/s390x' }, version, params: { format: 'rootfs' } }, join(dir, 'get-s390x'));

@@ -3,6 +3,7 @@ import { pipeline, type Readable } from 'node:stream';
 import { VerifyingStream, writeVerifiedFile } from './blob-verify.js';
 import { displayUrl, RegistryClientError, responseError } from './errors.js';
 import { drain, header } from './http-transport.js';
+import { isRetryableError, isRetryableStatus } from './retry.js';
 import { checkDigest, checkRepository, type RegistrySession } from './session.js';
 import { pullScope, pushScope } from './scopes.js';
 
@@ -39,11 +40,28 @@ export async function getBlob(session: RegistrySession, repository: string, dige
  * else the announced Content-Length). Throws when the blob is absent or its bytes are wrong.
  */
 export async function downloadBlob(session: RegistrySession, repository: string, digest: string, path: string, size?: number): Promise<number> {
-  const blob = await getBlob(session, repository, digest);
-  if (!blob) {
-    throw new RegistryClientError(`GET ${session.base.origin}/v2/${repository}/blobs/${digest}: 404 blob not found`, 'GET', `${session.base.origin}/v2/${repository}/blobs/${digest}`, 404, 'BLOB_UNKNOWN');
+  // A connection that breaks in the middle of a layer starts the download again.
+  return restarting(session, `download of ${digest} from ${repository}`, async () => {
+    const blob = await getBlob(session, repository, digest);
+    if (!blob) {
+      throw new RegistryClientError(`GET ${session.base.origin}/v2/${repository}/blobs/${digest}: 404 blob not found`, 'GET', `${session.base.origin}/v2/${repository}/blobs/${digest}`, 404, 'BLOB_UNKNOWN');
+    }
+    return writeVerifiedFile(blob.stream, path, digest, size ?? blob.size, `GET ${blob.url}`);
+  });
+}
+
+/** Runs `attempt` again, from the start, after a transient failure (a reset, 429, 5xx). */
+async function restarting<T>(session: RegistrySession, what: string, attempt: () => Promise<T>): Promise<T> {
+  for (let retry = 1; ; retry++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const status = error instanceof RegistryClientError ? error.status : undefined;
+      const transient = (status !== undefined && isRetryableStatus(status)) || isRetryableError(error);
+      if (!transient || retry >= session.retry.attempts) throw error;
+      await session.pause(what, (error as Error).message, retry);
+    }
   }
-  return writeVerifiedFile(blob.stream, path, digest, size ?? blob.size, `GET ${blob.url}`);
 }
 
 /** HEAD /v2/<name>/blobs/<digest> — spec.md#checking-if-content-exists-in-the-registry. */
@@ -78,7 +96,12 @@ export async function pushBlob(
   // One token for the whole operation: push here, and pull where the mount comes from.
   const scopes = [pushScope(repository), ...(mountFrom ? [pullScope(mountFrom)] : [])];
   if (await hasBlob(session, repository, digest, scopes)) return 'exists';
+  // An upload that fails on the way (POST or PUT: 5xx, 429, a reset) starts over with a new
+  // session: the old upload's state at the registry is unknown.
+  return restarting(session, `upload of ${digest} to ${repository}`, () => upload(session, repository, digest, size, open, scopes, mountFrom));
+}
 
+async function upload(session: RegistrySession, repository: string, digest: string, size: number, open: () => Readable, scopes: string[], mountFrom: string | undefined): Promise<PushOutcome> {
   const query = mountFrom ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(mountFrom)}` : '';
   const started = await session.send({ method: 'POST', target: `/v2/${repository}/blobs/uploads/${query}`, scopes, headers: { 'content-length': '0' } });
   // 201: mounted. 202: the registry could not (or would not) mount and opened an upload instead.

@@ -53,7 +53,7 @@ export function networkError(method: string, url: URL, cause: unknown): Registry
   const error: Partial<NodeJS.ErrnoException> = cause instanceof Error ? cause : { message: String(cause) };
   const code = typeof error.code === 'string' ? error.code : undefined;
   let hint = 'check source.store.url';
-  if (code && /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS/.test(code)) hint = 'set source.store.ca_certs, or insecure: true';
+  if (code && /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS/.test(code)) hint = "trust the registry's CA: ca_certs, or a PEM in the worker's /etc/ssl/certs (SSL_CERT_DIR, SSL_CERT_FILE); or set insecure: true";
   if (code === 'EPROTO' || /wrong version number|packet length too long/i.test(error.message ?? '')) {
     hint = 'the registry may speak plain HTTP: use an http:// url or insecure: true';
   }

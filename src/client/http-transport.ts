@@ -1,13 +1,18 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequestArgs, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { rootCertificates } from 'node:tls';
+import { connect as tlsConnect, rootCertificates, type ConnectionOptions } from 'node:tls';
+import { proxyFor, type ProxySettings } from './proxy.js';
 
 /** TLS and timeout settings shared by every connection a client opens. */
 export interface TransportOptions {
-  /** Extra PEM CA certificates trusted on top of Node's bundled roots. */
+  /** Extra PEM CA certificates trusted on top of Node's bundled roots (`ca_certs`, the system's). */
   caCerts?: string[];
+  /** Forward proxies (`http_proxy`, `https_proxy`, `no_proxy`); none when absent. */
+  proxy?: ProxySettings;
   /** Skip TLS certificate verification (self-signed registries). */
   insecureTls?: boolean;
   /** A request fails when its socket is idle this long; default 5 minutes. */
@@ -39,29 +44,60 @@ export interface HttpResponse {
 export class HttpTransport {
   readonly #http: HttpAgent;
   readonly #https: HttpsAgent;
+  readonly #tunnels = new Map<string, TunnelAgent>();
+  readonly #tls: ConnectionOptions;
+  readonly #proxy: ProxySettings | undefined;
   readonly #idleTimeoutMs: number;
 
   constructor(options: TransportOptions = {}) {
-    this.#http = new HttpAgent({ keepAlive: true });
-    this.#https = new HttpsAgent({
-      keepAlive: true,
+    this.#tls = {
       rejectUnauthorized: options.insecureTls !== true,
       // `ca` replaces Node's roots; keep them so redirects to public blob storage still verify.
-      ...(options.caCerts?.length ? { ca: [...rootCertificates, ...options.caCerts] } : {}),
-    });
+      ...(options.caCerts?.length ? { ca: [...new Set([...rootCertificates, ...options.caCerts])] } : {}),
+    };
+    this.#http = new HttpAgent({ keepAlive: true });
+    this.#https = new HttpsAgent({ keepAlive: true, ...this.#tls });
+    this.#proxy = options.proxy;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 5 * 60_000;
+  }
+
+  /** The proxy a request to `url` goes through, for messages; undefined when direct. */
+  proxyFor(url: URL): URL | undefined {
+    return this.#proxy && proxyFor(url, this.#proxy);
+  }
+
+  // http through a proxy: the absolute URL as the request target (RFC 9112 §3.2.2), sent to the
+  // proxy; https: a CONNECT tunnel per connection (RFC 9110 §9.3.6), TLS to the registry inside.
+  #route(url: URL, headers: Record<string, string>): { target: URL | ClientRequestArgs; agent: HttpAgent } {
+    const isHttps = url.protocol === 'https:';
+    const proxy = this.proxyFor(url);
+    if (proxy === undefined) return { target: url, agent: isHttps ? this.#https : this.#http };
+    if (isHttps) {
+      let tunnel = this.#tunnels.get(proxy.href);
+      if (!tunnel) {
+        tunnel = new TunnelAgent(proxy, this.#tls);
+        this.#tunnels.set(proxy.href, tunnel);
+      }
+      return { target: url, agent: tunnel };
+    }
+    const authorization = proxyAuthorization(proxy);
+    if (authorization) headers['proxy-authorization'] = authorization;
+    headers['host'] = url.host;
+    return { target: { host: proxy.hostname, port: proxy.port || 80, path: url.href }, agent: this.#http };
   }
 
   /** Sends one request and resolves when the response headers arrive. */
   send(req: HttpRequest): Promise<HttpResponse> {
-    const isHttps = req.url.protocol === 'https:';
-    const send = isHttps ? httpsRequest : httpRequest;
     const headers = { ...req.headers };
+    const { target, agent } = this.#route(req.url, headers);
+    // A proxied plain-HTTP request is an http request to the proxy whatever the URL says.
+    const send = target instanceof URL && target.protocol === 'https:' ? httpsRequest : httpRequest;
     const body = typeof req.body === 'function' ? req.body() : req.body;
     if (Buffer.isBuffer(body)) headers['content-length'] = String(body.length);
     return new Promise((resolve, reject) => {
-      const outgoing = send(req.url, { method: req.method, headers, agent: isHttps ? this.#https : this.#http });
-      outgoing.setTimeout(this.#idleTimeoutMs, () => outgoing.destroy(new Error(`no data for ${this.#idleTimeoutMs / 1000} s`)));
+      const options = { method: req.method, headers, agent };
+      const outgoing = target instanceof URL ? send(target, options) : send({ ...target, ...options });
+      outgoing.setTimeout(this.#idleTimeoutMs, () => outgoing.destroy(Object.assign(new Error(`no data for ${this.#idleTimeoutMs / 1000} s`), { code: 'IDLE_TIMEOUT' })));
       outgoing.once('response', (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url: req.url }));
       outgoing.once('error', (error) => {
         if (body instanceof Readable) body.destroy();
@@ -81,6 +117,55 @@ export class HttpTransport {
   close(): void {
     this.#http.destroy();
     this.#https.destroy();
+    for (const tunnel of this.#tunnels.values()) tunnel.destroy();
+  }
+}
+
+/** `Proxy-Authorization: Basic …` for a proxy URL carrying `user:password@`. */
+function proxyAuthorization(proxy: URL): string | undefined {
+  if (proxy.username === '' && proxy.password === '') return undefined;
+  return 'Basic ' + Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64');
+}
+
+/**
+ * An https agent whose connections are CONNECT tunnels through an http proxy. Keep-alive works
+ * as usual: the agent pools the TLS sockets it made. Node's agent takes a socket from
+ * `createConnection`'s callback when the function returns nothing.
+ */
+class TunnelAgent extends HttpsAgent {
+  constructor(
+    readonly proxy: URL,
+    tls: ConnectionOptions,
+  ) {
+    super({ keepAlive: true, ...tls });
+  }
+
+  override createConnection(options: ClientRequestArgs, callback?: (error: Error | null, socket: Duplex) => void): Duplex | null | undefined {
+    const done = callback ?? (() => undefined);
+    const host = options.hostname ?? options.host ?? 'localhost';
+    const port = Number(options.port ?? 443);
+    const target = `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+    const authorization = proxyAuthorization(this.proxy);
+    const connect = httpRequest({
+      host: this.proxy.hostname,
+      port: this.proxy.port || 80,
+      method: 'CONNECT',
+      path: target,
+      agent: false,
+      headers: { host: target, ...(authorization && { 'proxy-authorization': authorization }) },
+    });
+    connect.once('connect', (res, socket) => {
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        done(Object.assign(new Error(`proxy ${this.proxy.host} answered CONNECT ${target} with ${res.statusCode} ${res.statusMessage ?? ''}`.trim()), { code: 'EPROXY' }), socket);
+        return;
+      }
+      const secure = tlsConnect({ ...(options as ConnectionOptions), socket, ...(isIP(host) === 0 && { servername: host }) });
+      done(null, secure);
+    });
+    connect.once('error', (error) => done(Object.assign(new Error(`proxy ${this.proxy.host}: ${error.message}`, { cause: error }), { code: (error as NodeJS.ErrnoException).code }), undefined as unknown as Duplex));
+    connect.end();
+    return undefined;
   }
 }
 

@@ -4,7 +4,9 @@ import { downloadBlob, getBlob, hasBlob, pushBlob, type BlobDownload, type PushO
 import { displayUrl, RegistryClientError, responseError } from './errors.js';
 import { drain, header, HttpTransport, readBody } from './http-transport.js';
 import { getManifest, headManifest, putManifest, type Manifest, type ManifestInfo } from './manifests.js';
+import type { ProxySettings } from './proxy.js';
 import { parseRegistryUrl } from './registry-url.js';
+import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { checkRepository, RegistrySession } from './session.js';
 import { pullScope } from './scopes.js';
 
@@ -16,10 +18,16 @@ export interface RegistryClientOptions {
   password?: string;
   /** Plain HTTP for a bare `host:port`, and no TLS certificate verification for https. */
   insecure?: boolean;
-  /** PEM CA certificates to trust in addition to the system's. */
+  /** PEM CA certificates to trust in addition to Node's bundled roots (`ca_certs`, and the system's: see `systemCaCerts`). */
   caCerts?: string[];
+  /** Forward proxies, e.g. from `proxySettingsFromEnv` of the worker's environment; direct when absent. */
+  proxy?: ProxySettings;
+  /** Retries of transient failures; default 5 tries, 1 s doubling, at most 30 s apart. */
+  retry?: Partial<RetryPolicy>;
   /** Receives one line per HTTP response (method, URL without query, status), for debug logs. */
   log?: (line: string) => void;
+  /** Receives one line per retry. */
+  warn?: (line: string) => void;
   userAgent?: string;
   /** Fail a request whose connection is idle this long; default 5 minutes. */
   idleTimeoutMs?: number;
@@ -48,11 +56,20 @@ export class RegistryClient {
     this.#transport = new HttpTransport({
       insecureTls: options.insecure === true,
       ...(options.caCerts && { caCerts: options.caCerts }),
+      ...(options.proxy && { proxy: options.proxy }),
       ...(options.idleTimeoutMs !== undefined && { idleTimeoutMs: options.idleTimeoutMs }),
     });
     const credentials = options.username !== undefined && options.password !== undefined ? { username: options.username, password: options.password } : undefined;
     const authenticator = new Authenticator(credentials, this.#transport, options.log);
-    this.#session = new RegistrySession(this.url, this.#transport, authenticator, options.userAgent ?? 'cartorio', options.log);
+    this.#session = new RegistrySession(this.url, this.#transport, authenticator, options.userAgent ?? 'cartorio', options.log, {
+      retry: { ...DEFAULT_RETRY, ...options.retry },
+      ...(options.warn && { warn: options.warn }),
+    });
+  }
+
+  /** The proxy requests to the registry go through; undefined when direct. */
+  proxyFor(): URL | undefined {
+    return this.#transport.proxyFor(this.url);
   }
 
   /** GET /v2/ — spec.md#determining-support: checks the address, the API and the credentials. */

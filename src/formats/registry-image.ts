@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isSha256Digest } from '../image/digest.js';
+import { isSha256Digest, sha256Digest } from '../image/digest.js';
+import { MediaType, isIndexMediaType } from '../image/media-types.js';
+import { blobPath } from '../store/layout.js';
 import { isTag, parseImageReference } from '../image/reference.js';
 import type { Ingest } from '../store/ingest.js';
 import { LoadError } from './load-error.js';
@@ -21,11 +23,29 @@ export async function loadRegistryImageOutput(input: string, ingest: Ingest, opt
   if (digest !== undefined && !isSha256Digest(digest)) throw new LoadError(input, `digest file says "${digest}", which is not a sha256 digest`);
   const layout = join(input, 'oci');
   const all = await readLayoutImages(layout);
-  const chosen = digest === undefined ? all : all.filter((image) => image.descriptor.digest === digest);
+  let chosen = digest === undefined ? all : all.filter((image) => image.descriptor.digest === digest);
+  // A multi-platform get lists the platform manifests in index.json and keeps the index, whose
+  // digest the `digest` file names, in blobs/ (cartorio's `in`; registry-image's oci-layout).
+  if (chosen.length === 0 && digest !== undefined) chosen = await indexBlob(layout, digest, reference.repository, tag);
   if (chosen.length === 0) throw new LoadError(input, `oci/index.json has no image with digest ${digest ?? '?'}`, 'the get output is incomplete; run the get again');
   await ingestReachable(layout, chosen.map((image) => image.descriptor), ingest, options);
   const first = chosen[0] as PendingImage;
   return [{ repository: reference.repository, tags: [tag], descriptor: first.descriptor }];
+}
+
+async function indexBlob(layout: string, digest: string, repository: string, tag: string): Promise<PendingImage[]> {
+  const bytes = await readFile(blobPath(layout, digest)).catch(() => undefined);
+  if (bytes === undefined || bytes.length > 4 * 1024 * 1024 || sha256Digest(bytes) !== digest) return [];
+  let mediaType: unknown;
+  try {
+    const data = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown };
+    if (!Array.isArray(data.manifests)) return [];
+    mediaType = data.mediaType ?? MediaType.ociIndex;
+  } catch {
+    return [];
+  }
+  if (typeof mediaType !== 'string' || !isIndexMediaType(mediaType)) return [];
+  return [{ repository, tags: [tag], descriptor: { mediaType, digest, size: bytes.length } }];
 }
 
 async function readSmallFile(dir: string, name: string): Promise<string> {

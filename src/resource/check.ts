@@ -8,14 +8,14 @@ import { resolveSource, versionOf } from './source.js';
  */
 export async function checkCommand(io: CommandIO): Promise<void> {
   const request = await readRequest(io, validateCheckRequest);
-  const { repository, tag, log, store } = resolveSource(io, request.source);
+  const { repository, name, tag, log, store } = resolveSource(io, request.source);
   try {
     const current = await store.resolveTag(repository, tag);
     log.debug(`${store.where}: ${repository}:${tag} is ${current ?? 'absent'}`);
     const versions: Version[] = [];
     const given = request.version ?? undefined;
     if (current === undefined) {
-      log.info(`${repository}:${tag} does not exist in ${store.where} yet`);
+      log.info(`${name}:${tag} does not exist in ${store.where} yet`);
     } else {
       if (given && given.digest !== current && (await store.findManifest(repository, given.digest))) versions.push(given);
       versions.push(given?.digest === current ? given : versionOf(current, tag));

@@ -1,9 +1,9 @@
 import { constants } from 'node:fs';
-import { copyFile, lstat, rename, rm } from 'node:fs/promises';
+import { copyFile, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { loadIntoStore } from '../formats/load.js';
 import type { Descriptor } from '../image/oci.schema.js';
-import { blobPath, repositoryDir } from '../store/layout.js';
+import { POOL_DIR, blobPath, repositoryDir } from '../store/layout.js';
 import { StoreReader } from '../store/reader.js';
 import { writeImageLayout } from './layout-copy.js';
 import type { ImageStore, PushReport } from './stores.js';
@@ -16,6 +16,7 @@ export class FileStore implements ImageStore {
   readonly where: string;
   readonly #root: string;
   readonly #reader: StoreReader;
+  #checked: Promise<void> | undefined;
 
   constructor(path: string) {
     this.#root = resolve(path);
@@ -23,15 +24,42 @@ export class FileStore implements ImageStore {
     this.where = `file store ${this.#root}`;
   }
 
+  /**
+   * The path must be a directory that holds a store, or an empty one to start a store in. A
+   * path that is missing, or full of other things, is most likely a volume that is not mounted
+   * in this container: a put would land on the container's own disk and vanish with it.
+   */
+  #checkRoot(): Promise<void> {
+    this.#checked ??= (async () => {
+      const info = await stat(this.#root).catch(() => undefined);
+      const mount = 'store.path must be a directory mounted into the resource container (stock Concourse mounts none: use a registry store)';
+      if (!info) throw new Error(`${this.where}: no such directory in this container; ${mount}`);
+      if (!info.isDirectory()) throw new Error(`${this.where}: not a directory; ${mount}`);
+      const names = await readdir(this.#root);
+      if (names.length === 0 || names.includes(POOL_DIR)) return;
+      const shown = names.sort().slice(0, 5).join(', ') + (names.length > 5 ? ', …' : '');
+      throw new Error(`${this.where} holds ${shown} but no cartorio store (no ${POOL_DIR}/): is the right volume mounted there? Point store.path at a store, or at an empty directory to start one`);
+    })();
+    return this.#checked;
+  }
+
   async resolveTag(repository: string, tag: string): Promise<string | undefined> {
+    await this.#checkRoot();
     return (await this.#reader.repository(repository))?.tagged.get(tag);
   }
 
+  async hasRepository(repository: string): Promise<boolean> {
+    await this.#checkRoot();
+    return (await this.#reader.repository(repository)) !== undefined;
+  }
+
   async findManifest(repository: string, digest: string): Promise<Descriptor | undefined> {
+    await this.#checkRoot();
     return (await this.#reader.repository(repository))?.manifests.get(digest)?.descriptor;
   }
 
   async pull(repository: string, root: Descriptor, dest: string, tag: string): Promise<{ blobs: number; bytes: number }> {
+    await this.#checkRoot();
     const snapshot = await this.#reader.repository(repository);
     if (!snapshot) throw new Error(`${this.where} has no repository ${repository}`);
     const source = repositoryDir(this.#root, snapshot.name);
@@ -45,6 +73,7 @@ export class FileStore implements ImageStore {
   }
 
   async push(repository: string, layout: string, _root: Descriptor, tags: string[]): Promise<PushReport> {
+    await this.#checkRoot();
     const before = new Set((await this.#reader.repository(repository))?.blobs.keys() ?? []);
     await loadIntoStore(this.#root, [layout], { format: 'oci-layout', name: repository, tags });
     const after = (await this.#reader.repository(repository))?.blobs.keys() ?? [];

@@ -11,6 +11,11 @@ export interface CommandIO {
   stdout: Writable;
   stderr: Writable;
   args: string[];
+  /**
+   * The worker's environment: `http_proxy`/`https_proxy`/`no_proxy` and `SSL_CERT_FILE`/
+   * `SSL_CERT_DIR` are honoured for every registry call. The entry scripts pass the process's own.
+   */
+  env?: Record<string, string | undefined>;
 }
 
 /** A request is a few KiB; anything far bigger is not one. */

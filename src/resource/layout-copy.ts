@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isSha256Digest } from '../image/digest.js';
 import { parseManifest, type ParsedManifest } from '../image/manifest.js';
-import { MediaType, isManifestMediaType } from '../image/media-types.js';
+import { MediaType, isImageManifestMediaType, isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor, ImageIndex } from '../image/oci.schema.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, REF_NAME, blobPath } from '../store/layout.js';
 
@@ -44,11 +44,7 @@ export async function writeImageLayout(dest: string, root: Descriptor, tag: stri
       for (const child of parsed.children) await visit(child, depth + 1);
     };
     await visit(root, 0);
-    const index: ImageIndex = {
-      schemaVersion: 2,
-      mediaType: MediaType.ociIndex,
-      manifests: [{ mediaType: root.mediaType, digest: root.digest, size: root.size, annotations: { [REF_NAME]: tag } }],
-    };
+    const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: await layoutEntries(partial, root, tag) };
     await writeFile(join(partial, OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT);
     await writeFile(join(partial, 'index.json'), JSON.stringify(index, null, 2) + '\n');
     await rm(dest, { recursive: true, force: true });
@@ -58,6 +54,24 @@ export async function writeImageLayout(dest: string, root: Descriptor, tag: stri
     await rm(partial, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * index.json's entries for `root`, ref name = tag. A multi-platform index is written as its
+ * platform manifests, each with its platform (as registry-image's `oci-layout` does), so
+ * readers that do not follow an index inside index.json (oci-build-task's `IMAGE_ARG_*`,
+ * BuildKit's `oci-layout://`) find the images; the index blob stays in blobs/ and its digest in
+ * the get's `digest` file, and `StoreReader` serves it under the tag. Anything else (an image,
+ * an index of indexes) is one entry.
+ */
+async function layoutEntries(layout: string, root: Descriptor, tag: string): Promise<Descriptor[]> {
+  const own = [{ mediaType: root.mediaType, digest: root.digest, size: root.size, annotations: { [REF_NAME]: tag } }];
+  if (!isManifestMediaType(root.mediaType)) return own;
+  const parsed = await readLayoutManifest(layout, root);
+  if (parsed.kind !== 'index') return own;
+  const children = parsed.index.manifests;
+  if (children.length === 0 || !children.every((child) => isImageManifestMediaType(child.mediaType) && child.platform)) return own;
+  return children.map((child) => ({ ...child, annotations: { ...child.annotations, [REF_NAME]: tag } }));
 }
 
 /** Reads and parses a manifest or index blob of the layout at `layout`. */

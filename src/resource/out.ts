@@ -4,7 +4,10 @@ import { join, relative } from 'node:path';
 import { convertToLayout } from '../formats/load.js';
 import { LoadError } from '../formats/load-error.js';
 import type { Descriptor } from '../image/oci.schema.js';
-import { readAdditionalTags, resolveImagePath } from './image-path.js';
+import { detectFormat } from '../formats/detect.js';
+import { isTag } from '../image/reference.js';
+import { readAdditionalTags, resolveImagePath, resolvePutInput } from './image-path.js';
+import { singleIndexLayout } from './put-layout.js';
 import { directoryArgument, readRequest, respond, type CommandIO } from './io.js';
 import { countLayers } from './layout-copy.js';
 import { validateOutRequest, type MetadataField } from './schema.js';
@@ -27,20 +30,30 @@ export async function outCommand(io: CommandIO): Promise<void> {
   const dir = directoryArgument(io, 'out');
   const request = await readRequest(io, validateOutRequest);
   const { params } = request;
-  const { repository, tag, platform, log, store } = resolveSource(io, request.source);
+  const { repository, name, tag: sourceTag, platform, log, store } = resolveSource(io, request.source);
+  if (params.bump_aliases === true) {
+    throw new Error('invalid payload: /params/bump_aliases is registry-image\'s and cartorio does not implement it (list the alias tags in params.additional_tags)');
+  }
+  if (params.version !== undefined && !isTag(params.version)) throw new Error(`invalid payload: /params/version "${params.version}" is not a valid tag`);
+  // registry-image: `version` is the tag pushed, instead of source.tag.
+  const tag = params.version ?? sourceTag;
   const scratch = await mkdtemp(join(tmpdir(), 'cartorio-out-'));
   try {
-    const input = await resolveImagePath(dir, params.image);
+    const matched = await resolveImagePath(dir, params.image);
+    const strict = params.format === undefined ? await resolvePutInput(matched, params.image, detectFormat) : { path: matched };
+    const multi = params.format === undefined ? await singleIndexLayout(strict.path, scratch, tag) : undefined;
+    const input = multi ?? strict.path;
+    const format = multi ? 'oci-layout' : params.format ?? strict.format;
     const tags = [...new Set([tag, ...(await readAdditionalTags(dir, params.additional_tags))])];
     const layout = join(scratch, 'layout');
-    log.debug(`converting ${relative(dir, input) || '.'} into ${repository}:${tags.join(', :')}`);
+    log.debug(`converting ${relative(dir, strict.path) || '.'}${format ? ` (${format})` : ''} into ${name}:${tags.join(', :')}`);
     const loaded = await convertToLayout(input, layout, {
       name: repository,
       tags: [tag],
       platform,
       mtime: REPRODUCIBLE_MTIME,
       created: REPRODUCIBLE_CREATED,
-      ...(params.format !== undefined && { format: params.format }),
+      ...(format !== undefined && { format }),
     }).catch((error: unknown) => {
       throw oneLine(error);
     });
@@ -51,14 +64,14 @@ export async function outCommand(io: CommandIO): Promise<void> {
     const image = loaded[0] as (typeof loaded)[number];
     const root: Descriptor = { mediaType: image.mediaType, digest: image.digest, size: image.size };
     const pushed = await store.push(repository, layout, root, tags);
-    log.info(`stored ${repository}@${image.digest} in ${store.where} as ${tags.join(', ')}: ${pushed.uploaded} blobs sent, ${pushed.skipped} already there`);
+    log.info(`stored ${name}@${image.digest} in ${store.where} as ${tags.join(', ')}: ${pushed.uploaded} blobs sent, ${pushed.skipped} already there`);
     const metadata: MetadataField[] = [
-      { name: 'repository', value: repository },
+      { name: 'repository', value: name },
       { name: 'tag', value: tag },
       ...(tags.length > 1 ? [{ name: 'additional_tags', value: tags.slice(1).join(' ') }] : []),
       { name: 'digest', value: image.digest },
       { name: 'layers', value: String(await countLayers(layout, root)) },
-      { name: 'source_format', value: image.format },
+      { name: 'source_format', value: multi ? 'multi-platform oci-layout' : image.format },
     ];
     await respond(io, { version: { digest: image.digest, tag }, metadata });
   } finally {

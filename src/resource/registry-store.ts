@@ -1,6 +1,8 @@
 import { createReadStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { proxySettingsFromEnv } from '../client/proxy.js';
 import { RegistryClient } from '../client/registry-client.js';
+import { systemCaCerts } from '../client/trust.js';
 import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { blobPath } from '../store/layout.js';
@@ -17,22 +19,34 @@ export class RegistryStore implements ImageStore {
   readonly #client: RegistryClient;
   readonly #log: Log;
 
-  constructor(config: RegistryConfig, log: Log) {
+  constructor(config: RegistryConfig, log: Log, env: Record<string, string | undefined>) {
     this.#log = log;
+    // The worker's CAs (Concourse mounts its /etc/ssl/certs) and `ca_certs`, on top of Node's own.
+    const caCerts = [...systemCaCerts(env), ...(config.ca_certs ?? [])];
+    const proxy = proxySettingsFromEnv(env);
     this.#client = new RegistryClient({
       url: config.url,
       ...(config.username !== undefined && { username: config.username }),
       ...(config.password !== undefined && { password: config.password }),
       ...(config.insecure !== undefined && { insecure: config.insecure }),
-      ...(config.ca_certs !== undefined && { caCerts: config.ca_certs }),
+      ...(caCerts.length > 0 && { caCerts }),
+      proxy,
       log: (line) => log.debug(line),
+      warn: (line) => log.info(line),
       userAgent: 'cartorio-resource',
     });
-    this.where = `registry ${this.#client.url.origin}`;
+    const via = this.#client.proxyFor();
+    this.where = `registry ${this.#client.url.origin}${via ? ` (via proxy ${via.host})` : ''}`;
   }
 
   async resolveTag(repository: string, tag: string): Promise<string | undefined> {
     return (await this.#client.headManifest(repository, tag))?.digest;
+  }
+
+  async hasRepository(repository: string): Promise<boolean> {
+    // A registry that will not list tags (403 for a token without catalog rights…) is not
+    // evidence of absence: then say "gone", as before.
+    return (await this.#client.listTags(repository).catch(() => ['?'])).length > 0;
   }
 
   async findManifest(repository: string, digest: string): Promise<Descriptor | undefined> {

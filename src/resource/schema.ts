@@ -38,14 +38,40 @@ export const fileStoreSchema = {
   },
 } as const;
 
+/**
+ * registry-image's source keys cartorio does not implement. They are accepted by the schema so
+ * the refusal is one line that says so (`resolveSource`), not "unknown key".
+ */
+export const REFUSED_SOURCE_KEYS = {
+  tag_regex: 'cartorio checks one tag: set source.tag',
+  semver_constraint: 'cartorio checks one tag: set source.tag',
+  pre_releases: 'cartorio checks one tag: set source.tag',
+  created_at_sort: 'cartorio checks one tag: set source.tag',
+  variant: 'put the variant in source.tag',
+  aws_access_key_id: 'ECR credentials are not supported: give username and password (e.g. from `aws ecr get-login-password`)',
+  aws_secret_access_key: 'ECR credentials are not supported: give username and password',
+  aws_session_token: 'ECR credentials are not supported: give username and password',
+  aws_region: 'ECR credentials are not supported: give username and password',
+  aws_role_arn: 'ECR credentials are not supported: give username and password',
+  aws_role_arns: 'ECR credentials are not supported: give username and password',
+  registry_mirror: 'name the mirror in repository instead (host/path)',
+  content_trust: 'Notary content trust is not supported',
+} as const;
+
+const refusedSourceProperties = Object.fromEntries(Object.keys(REFUSED_SOURCE_KEYS).map((key) => [key, {}])) as Record<keyof typeof REFUSED_SOURCE_KEYS, object>;
+
+/** registry-image writes `tag: 3` in YAML as a number; Concourse hands it over as JSON 3. */
+const tagOrNumber = { anyOf: [tag, { type: 'number', minimum: 0 }] } as const;
+
 export const sourceSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['repository', 'store'],
+  required: ['repository'],
   properties: {
+    /** `host/path` (registry-image style: the registry is the host) or a name in `store`. */
     repository: { type: 'string', minLength: 1 },
     /** Default `latest`. */
-    tag,
+    tag: tagOrNumber,
     store: {
       type: 'object',
       required: ['type'],
@@ -53,12 +79,27 @@ export const sourceSchema = {
       discriminator: { propertyName: 'type' },
       oneOf: [registryStoreSchema, fileStoreSchema],
     },
-    platform: { type: 'string', pattern: '^[a-z0-9._-]+/[a-z0-9._-]+(/[a-z0-9._-]+)?$' },
+    // registry-image's way to say store {type: registry} at the repository's host.
+    username: { type: 'string' },
+    password: { type: 'string' },
+    insecure: { type: 'boolean' },
+    ca_certs: { type: 'array', items: { type: 'string', minLength: 1 } },
+    platform: {
+      anyOf: [
+        { type: 'string', pattern: '^[a-z0-9._-]+/[a-z0-9._-]+(/[a-z0-9._-]+)?$' },
+        {
+          type: 'object',
+          additionalProperties: false,
+          properties: { os: { type: 'string', pattern: '^[a-z0-9._-]+$' }, architecture: { type: 'string', pattern: '^[a-z0-9._-]+$' }, variant: { type: 'string', pattern: '^[a-z0-9._-]+$' } },
+        },
+      ],
+    },
     debug: { type: 'boolean' },
+    ...refusedSourceProperties,
   },
 } as const;
 export type Source = FromSchema<typeof sourceSchema>;
-export type StoreConfig = Source['store'];
+export type StoreConfig = NonNullable<Source['store']>;
 
 export const versionSchema = {
   type: 'object',
@@ -72,7 +113,8 @@ export const getParamsSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    format: { enum: ['oci', 'rootfs'] },
+    /** registry-image's meanings: `rootfs` → rootfs/ + metadata.json, `oci` → image.tar, `oci-layout` → oci/. */
+    format: { enum: ['oci', 'oci-layout', 'rootfs'] },
     skip_download: { type: 'boolean' },
     bundle_server: { type: 'boolean' },
   },
@@ -91,6 +133,10 @@ export const putParamsSchema = {
         { type: 'string', minLength: 1 },
       ],
     },
+    /** registry-image: push under this tag instead of source.tag. */
+    version: { type: 'string', minLength: 1 },
+    /** registry-image: also move 1.2 and 1 (and latest) to a newer `version`; refused (one line) when true. */
+    bump_aliases: { type: 'boolean' },
     format: {
       enum: ['docker-archive', 'oci-layout', 'oci-archive', 'rootfs-tar', 'rootfs-dir', 'concourse-rootfs', 'resource-bundle', 'registry-image'],
     },
@@ -131,9 +177,9 @@ export interface MetadataField {
 // The resource's own Ajv: like image/validate.ts (strict, no coercion, nothing removed) plus
 // `discriminator`, so a bad `store` is reported against the branch its `type` names, not as
 // "must match exactly one schema in oneOf".
-const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true, discriminator: true, verbose: true });
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, discriminator: true, verbose: true });
 
-/** Validates a parsed payload; throws `invalid payload: <path>: <problem>`. */
+/** Validates a parsed payload; throws `invalid payload: <path>: <problem>`, every problem (at most MAX_PROBLEMS) joined by `; `. */
 export type PayloadValidator<T> = (data: unknown) => T;
 
 /** Compiled on first use: each script validates one kind of payload, not all three. */
@@ -142,7 +188,7 @@ export function compilePayload<T>(schema: Schema): PayloadValidator<T> {
   return (data) => {
     check ??= ajv.compile(schema);
     if (check(data)) return data as T;
-    throw new Error(`invalid payload: ${describePayloadError(check.errors ?? [])}`);
+    throw new Error(`invalid payload: ${describePayloadErrors(check.errors ?? [])}`);
   };
 }
 
@@ -150,7 +196,36 @@ export const validateCheckRequest = compilePayload<CheckRequest>(checkRequestSch
 export const validateInRequest = compilePayload<InRequest>(inRequestSchema);
 export const validateOutRequest = compilePayload<OutRequest>(outRequestSchema);
 
-/** One line for a failed validation: the JSON path of the bad value and what is wrong with it. */
+/** A payload with more problems than this is reported with its first ones and a count. */
+export const MAX_PROBLEMS = 8;
+
+/**
+ * Every problem of a failed validation on one line (Concourse shows a step's last lines; a
+ * list joined by `; ` survives being shown as one), deduplicated, at most MAX_PROBLEMS. The
+ * errors of one anyOf/oneOf are grouped and reported as that value's one problem.
+ */
+export function describePayloadErrors(errors: ErrorObject[]): string {
+  // Group by the instance path of the value at fault; an anyOf's branch errors sit below or at
+  // the anyOf's own path, so group them under it.
+  const unions = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.instancePath);
+  const groups = new Map<string, ErrorObject[]>();
+  for (const error of errors) {
+    const union = unions.filter((path) => error.instancePath === path || error.instancePath.startsWith(`${path}/`)).sort((a, b) => a.length - b.length)[0];
+    const key = union ?? `${error.instancePath}#${error.keyword}#${JSON.stringify(error.params)}`;
+    groups.set(key, [...(groups.get(key) ?? []), error]);
+  }
+  // A store without `type` fails `required` and the discriminator alike: one problem.
+  const requiredAt = new Set(errors.filter((e) => e.keyword === 'required').map((e) => e.instancePath));
+  // Likewise a store whose `type` is wrong fails its enum and the discriminator.
+  const others = errors.filter((e) => e.keyword !== 'discriminator');
+  const explained = (path: string): boolean => requiredAt.has(path) || others.some((e) => e.instancePath.startsWith(`${path}/`));
+  for (const [key, group] of groups) if (group.every((e) => e.keyword === 'discriminator' && explained(e.instancePath))) groups.delete(key);
+  const lines = [...new Set([...groups.values()].map((group) => describePayloadError(group)))];
+  if (lines.length <= MAX_PROBLEMS) return lines.join('; ');
+  return `${lines.slice(0, MAX_PROBLEMS).join('; ')}; and ${lines.length - MAX_PROBLEMS} more problems`;
+}
+
+/** One line for one problem: the JSON path of the bad value and what is wrong with it. */
 export function describePayloadError(errors: ErrorObject[]): string {
   // anyOf/oneOf report their branches' errors first and their own last; the branch that fits the
   // value's type says the most (`version: {}` → missing digest, rather than "must be null").
@@ -159,6 +234,11 @@ export function describePayloadError(errors: ErrorObject[]): string {
   const path = error.instancePath;
   if (error.keyword === 'required') return `${path === '' ? '' : `${path}: `}missing required key "${String(error.params['missingProperty'])}"`;
   if (error.keyword === 'enum') return `${path} must be one of ${(error.params['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+  if (error.keyword === 'additionalProperties') {
+    // registry-image keys cartorio refuses are accepted by the schema, but are no advice.
+    const allowed = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {}).filter((key) => path !== '/source' || !(key in REFUSED_SOURCE_KEYS));
+    return `${path === '' ? '' : `${path}: `}unknown key "${String(error.params['additionalProperty'])}" (allowed: ${allowed.join(', ')})`;
+  }
   if (error.keyword === 'pattern') return `${path} ${JSON.stringify(valueAt(error))} is not valid: ${patternHint(path)}`;
   return describeAjvError(error);
 }
@@ -174,6 +254,6 @@ function valueAt(error: ErrorObject): unknown {
 
 function patternHint(path: string): string {
   if (path.endsWith('/digest')) return 'expected sha256:<64 hex digits>';
-  if (path.endsWith('/platform')) return 'expected os/arch or os/arch/variant, e.g. linux/amd64';
+  if (path.includes('/platform')) return 'expected os/arch or os/arch/variant, e.g. linux/amd64';
   return 'a tag is letters, digits, _ . -, at most 128, not starting with . or -';
 }

@@ -13,6 +13,8 @@ export interface ImageStore {
   readonly where: string;
   /** The digest `tag` points at now; undefined when the repository or the tag does not exist. */
   resolveTag(repository: string, tag: string): Promise<string | undefined>;
+  /** True when the repository exists (so an absent version is "gone", not "never there"). */
+  hasRepository(repository: string): Promise<boolean>;
   /** The root descriptor of manifest or index `digest`, or undefined when the repository no longer holds it. */
   findManifest(repository: string, digest: string): Promise<Descriptor | undefined>;
   /** Writes image `root` with everything it references as an OCI layout at `dest`, ref name `tag`. */
@@ -31,8 +33,8 @@ export interface PushReport {
   skipped: number;
 }
 
-/** Opens the store `source.store` describes. */
-export function openStore(config: StoreConfig, log: Log): ImageStore {
+/** Opens the store `source.store` describes; a registry is reached as the worker's `env` says (proxies, CAs). */
+export function openStore(config: StoreConfig, log: Log, env: Record<string, string | undefined>): ImageStore {
   if (config.type === 'file') return new FileStore(config.path);
-  return new RegistryStore(config, log);
+  return new RegistryStore(config, log, env);
 }

@@ -1,8 +1,8 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSha256Digest } from '../image/digest.js';
 import { parseManifest, subjectOf } from '../image/manifest.js';
-import { MediaType, isManifestMediaType } from '../image/media-types.js';
+import { MediaType, isIndexMediaType, isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { isRepositoryName } from '../image/reference.js';
 import type { BlobLocation, ImageSource } from './image-source.js';
@@ -143,8 +143,39 @@ async function readSnapshot(name: string, dir: string): Promise<RepositorySnapsh
     const loaded = await visit(dir, descriptor, snapshot, 0);
     if (loaded && ref !== undefined) snapshot.tagged.set(ref, descriptor.digest);
   }
+  await tagSharedIndexes(dir, index.manifests, snapshot);
   snapshot.tags = [...snapshot.tagged.keys()].sort();
   return snapshot;
+}
+
+// A multi-platform get (the resource's `in`, issue 16) lists an index's platform manifests in
+// index.json under one ref name and keeps the index itself in blobs/: that ref names the index
+// whose manifests are exactly those. Stores never repeat a ref name, so they never pay for this.
+async function tagSharedIndexes(dir: string, manifests: Descriptor[], snapshot: RepositorySnapshot): Promise<void> {
+  const byRef = new Map<string, string[]>();
+  for (const { annotations, digest } of manifests) {
+    const ref = annotations?.[REF_NAME];
+    if (ref !== undefined) byRef.set(ref, [...(byRef.get(ref) ?? []), digest]);
+  }
+  const shared = [...byRef].filter(([, digests]) => digests.length > 1).map(([ref, digests]) => [ref, digests.sort().join(',')] as const);
+  if (shared.length === 0) return;
+  for (const name of await readdir(join(dir, 'blobs', 'sha256')).catch(() => [] as string[])) {
+    const digest = `sha256:${name}`;
+    const path = join(dir, 'blobs', 'sha256', name);
+    if (!isSha256Digest(digest) || snapshot.manifests.has(digest) || ((await stat(path).catch(() => undefined))?.size ?? Infinity) > MAX_MANIFEST_BYTES) continue;
+    let data: { mediaType?: unknown; manifests?: Array<{ digest?: unknown }> };
+    try {
+      data = JSON.parse((await readFile(path)).toString('utf8')) as typeof data;
+    } catch {
+      continue;
+    }
+    const mediaType = data.mediaType ?? MediaType.ociIndex;
+    if (!Array.isArray(data.manifests) || typeof mediaType !== 'string' || !isIndexMediaType(mediaType)) continue;
+    const listed = data.manifests.map((m) => String(m.digest)).sort().join(',');
+    for (const [ref, digests] of shared) {
+      if (digests === listed && (await visit(dir, { mediaType, digest, size: (await stat(path)).size }, snapshot, 0))) snapshot.tagged.set(ref, digest);
+    }
+  }
 }
 
 // Loads one descriptor (and what it references) into the snapshot; false when it is unusable.

@@ -46,9 +46,9 @@ export async function pushLayoutImage(client: RegistryClient, image: LayoutImage
 const START = join(ROOT, 'test', 'helpers', 'start-distribution.sh');
 
 /** Starts Debian's docker-registry on 127.0.0.1:`port` (Basic auth when `htpasswd` is given), stopped by PID in `t.after`. */
-export async function startDistribution(t: { after: (fn: () => Promise<void>) => void }, port: number, htpasswd?: string): Promise<string> {
+export async function startDistribution(t: { after: (fn: () => Promise<void>) => void }, port: number, htpasswd?: string, tls?: { cert: string; key: string }): Promise<string> {
   const data = await tempDir(t, `cartorio-dist-${port}-`);
-  const env = { ...process.env, ...(htpasswd && { HTPASSWD: htpasswd }) };
+  const env = { ...process.env, ...(htpasswd && { HTPASSWD: htpasswd }), ...(tls && { TLS_CERT: tls.cert, TLS_KEY: tls.key }) };
   await run('bash', [START, '--stop', String(port)]);
   const started = await run('bash', [START, String(port), join(data, 'data')], { env });
   if (started.code !== 0) throw new Error(`start-distribution.sh ${port}: ${started.stderr}`);

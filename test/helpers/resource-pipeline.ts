@@ -54,8 +54,13 @@ export function steps(plan: Step[]): Step[] {
 export interface RunOptions {
   /** Build directory: artifacts are `<dir>/<name>`. */
   dir: string;
-  /** The store every cartorio resource uses instead of its `((vars))`. */
+  /** The store every cartorio resource with `store:` uses instead of its `((vars))`. */
   store: Record<string, unknown>;
+  /**
+   * For sources in registry-image's vocabulary (no `store:`): the registry `host:port` that
+   * replaces `((registry_host))`; reached over plain HTTP, and the credentials dropped.
+   */
+  registryHost?: string;
   /** Steps (by get/put/task name) done by a stand-in. */
   fakes?: Record<string, (dir: string) => Promise<void>>;
   /** Environment of task scripts. */
@@ -85,7 +90,7 @@ export async function runJob(pipeline: Pipeline, jobName: string, options: RunOp
     if (step.get !== undefined || step.put !== undefined) {
       const resource = pipeline.resources.find((r) => r.name === (step.resource ?? name));
       if (resource?.type !== 'cartorio') throw new Error(`step ${name}: resource type ${resource?.type ?? '?'} needs a fake`);
-      const source = { ...resource.source, store: options.store };
+      const source = sourceFor(resource.source, options);
       if (step.put !== undefined) {
         // Concourse runs out in a directory holding every artifact of the build so far.
         const output = await resourceOk<StepOutput>('out', { source, params: step.params ?? {} }, options.dir);
@@ -106,6 +111,12 @@ export async function runJob(pipeline: Pipeline, jobName: string, options: RunOp
     throw new Error(`step ${name}: not runnable here`);
   }
   return result;
+}
+
+function sourceFor(source: Record<string, unknown>, options: RunOptions): Record<string, unknown> {
+  if (source['store'] !== undefined || options.registryHost === undefined) return { ...source, store: options.store };
+  const { username: _u, password: _p, ...rest } = source;
+  return { ...rest, repository: String(source['repository']).replace('((registry_host))', options.registryHost), insecure: true };
 }
 
 async function runTask(step: Step, options: RunOptions): Promise<RunResult> {

@@ -14,9 +14,9 @@ export interface ResourceResult extends RunResult {
 }
 
 /** Runs a real resource script the way Concourse does: `payload` as JSON on stdin, the directory as argv[1]. */
-export async function resource(command: 'check' | 'in' | 'out', payload: unknown, dir?: string, options: { raw?: string } = {}): Promise<ResourceResult> {
+export async function resource(command: 'check' | 'in' | 'out', payload: unknown, dir?: string, options: { raw?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ResourceResult> {
   const input = options.raw ?? JSON.stringify(payload);
-  const result = await run(join(ASSETS, command), dir === undefined ? [] : [dir], { input });
+  const result = await run(join(ASSETS, command), dir === undefined ? [] : [dir], { input, ...(options.env && { env: options.env }) });
   let json: unknown;
   try {
     json = JSON.parse(result.stdout);

@@ -9,7 +9,8 @@
 # runs with other settings it is stopped (by its PID) and started anew. Never touches other processes.
 # --readonly sets storage.maintenance.readonly (pushes/deletes answer 405 UNSUPPORTED) — the
 # read-only peer to compare against. Env HTPASSWD=FILE turns on Basic auth from that (bcrypt)
-# htpasswd file. Install: apt-get install -y docker-registry
+# htpasswd file. Env TLS_CERT=FILE TLS_KEY=FILE serve HTTPS with that certificate.
+# Install: apt-get install -y docker-registry
 set -euo pipefail
 usage() { echo "usage: $0 PORT DATADIR [--readonly] | $0 --stop PORT" >&2; exit 2; }
 stop() { # PORT
@@ -29,7 +30,8 @@ command -v docker-registry >/dev/null || { echo "missing docker-registry: apt-ge
 mkdir -p "$data"; data=$(cd "$data" && pwd)
 st=/tmp/harness-dist-$port; mkdir -p "$st"
 htpasswd=${HTPASSWD:-}; [ -z "$htpasswd" ] || htpasswd=$(cd "$(dirname "$htpasswd")" && pwd)/$(basename "$htpasswd")
-want="$data $ro $htpasswd"
+tls_cert=${TLS_CERT:-}; tls_key=${TLS_KEY:-}
+want="$data $ro $htpasswd $tls_cert"
 if [ -f "$st/pid" ] && kill -0 "$(cat "$st/pid")" 2>/dev/null && grep -q docker-registry "/proc/$(cat "$st/pid")/cmdline" 2>/dev/null; then
   if [ "$(cat "$st/settings" 2>/dev/null)" = "$want" ]; then cat "$st/pid"; exit 0; fi
   stop "$port"
@@ -56,6 +58,9 @@ http:
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
+if [ -n "$tls_cert" ]; then
+  printf '  tls:\n    certificate: %s\n    key: %s\n' "$tls_cert" "$tls_key" >> "$st/config.yml"
+fi
 if [ -n "$htpasswd" ]; then
   printf 'auth:\n  htpasswd:\n    realm: cartorio-test\n    path: %s\n' "$htpasswd" >> "$st/config.yml"
 fi
@@ -64,7 +69,8 @@ setsid docker-registry serve "$st/config.yml" >"$st/log" 2>&1 </dev/null &
 echo $! > "$st/pid"
 for _ in $(seq 100); do
   # With auth on, /v2/ answers 401: any HTTP answer means it is up.
-  if [ "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/" 2>/dev/null)" != 000 ]; then cat "$st/pid"; exit 0; fi
+  scheme=http; [ -z "$tls_cert" ] || scheme=https
+  if [ "$(curl -ksS -o /dev/null -w '%{http_code}' "$scheme://127.0.0.1:$port/v2/" 2>/dev/null)" != 000 ]; then cat "$st/pid"; exit 0; fi
   kill -0 "$(cat "$st/pid")" 2>/dev/null || break
   sleep 0.1
 done
