@@ -10,6 +10,13 @@ const EXPORTS = { check: 'checkCommand', in: 'inCommand', out: 'outCommand' };
 export async function runResource(command) {
   try {
     const module = await import(existsSync(BUNDLE) ? BUNDLE.href : new URL(COMPILED[command], import.meta.url).href);
+    // A step aborted by the worker (SIGTERM) or by hand (SIGINT) leaves no temp files behind.
+    for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+      process.once(signal, () => {
+        module.cleanUpTempFiles?.();
+        process.exit(code);
+      });
+    }
     await module[EXPORTS[command]]({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, args: process.argv.slice(2), env: process.env });
   } catch (error) {
     process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);

@@ -6,6 +6,7 @@ import { LoadError } from '../formats/load-error.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { detectFormat } from '../formats/detect.js';
 import { isTag } from '../image/reference.js';
+import { registerTempPath, releaseTempPath } from '../store/temp-paths.js';
 import { readAdditionalTags, resolveImagePath, resolvePutInput } from './image-path.js';
 import { singleIndexLayout } from './put-layout.js';
 import { directoryArgument, readRequest, respond, type CommandIO } from './io.js';
@@ -38,6 +39,7 @@ export async function outCommand(io: CommandIO): Promise<void> {
   // registry-image: `version` is the tag pushed, instead of source.tag.
   const tag = params.version ?? sourceTag;
   const scratch = await mkdtemp(join(tmpdir(), 'cartorio-out-'));
+  registerTempPath(scratch);
   try {
     const matched = await resolveImagePath(dir, params.image);
     const strict = params.format === undefined ? await resolvePutInput(matched, params.image, detectFormat) : { path: matched };
@@ -47,9 +49,10 @@ export async function outCommand(io: CommandIO): Promise<void> {
     const tags = [...new Set([tag, ...(await readAdditionalTags(dir, params.additional_tags))])];
     const layout = join(scratch, 'layout');
     log.debug(`converting ${relative(dir, strict.path) || '.'}${format ? ` (${format})` : ''} into ${name}:${tags.join(', :')}`);
+    // No tags here: they are given at push; tagging every image of a multi-image input with one
+    // tag would fail the load before the clearer "holds N images" below.
     const loaded = await convertToLayout(input, layout, {
       name: repository,
-      tags: [tag],
       platform,
       mtime: REPRODUCIBLE_MTIME,
       created: REPRODUCIBLE_CREATED,
@@ -77,6 +80,7 @@ export async function outCommand(io: CommandIO): Promise<void> {
   } finally {
     store.close();
     await rm(scratch, { recursive: true, force: true });
+    releaseTempPath(scratch);
   }
 }
 
@@ -85,3 +89,9 @@ function oneLine(error: unknown): Error {
   if (error instanceof LoadError && error.hint) return new Error(`${error.message} (${error.hint})`, { cause: error });
   return error as Error;
 }
+
+/**
+ * For the entry script: removes this step's temp files (the scratch layout, a load's temp
+ * directory in a file store) when the worker stops the step with SIGINT or SIGTERM.
+ */
+export { removeTempPathsSync as cleanUpTempFiles } from '../store/temp-paths.js';
