@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Writable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startSourceWorker } from '../image/source-worker.js';
 
 /** One byte range of a file to copy into a blob's temp file, hashing it on the way. */
 export interface RangeCopy {
@@ -238,16 +239,6 @@ export class OffThreadBlobSink extends Writable {
 }
 
 const CHUNKS_IN_FLIGHT = 8;
-
-/**
- * Starts a worker thread running `main(require)` from the function's source text (`eval`).
- * cartorio runs both from dist/ and from single-file esbuild bundles (the resource image, the
- * bundle_server launcher), where there is no separate worker file to point a Worker at; `main`
- * may therefore use only its `require` argument and Node built-ins, never the enclosing module.
- */
-function startSourceWorker(main: (require: NodeJS.Require) => void): Worker {
-  return new Worker(`(${main.toString()})(require)`, { eval: true });
-}
 
 /**
  * The worker (started by `startSourceWorker`: only `require` and Node built-ins). It writes blobs
