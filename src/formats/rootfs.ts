@@ -1,6 +1,5 @@
 import { stat } from 'node:fs/promises';
 import { relative } from 'node:path';
-import { Coalesce } from '../image/digest.js';
 import { buildImageConfig, buildImageManifest, defaultCreated, type ImageSettings } from '../image/config.js';
 import { collectTree, packTree } from '../image/layer-pack.js';
 import { MediaType, layerMediaType } from '../image/media-types.js';
@@ -64,7 +63,7 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   try {
     if (compression === 'none') {
       // The blob is the tar itself: its digest is the diff_id, hashed once.
-      const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce()], offThread: true });
+      const blob = await ingest.writeStream(tar, { where: input, offThread: true });
       return { mediaType: layerMediaType(compression), ...blob, diffId: blob.digest };
     }
     // Deflated on every core in fixed blocks: the same bytes on any machine (image/parallel-gzip.ts).
