@@ -91,3 +91,18 @@ test('a fixture tree packs to the bytes the packer has always written', async (t
   assert.equal(await packedDigest(root), 'sha256:086817403948f77997267f884d5846f8a6f74bed83b7871ceea0873576053684', 'each entry with its own mtime');
   assert.equal(await packedDigest(root, new Date(0)), 'sha256:4cc119b36da1fe8a11667ef2522f9ba8af30b141e3730f0941445a4bb115be44', 'every entry at the epoch (as a put packs)');
 });
+
+// chunk-end-grows: header + content end exactly at the 1 MiB chunk's end, so the growth check is a read of its own.
+test('a file that grows or shrinks between listing and packing fails the pack, naming the file', async (t) => {
+  const dir = await tempDir(t);
+  for (const [name, size, change] of [['small-grows', 1000, 1001], ['small-shrinks', 1000, 999], ['big-grows', 3 * 1024 * 1024, 3 * 1024 * 1024 + 1], ['big-shrinks', 3 * 1024 * 1024, 2 * 1024 * 1024], ['chunk-end-grows', 1024 * 1024 - 512, 1024 * 1024]] as const) {
+    const root = join(dir, name);
+    mkdirSync(root);
+    writeFileSync(join(root, 'f'), Buffer.alloc(size, 1));
+    const { entries } = collectTree(root);
+    writeFileSync(join(root, 'f'), Buffer.alloc(change, 1));
+    await assert.rejects(async () => {
+      for await (const chunk of packTree(entries)) void chunk;
+    }, new RegExp(`${name}/f changed size while being packed`), name);
+  }
+});
