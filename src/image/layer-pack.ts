@@ -1,6 +1,7 @@
 import { closeSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { ChunkPool } from './chunk-pool.js';
 import { tarHeaders, type EncodableHeader } from './tar-headers.js';
 import { symlinkEscapes } from './tar-paths.js';
 
@@ -42,6 +43,8 @@ export interface PackOptions {
   mtime?: Date;
   /** Called with the size of each file's content as it is packed (for progress). */
   onBytes?: (bytes: number) => void;
+  /** Where the 1 MiB chunks come from; whoever consumes them may hand them back (`pool.give`). */
+  pool?: ChunkPool;
 }
 
 /**
@@ -82,23 +85,29 @@ export function collectTree(root: string): { entries: TreeEntry[]; contentBytes:
  * The bytes are what tar-stream's `pack()` writes for the same entries (test/tar-pin.test.ts pins
  * them), headers encoded by its own codec, but without a stream object per entry: headers and
  * file contents are written straight into 1 MiB buffers, one pushed as each fills (35k entries:
- * the entry streams were most of the packing time, see bench/). Each buffer is fresh, so a
- * consumer may keep it or hand it to another thread.
+ * the entry streams were most of the packing time, see bench/). Every chunk but the last is a
+ * whole PACK_CHUNK-byte buffer taken from `options.pool`, the consumer's to keep, to hand to
+ * another thread, or to give back to the pool once done with it.
  */
 export function packTree(entries: TreeEntry[], options: PackOptions = {}): Readable {
   return Readable.from(new TarWriter(options).chunks(entries), { objectMode: false });
 }
 
-const CHUNK = 1024 * 1024;
+/** Size of the chunks packTree emits (the same as a gzip block, so a block is a chunk, not copied). */
+export const PACK_CHUNK = 1024 * 1024;
+const CHUNK = PACK_CHUNK;
 const END_OF_TAR = 1024;
 
 class TarWriter {
   readonly #options: PackOptions;
-  #chunk = Buffer.allocUnsafeSlow(CHUNK);
+  readonly #pool: ChunkPool;
+  #chunk: Buffer;
   #filled = 0;
 
   constructor(options: PackOptions) {
     this.#options = options;
+    this.#pool = options.pool?.size === CHUNK ? options.pool : new ChunkPool(CHUNK);
+    this.#chunk = this.#pool.take();
   }
 
   *chunks(entries: TreeEntry[]): Generator<Buffer> {
@@ -189,7 +198,7 @@ class TarWriter {
 
   #flush(): Buffer {
     const full = this.#chunk;
-    this.#chunk = Buffer.allocUnsafeSlow(CHUNK);
+    this.#chunk = this.#pool.take();
     this.#filled = 0;
     return full;
   }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
+import { ChunkPool } from './chunk-pool.js';
 import { crc32Combine } from './crc32.js';
 import { startSourceWorker } from './source-worker.js';
 
@@ -22,6 +23,12 @@ export interface ParallelGzipOptions {
   threads?: number;
   /** Compute CRC-32 in JavaScript even where `zlib.crc32` exists (to test the Node < 20.15 path). */
   portableCrc?: boolean;
+  /**
+   * The writer hands its chunks over: a whole GZIP_BLOCK-byte chunk that owns its memory is
+   * deflated in place (sent to a thread, not copied), and every block's memory goes back to
+   * `pool` once deflated. Only for writers that never touch a chunk again (packTree).
+   */
+  adopt?: { pool: ChunkPool };
 }
 
 interface Deflated {
@@ -46,7 +53,8 @@ export class ParallelGzip extends Transform {
   readonly #level: number;
   readonly #pool: DeflatePool;
   readonly #hash = createHash('sha256');
-  readonly #spare: ArrayBuffer[] = [];
+  readonly #blocks: ChunkPool;
+  readonly #adopt: boolean;
   #block: Buffer;
   #filled = 0;
   #dictionary: Buffer | undefined;
@@ -68,7 +76,9 @@ export class ParallelGzip extends Transform {
     const threads = Math.max(1, options.threads ?? availableParallelism());
     this.#pool = new DeflatePool(threads, options.portableCrc ?? false, (error) => this.#fail(error));
     this.#maxInFlight = threads * 2 + 1;
-    this.#block = this.#takeBlock();
+    this.#adopt = options.adopt?.pool.size === GZIP_BLOCK;
+    this.#blocks = this.#adopt && options.adopt ? options.adopt.pool : new ChunkPool(GZIP_BLOCK);
+    this.#block = this.#blocks.take();
     this.push(gzipHeader(level));
   }
 
@@ -79,6 +89,13 @@ export class ParallelGzip extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (this.#adopt && this.#filled === 0 && chunk.length === GZIP_BLOCK && chunk.byteOffset === 0 && chunk.buffer.byteLength === GZIP_BLOCK) {
+      this.#blocks.give(this.#block.buffer as ArrayBuffer);
+      this.#block = chunk;
+      this.#filled = GZIP_BLOCK;
+      this.#send();
+      return this.#whenRoom(done);
+    }
     let at = 0;
     while (at < chunk.length) {
       const taken = chunk.copy(this.#block, this.#filled, at);
@@ -115,11 +132,6 @@ export class ParallelGzip extends Transform {
     done(error);
   }
 
-  #takeBlock(): Buffer {
-    const spare = this.#spare.pop();
-    return spare ? Buffer.from(spare) : Buffer.allocUnsafeSlow(GZIP_BLOCK);
-  }
-
   #send(): void {
     const block = this.#block;
     const length = this.#filled;
@@ -128,13 +140,13 @@ export class ParallelGzip extends Transform {
     this.#dictionary = length >= WINDOW ? Buffer.from(block.subarray(length - WINDOW, length)) : undefined;
     const id = this.#sent++;
     this.#pool.deflate({ id, block: block.buffer as ArrayBuffer, length, dictionary, level: this.#level }, (reply) => this.#deflated(id, length, reply));
-    this.#block = this.#takeBlock();
+    this.#block = this.#blocks.take();
     this.#filled = 0;
   }
 
   #deflated(id: number, length: number, reply: WorkerReply): void {
     if ('error' in reply) return this.#fail(new Error(`gzip worker: ${reply.error}`));
-    this.#spare.push(reply.block);
+    this.#blocks.give(reply.block);
     this.#done.set(id, { deflated: Buffer.from(reply.deflated.buffer, reply.deflated.byteOffset, reply.deflated.byteLength), crc: reply.crc, length });
     for (let next = this.#done.get(this.#written); next; next = this.#done.get(this.#written)) {
       this.#done.delete(this.#written);

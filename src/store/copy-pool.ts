@@ -176,12 +176,17 @@ export class OffThreadBlobSink extends Writable {
   #resume: (() => void) | undefined;
   #failure: Error | undefined;
 
-  constructor(output: string) {
+  readonly #recycle: ((buffer: ArrayBuffer) => void) | undefined;
+
+  /** `recycle` gets back the memory of each chunk the thread has written (handed-over chunks only). */
+  constructor(output: string, recycle?: (buffer: ArrayBuffer) => void) {
     super({ highWaterMark: 1024 * 1024 });
+    this.#recycle = recycle;
     this.#worker = startSourceWorker(copyWorker);
-    this.#worker.on('message', (reply: { ack?: true; digest?: string; size?: number; durable?: true; error?: string }) => {
+    this.#worker.on('message', (reply: { ack?: true; buffer?: ArrayBuffer; digest?: string; size?: number; durable?: true; error?: string }) => {
       if (reply.ack) {
         this.#inFlight--;
+        if (reply.buffer) this.#recycle?.(reply.buffer);
         this.#resume?.();
       } else if (reply.digest !== undefined) {
         this.#copied.resolve({ digest: reply.digest, size: reply.size ?? 0 });
@@ -387,7 +392,8 @@ function copyWorker(require: NodeJS.Require): void {
     } else if (message.type === 'open') {
       stream = new BlobWriter(message.output);
     } else if (message.type === 'chunk') {
-      stream?.add(Buffer.from(message.buffer), () => port.postMessage({ ack: true }));
+      // The chunk's memory goes back with the ack, for the sender to fill again.
+      stream?.add(Buffer.from(message.buffer), () => port.postMessage({ ack: true, buffer: message.buffer }, [message.buffer]));
     } else if (stream) {
       void report(undefined, stream);
     }
