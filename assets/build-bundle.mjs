@@ -7,7 +7,8 @@
 // OUT defaults to dist/bundle. Usage: node assets/build-bundle.mjs [OUT]
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
 import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -16,7 +17,7 @@ const out = resolve(process.argv[2] ?? join(root, 'dist', 'bundle'));
 const banner = { js: "import { createRequire as __cartorioRequire } from 'node:module'; const require = __cartorioRequire(import.meta.url);" };
 // src/image/tar-headers.ts loads tar-stream's header codec by path at run time (the package does not
 // export it); a bundle has no node_modules then, so the module becomes a static import of that file.
-const tarHeadersPath = join(root, 'node_modules', 'tar-stream', 'headers.js');
+const tarHeadersPath = join(dirname(createRequire(import.meta.url).resolve('tar-stream/package')), 'headers.js');
 const tarHeaders = {
   name: 'tar-headers',
   setup(bundler) {
