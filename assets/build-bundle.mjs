@@ -7,14 +7,28 @@
 // OUT defaults to dist/bundle. Usage: node assets/build-bundle.mjs [OUT]
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
 import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = resolve(process.argv[2] ?? join(root, 'dist', 'bundle'));
 // Bundled CommonJS dependencies call require(); give ESM output a real one.
 const banner = { js: "import { createRequire as __cartorioRequire } from 'node:module'; const require = __cartorioRequire(import.meta.url);" };
-const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', banner, legalComments: 'none', logLevel: 'warning' };
+// src/image/tar-headers.ts loads tar-stream's header codec by path at run time (the package does not
+// export it); a bundle has no node_modules then, so the module becomes a static import of that file.
+const tarHeadersPath = join(dirname(createRequire(import.meta.url).resolve('tar-stream/package')), 'headers.js');
+const tarHeaders = {
+  name: 'tar-headers',
+  setup(bundler) {
+    bundler.onLoad({ filter: /[\\/]image[\\/]tar-headers\.js$/ }, () => ({
+      contents: `import headers from ${JSON.stringify(tarHeadersPath)};\nexport const tarHeaders = headers;\n`,
+      loader: 'js',
+      resolveDir: root,
+    }));
+  },
+};
+const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders] };
 
 const resourceEntry = join(out, '.resource-entry.mjs');
 await mkdir(out, { recursive: true });

@@ -3,7 +3,8 @@
 # in one run. Prints each figure and the ratio (>1 means cartorio is better, for every row).
 #
 #   1. load: cartorio load of a docker-save tarball vs skopeo copy docker-archive: → oci:, vs the floor
-#      (cp of the tarball + fsync, sha256sum of it); rootfs dir → image vs tar | sha256sum, tar | gzip -1
+#      (cp of the tarball + fsync, sha256sum of it); rootfs dir → image vs tar | sha256sum, tar | gzip -1,
+#      tar | gzip -6 and tar | pigz -6 -p N, on 2 cores and on 1 (taskset -c 0)
 #   2. blob GET of the largest layer: cartorio serve vs Debian's docker-registry (Distribution) vs nginx
 #   3. manifest GET rate and p99 latency at c32 and c256: cartorio vs Distribution
 #   4. N = 1, 8, 32 concurrent skopeo pulls of a whole image: cartorio vs Distribution
@@ -20,8 +21,8 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 CART_PORT=${CART_PORT:-5401}; DIST_PORT=${DIST_PORT:-5402}; NGINX_PORT=${NGINX_PORT:-5403}
 CLI="node $ROOT/dist/src/cli/main.js"
-for t in umoci skopeo docker-registry nginx wrk curl jq openssl; do
-  command -v $t >/dev/null || { echo "bench: missing $t: apt-get install -y umoci skopeo docker-registry nginx wrk curl jq openssl time" >&2; exit 1; }
+for t in umoci skopeo docker-registry nginx wrk curl jq openssl pigz taskset; do
+  command -v $t >/dev/null || { echo "bench: missing $t: apt-get install -y umoci skopeo docker-registry nginx wrk curl jq openssl pigz util-linux time" >&2; exit 1; }
 done
 [ -x /usr/bin/time ] || { echo "bench: missing /usr/bin/time: apt-get install -y time" >&2; exit 1; }
 [ -f "$ROOT/dist/src/cli/main.js" ] || { echo "bench: run npm run build first" >&2; exit 1; }
@@ -55,6 +56,15 @@ if [ ! -f "$img/.done" ]; then
 fi
 tarball=$img/big-docker.tar
 tar_bytes=$(stat -c %s "$tarball")
+# the same files as ONE layer: one big blob, hashed and written by one thread
+single=$img/single-docker.tar
+if [ ! -f "$single" ]; then
+  umoci new --image "$img/oci:single"
+  mkdir -p "$img/single-root"; cp -a "$img/share/usr" "$img/data/opt" "$img/single-root/"
+  umoci insert --image "$img/oci:single" "$img/single-root" / >/dev/null
+  rm -rf "$img/single-root"
+  skopeo copy -q "oci:$img/oci:single" "docker-archive:$single.tmp:bench/single:1" && mv "$single.tmp" "$single"
+fi
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.6g\n", (a[NR/2]+a[NR/2+1])/2}'; }
 now_ms() { date +%s%3N; }
@@ -69,10 +79,10 @@ row() { # LABEL CARTORIO PEER UNIT HIGHER_IS_BETTER(1|0) PEERNAME
 header() { printf '\n%s\n| %-44s | %-16s | %-33s | %-6s |\n|%s|%s|%s|%s|\n' "$1" measure cartorio peer ratio "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..18})" "$(printf -- '-%.0s' {1..35})" "--------"; }
 
 echo "# cartorio bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, node $(node --version), $RUNS runs (medians)"
-echo "# image: docker-save tarball of $((tar_bytes / 1048576)) MB (usr/share docs+locales+man, 150 MB random), built by umoci + skopeo"
+echo "# image: docker-save tarball of $((tar_bytes / 1048576)) MB (usr/share docs+locales+man, 150 MB random), built by umoci + skopeo; the same files as one layer: $(( $(stat -c %s "$single") / 1048576 )) MB"
 
 # ---------- 1. load ----------
-declare -a L_C L_S L_CP L_SHA L_DIR L_TAR L_TARW L_DIRGZ L_TARGZ L_TARGZ6 RSS
+declare -a L1_C L1_S L1_CP L1_SHA L_C L_S L_CP L_SHA L_DIR L_TAR L_TARW L_DIRGZ L_TARGZ L_TARGZ6 L_PIGZ2 L_DIRGZ1 L_TARGZ6_1 L_PIGZ1 RSS
 # every measure reads the same inputs from the page cache: warm it once, then alternate orders
 cat "$tarball" > /dev/null; tar -C "$img/share" -c . > /dev/null
 for r in $(seq "$RUNS"); do
@@ -90,28 +100,51 @@ for r in $(seq "$RUNS"); do
     fi
   done
   L_SHA+=($(elapsed_ms sha256sum "$tarball"))
-  rm -rf "$W/s-dir" "$W/s-dirgz" "$W/tar-copy.tar"
+  rm -rf "$W/s1-c" "$W/s1-sk" "$W/copy1.tar"; sync
+  for who in ${orders[$(( (r - 1) % 3 ))]}; do
+    if [ $who = c ]; then L1_C+=($(elapsed_ms $CLI load -q --store "$W/s1-c" "$single"))
+    elif [ $who = s ]; then L1_S+=($(elapsed_ms skopeo copy -q "docker-archive:$single" "oci:$W/s1-sk:1"))
+    else L1_CP+=($(elapsed_ms bash -c "cp '$single' '$W/copy1.tar' && sync '$W/copy1.tar'")); fi
+  done
+  L1_SHA+=($(elapsed_ms sha256sum "$single"))
+  rm -rf "$W/s1-c" "$W/s1-sk" "$W/copy1.tar"
+  rm -rf "$W/s-dir" "$W/s-dirgz" "$W/s-dirgz1" "$W/tar-copy.tar"
   for who in $([ $((r % 2)) = 1 ] && echo "c t" || echo "t c"); do
     if [ $who = c ]; then
       L_DIR+=($(elapsed_ms $CLI load -q --store "$W/s-dir" "$img/share" --name bench/dir --compression none))
       L_DIRGZ+=($(elapsed_ms $CLI load -q --store "$W/s-dirgz" "$img/share" --name bench/dir))
+      # one core: the gzip worker threads share it with the tar (the layer is the same bytes)
+      L_DIRGZ1+=($(elapsed_ms taskset -c 0 $CLI load -q --store "$W/s-dirgz1" "$img/share" --name bench/dir))
     else
       L_TAR+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | sha256sum"))
       L_TARW+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | tee '$W/tar-copy.tar' | sha256sum && sync '$W/tar-copy.tar'"))
       L_TARGZ+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -1 > /dev/null"))
       L_TARGZ6+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -6 > /dev/null"))
+      L_PIGZ2+=($(elapsed_ms taskset -c 0,1 bash -c "tar -C '$img/share' -c . | pigz -6 -p 2 > /dev/null"))
+      L_TARGZ6_1+=($(elapsed_ms taskset -c 0 bash -c "tar -C '$img/share' -c . | gzip -6 > /dev/null"))
+      L_PIGZ1+=($(elapsed_ms taskset -c 0 bash -c "tar -C '$img/share' -c . | pigz -6 -p 1 > /dev/null"))
     fi
   done
 done
+# the parallel gzip promises the same layer whatever the core count
+[ "$(jq -r '.manifests[0].digest' "$W/s-dirgz/bench/dir/index.json")" = "$(jq -r '.manifests[0].digest' "$W/s-dirgz1/bench/dir/index.json")" ] \
+  || { echo "bench: the gzip image packed on 1 core differs from the one packed on 2" >&2; exit 1; }
 m() { printf '%s\n' "$@" | median; }
 header "## 1. load (wall ms, lower is better)"
 row "docker-save tarball: cartorio load vs skopeo" "$(m "${L_C[@]}")" "$(m "${L_S[@]}")" ms 0 "skopeo copy → oci:"
 row "docker-save tarball: cartorio load vs cp+fsync" "$(m "${L_C[@]}")" "$(m "${L_CP[@]}")" ms 0 "cp + fsync"
 row "docker-save tarball: cartorio load vs sha256sum" "$(m "${L_C[@]}")" "$(m "${L_SHA[@]}")" ms 0 "sha256sum"
+row "single-layer tarball: cartorio load vs skopeo" "$(m "${L1_C[@]}")" "$(m "${L1_S[@]}")" ms 0 "skopeo copy → oci:"
+row "single-layer tarball: cartorio load vs cp+fsync" "$(m "${L1_C[@]}")" "$(m "${L1_CP[@]}")" ms 0 "cp + fsync"
+row "single-layer tarball: cartorio load vs sha256sum" "$(m "${L1_C[@]}")" "$(m "${L1_SHA[@]}")" ms 0 "sha256sum"
 row "rootfs dir → uncompressed image vs tar|sha256sum" "$(m "${L_DIR[@]}")" "$(m "${L_TAR[@]}")" ms 0 "tar | sha256sum"
 row "rootfs dir → uncompressed image vs tar|tee|sha256sum+fsync" "$(m "${L_DIR[@]}")" "$(m "${L_TARW[@]}")" ms 0 "tar | tee F | sha256sum"
 row "rootfs dir → gzip image vs tar|gzip -1" "$(m "${L_DIRGZ[@]}")" "$(m "${L_TARGZ[@]}")" ms 0 "tar | gzip -1"
 row "rootfs dir → gzip image vs tar|gzip -6" "$(m "${L_DIRGZ[@]}")" "$(m "${L_TARGZ6[@]}")" ms 0 "tar | gzip -6 (same level)"
+row "rootfs dir → gzip image vs tar|pigz -6 -p 2" "$(m "${L_DIRGZ[@]}")" "$(m "${L_PIGZ2[@]}")" ms 0 "tar | pigz -6 -p 2"
+row "1 core: rootfs dir → gzip image vs tar|gzip -6" "$(m "${L_DIRGZ1[@]}")" "$(m "${L_TARGZ6_1[@]}")" ms 0 "taskset -c 0 tar | gzip -6"
+row "1 core: rootfs dir → gzip image vs tar|pigz -6 -p 1" "$(m "${L_DIRGZ1[@]}")" "$(m "${L_PIGZ1[@]}")" ms 0 "taskset -c 0 tar | pigz -p 1"
+row "gzip image: 2 cores vs 1 core (scaling)" "$(m "${L_DIRGZ[@]}")" "$(m "${L_DIRGZ1[@]}")" ms 0 "cartorio on 1 core"
 [ "${SECTIONS:-all}" = load ] && exit 0
 
 # ---------- servers: cartorio, Distribution (seeded by skopeo), nginx (static files) ----------

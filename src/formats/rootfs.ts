@@ -1,10 +1,10 @@
 import { stat } from 'node:fs/promises';
 import { relative } from 'node:path';
-import { createGzip } from 'node:zlib';
-import { Coalesce, HashingStream } from '../image/digest.js';
 import { buildImageConfig, buildImageManifest, defaultCreated, type ImageSettings } from '../image/config.js';
-import { collectTree, packTree } from '../image/layer-pack.js';
+import { ChunkPool } from '../image/chunk-pool.js';
+import { collectTree, PACK_CHUNK, packTree } from '../image/layer-pack.js';
 import { MediaType, layerMediaType } from '../image/media-types.js';
+import { ParallelGzip } from '../image/parallel-gzip.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { hostPlatform } from '../image/platform.js';
 import type { Ingest } from '../store/ingest.js';
@@ -60,16 +60,19 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   options.onStart?.(tree.contentBytes);
   const compression = options.compression ?? 'gzip';
   const mtime = options.mtime ?? clampedMtime();
-  const tar = packTree(tree.entries, { ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
+  // The tar's 1 MiB chunks go to another thread and come back to be filled again.
+  const pool = new ChunkPool(PACK_CHUNK);
+  const tar = packTree(tree.entries, { pool, ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
   try {
     if (compression === 'none') {
       // The blob is the tar itself: its digest is the diff_id, hashed once.
-      const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce()], offThread: true });
+      const blob = await ingest.writeStream(tar, { where: input, offThread: true, recycle: pool.give });
       return { mediaType: layerMediaType(compression), ...blob, diffId: blob.digest };
     }
-    const diff = new HashingStream();
-    const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce(), diff, createGzip({ level: 6 })] });
-    return { mediaType: layerMediaType(compression), ...blob, diffId: diff.digest() };
+    // Deflated on every core in fixed blocks: the same bytes on any machine (image/parallel-gzip.ts).
+    const gzip = new ParallelGzip({ level: options.gzipLevel ?? 6, adopt: { pool } });
+    const blob = await ingest.writeStream(tar, { where: input, through: [gzip] });
+    return { mediaType: layerMediaType(compression), ...blob, diffId: gzip.diffId() };
   } catch (error) {
     throw asLoadError(input, error);
   }

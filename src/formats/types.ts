@@ -19,6 +19,8 @@ export interface LoadOptions {
   platform?: Platform;
   /** Layer compression for images packed from a directory (default gzip). */
   compression?: 'none' | 'gzip';
+  /** zlib level (1–9) of a gzip layer packed from a directory (default 6). */
+  gzipLevel?: number;
   /** Fixed mtime for every packed entry; default: each file's own, clamped by SOURCE_DATE_EPOCH. */
   mtime?: Date;
   /** `created` of built configs (default: SOURCE_DATE_EPOCH or the Unix epoch). */

@@ -1,10 +1,8 @@
-import { closeSync, createReadStream, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { closeSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { pack, type Header, type Pack } from 'tar-stream';
-
-type TarHeader = Partial<Header> & Pick<Header, 'name'>;
+import { Readable } from 'node:stream';
+import { ChunkPool } from './chunk-pool.js';
+import { tarHeaders, type EncodableHeader } from './tar-headers.js';
 import { symlinkEscapes } from './tar-paths.js';
 
 /** One file-system object to put in a layer, in the order it will be written. */
@@ -45,6 +43,8 @@ export interface PackOptions {
   mtime?: Date;
   /** Called with the size of each file's content as it is packed (for progress). */
   onBytes?: (bytes: number) => void;
+  /** Where the 1 MiB chunks come from; whoever consumes them may hand them back (`pool.give`). */
+  pool?: ChunkPool;
 }
 
 /**
@@ -81,68 +81,131 @@ export function collectTree(root: string): { entries: TreeEntry[]; contentBytes:
  * Packs the entries as an uncompressed tar stream: regular files, directories, symlinks kept as
  * links (never followed), hard links (same inode → a link entry), devices and FIFOs, with modes,
  * numeric uid/gid and mtimes.
+ *
+ * The bytes are what tar-stream's `pack()` writes for the same entries (test/tar-pin.test.ts pins
+ * them), headers encoded by its own codec, but without a stream object per entry: headers and
+ * file contents are written straight into 1 MiB buffers, one pushed as each fills (35k entries:
+ * the entry streams were most of the packing time, see bench/). Every chunk but the last is a
+ * whole PACK_CHUNK-byte buffer taken from `options.pool`, the consumer's to keep, to hand to
+ * another thread, or to give back to the pool once done with it.
  */
 export function packTree(entries: TreeEntry[], options: PackOptions = {}): Readable {
-  const tar = pack();
-  const feed = async (): Promise<void> => {
+  return Readable.from(new TarWriter(options).chunks(entries), { objectMode: false });
+}
+
+/** Size of the chunks packTree emits (the same as a gzip block, so a block is a chunk, not copied). */
+export const PACK_CHUNK = 1024 * 1024;
+const CHUNK = PACK_CHUNK;
+const END_OF_TAR = 1024;
+
+class TarWriter {
+  readonly #options: PackOptions;
+  readonly #pool: ChunkPool;
+  #chunk: Buffer;
+  #filled = 0;
+
+  constructor(options: PackOptions) {
+    this.#options = options;
+    this.#pool = options.pool?.size === CHUNK ? options.pool : new ChunkPool(CHUNK);
+    this.#chunk = this.#pool.take();
+  }
+
+  *chunks(entries: TreeEntry[]): Generator<Buffer> {
     const seenInodes = new Map<string, string>();
     for (const entry of entries) {
       const { stats } = entry;
-      const header: TarHeader = { name: entry.path, mode: stats.mode, uid: stats.uid, gid: stats.gid, mtime: options.mtime ?? new Date(stats.mtimeMs) };
+      // pack.entry's defaults: a mode of 0 is written as 0644 (0755 for a directory).
+      const header = {
+        name: entry.path, mode: stats.mode || (stats.kind === 'directory' ? 0o755 : 0o644), uid: stats.uid, gid: stats.gid,
+        mtime: this.#options.mtime ?? new Date(stats.mtimeMs), size: 0,
+      };
       if (stats.kind === 'file' && stats.nlink > 1 && seenInodes.has(stats.inode)) {
-        await addEntry(tar, { ...header, type: 'link', linkname: seenInodes.get(stats.inode) ?? '', size: 0 });
-      } else if (stats.kind === 'file' && stats.size <= SMALL_FILE) {
-        seenInodes.set(stats.inode, entry.path);
-        const content = readSmallFile(entry.absolute, stats.size);
-        if (content.length !== stats.size) throw new Error(`${entry.absolute} changed size while being packed`);
-        options.onBytes?.(content.length);
-        await addEntry(tar, { ...header, type: 'file', size: content.length }, content);
+        yield* this.#header({ ...header, type: 'link', linkname: seenInodes.get(stats.inode) ?? '' });
       } else if (stats.kind === 'file') {
         seenInodes.set(stats.inode, entry.path);
-        const sink = tar.entry({ ...header, type: 'file', size: stats.size });
-        const done = new Promise<void>((resolve, reject) => {
-          sink.once('finish', () => resolve());
-          sink.once('error', reject);
-        });
-        const source = createReadStream(entry.absolute, { highWaterMark: 1024 * 1024, start: 0, end: stats.size - 1 });
-        if (options.onBytes) source.on('data', (chunk) => options.onBytes?.(chunk.length));
-        await pipeline(source, sink as unknown as NodeJS.WritableStream);
-        await done;
+        yield* this.#header({ ...header, type: 'file', size: stats.size });
+        yield* this.#file(entry.absolute, stats.size);
       } else if (stats.kind === 'symlink') {
-        await addEntry(tar, { ...header, type: 'symlink', linkname: stats.linkTarget ?? '' });
+        yield* this.#header({ ...header, type: 'symlink', linkname: stats.linkTarget ?? '' });
       } else if (stats.kind === 'character-device' || stats.kind === 'block-device') {
         const { major, minor } = splitDevice(stats.rdev);
-        await addEntry(tar, { ...header, type: stats.kind, devmajor: major, devminor: minor });
+        yield* this.#header({ ...header, type: stats.kind, devmajor: major, devminor: minor });
       } else {
-        await addEntry(tar, { ...header, type: stats.kind });
+        yield* this.#header({ ...header, type: stats.kind });
       }
     }
-    tar.finalize();
-  };
-  feed().catch((error: unknown) => tar.destroy(error as Error));
-  return tar as unknown as Readable;
-}
+    yield* this.#zeros(END_OF_TAR);
+    if (this.#filled > 0) yield this.#chunk.subarray(0, this.#filled);
+  }
 
-/** Files up to this size are read whole, synchronously (one open, read, close), like tar does. */
-const SMALL_FILE = 256 * 1024;
+  // As Pack#_encode: a ustar header, or when the name or link target does not fit one, a pax
+  // header (named PaxHeader, carrying path and linkpath) and then the entry's header, also named
+  // PaxHeader.
+  *#header(header: EncodableHeader): Generator<Buffer> {
+    const ustar = tarHeaders.encode(header);
+    if (ustar) return yield* this.#bytes(ustar);
+    const pax = tarHeaders.encodePax({ name: header.name, linkname: header.linkname });
+    const paxHeader = { ...header, name: 'PaxHeader', type: 'pax-header' as const, size: pax.length, linkname: header.linkname && 'PaxHeader' };
+    yield* this.#bytes(tarHeaders.encode(paxHeader) as Buffer);
+    yield* this.#bytes(pax);
+    yield* this.#zeros(padding(pax.length));
+    yield* this.#bytes(tarHeaders.encode({ ...paxHeader, size: header.size, type: header.type }) as Buffer);
+  }
 
-// One byte more is asked for, to notice a file that grew since lstat.
-function readSmallFile(path: string, size: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buffer = Buffer.allocUnsafe(size + 1);
-    return buffer.subarray(0, readSync(fd, buffer, 0, size + 1, 0));
-  } finally {
-    closeSync(fd);
+  // The file's bytes, read straight into the chunk, then the padding to 512 bytes. The last read
+  // asks for one byte more, to notice a file that grew since lstat.
+  *#file(path: string, size: number): Generator<Buffer> {
+    const fd = openSync(path, 'r');
+    try {
+      let done = 0;
+      let probed = false;
+      while (done < size) {
+        if (this.#filled === CHUNK) yield this.#flush();
+        const room = CHUNK - this.#filled;
+        const ask = Math.min(size - done + 1, room);
+        const read = readSync(fd, this.#chunk, this.#filled, ask, done);
+        if (read === 0 || done + read > size) throw new Error(`${path} changed size while being packed`);
+        probed = ask > size - done;
+        this.#filled += read;
+        done += read;
+        this.#options.onBytes?.(read);
+      }
+      if (!probed && readSync(fd, Buffer.alloc(1), 0, 1, size) !== 0) throw new Error(`${path} changed size while being packed`);
+    } finally {
+      closeSync(fd);
+    }
+    yield* this.#zeros(padding(size));
+  }
+
+  *#bytes(bytes: Buffer): Generator<Buffer> {
+    for (let at = 0; at < bytes.length;) {
+      if (this.#filled === CHUNK) yield this.#flush();
+      const copied = bytes.copy(this.#chunk, this.#filled, at);
+      this.#filled += copied;
+      at += copied;
+    }
+  }
+
+  *#zeros(count: number): Generator<Buffer> {
+    for (let left = count; left > 0;) {
+      if (this.#filled === CHUNK) yield this.#flush();
+      const n = Math.min(left, CHUNK - this.#filled);
+      this.#chunk.fill(0, this.#filled, this.#filled + n);
+      this.#filled += n;
+      left -= n;
+    }
+  }
+
+  #flush(): Buffer {
+    const full = this.#chunk;
+    this.#chunk = this.#pool.take();
+    this.#filled = 0;
+    return full;
   }
 }
 
-function addEntry(tar: Pack, header: TarHeader, content?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (error?: Error | null): void => (error ? reject(error) : resolve());
-    if (content) tar.entry(header, content, done);
-    else tar.entry(header, done);
-  });
+function padding(size: number): number {
+  return (512 - (size % 512)) % 512;
 }
 
 // Linux dev_t encoding (glibc's gnu_dev_major/minor).

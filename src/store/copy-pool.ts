@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Writable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startSourceWorker } from '../image/source-worker.js';
 
 /** One byte range of a file to copy into a blob's temp file, hashing it on the way. */
 export interface RangeCopy {
@@ -175,12 +176,17 @@ export class OffThreadBlobSink extends Writable {
   #resume: (() => void) | undefined;
   #failure: Error | undefined;
 
-  constructor(output: string) {
+  readonly #recycle: ((buffer: ArrayBuffer) => void) | undefined;
+
+  /** `recycle` gets back the memory of each chunk the thread has written (handed-over chunks only). */
+  constructor(output: string, recycle?: (buffer: ArrayBuffer) => void) {
     super({ highWaterMark: 1024 * 1024 });
+    this.#recycle = recycle;
     this.#worker = startSourceWorker(copyWorker);
-    this.#worker.on('message', (reply: { ack?: true; digest?: string; size?: number; durable?: true; error?: string }) => {
+    this.#worker.on('message', (reply: { ack?: true; buffer?: ArrayBuffer; digest?: string; size?: number; durable?: true; error?: string }) => {
       if (reply.ack) {
         this.#inFlight--;
+        if (reply.buffer) this.#recycle?.(reply.buffer);
         this.#resume?.();
       } else if (reply.digest !== undefined) {
         this.#copied.resolve({ digest: reply.digest, size: reply.size ?? 0 });
@@ -238,16 +244,6 @@ export class OffThreadBlobSink extends Writable {
 }
 
 const CHUNKS_IN_FLIGHT = 8;
-
-/**
- * Starts a worker thread running `main(require)` from the function's source text (`eval`).
- * cartorio runs both from dist/ and from single-file esbuild bundles (the resource image, the
- * bundle_server launcher), where there is no separate worker file to point a Worker at; `main`
- * may therefore use only its `require` argument and Node built-ins, never the enclosing module.
- */
-function startSourceWorker(main: (require: NodeJS.Require) => void): Worker {
-  return new Worker(`(${main.toString()})(require)`, { eval: true });
-}
 
 /**
  * The worker (started by `startSourceWorker`: only `require` and Node built-ins). It writes blobs
@@ -396,7 +392,8 @@ function copyWorker(require: NodeJS.Require): void {
     } else if (message.type === 'open') {
       stream = new BlobWriter(message.output);
     } else if (message.type === 'chunk') {
-      stream?.add(Buffer.from(message.buffer), () => port.postMessage({ ack: true }));
+      // The chunk's memory goes back with the ack, for the sender to fill again.
+      stream?.add(Buffer.from(message.buffer), () => port.postMessage({ ack: true, buffer: message.buffer }, [message.buffer]));
     } else if (stream) {
       void report(undefined, stream);
     }

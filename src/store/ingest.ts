@@ -43,6 +43,8 @@ export interface WriteOptions {
    * (packing a directory). Costs a thread start (~30 ms), so not for small blobs.
    */
   offThread?: boolean;
+  /** With `offThread`: gets back the memory of each chunk once written, to fill again. */
+  recycle?: (buffer: ArrayBuffer) => void;
 }
 
 /** Read buffers this large keep syscalls few on big layers (measured in bench/). */
@@ -91,7 +93,7 @@ export class Ingest {
   async writeStream(source: Readable, options: WriteOptions): Promise<BlobInfo> {
     const path = join(this.#dir, `blob-${this.#counter++}`);
     if (options.offThread) {
-      const sink = new OffThreadBlobSink(path);
+      const sink = new OffThreadBlobSink(path, options.recycle);
       await pipeline([source, ...(options.through ?? []), sink]);
       const { digest, size } = await sink.copied;
       return this.#accept(path, digest, size, options, sink.durable);
