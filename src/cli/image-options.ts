@@ -16,7 +16,7 @@ export interface ImageFlags {
   workdir?: string;
   label?: string[];
   platform?: Platform;
-  compression?: 'none' | 'gzip';
+  compression?: 'none' | 'gzip' | 'zstd';
 }
 
 export function addImageOptions(command: Command): Command {
@@ -31,7 +31,7 @@ export function addImageOptions(command: Command): Command {
     .option('--workdir <dir>', 'working directory')
     .option('--label <KEY=VALUE>', 'image label (repeatable)', collectEnv)
     .option('--platform <os/arch[/variant]>', 'platform of images built from a rootfs (default: this machine)', parsePlatformOption)
-    .addOption(new Option('--compression <kind>', 'layer compression for directories packed into a layer').choices(['none', 'gzip']).default('gzip'));
+    .addOption(new Option('--compression <kind>', 'layer compression for directories packed into a layer (zstd: Node.js 22.15+)').choices(['none', 'gzip', 'zstd']).default('gzip'));
 }
 
 /** Turns parsed flags into loader options; only flags that were given override the input. */

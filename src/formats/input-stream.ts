@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { createGunzip, type Gunzip } from 'node:zlib';
+import zlib, { createGunzip, type Gunzip } from 'node:zlib';
 import { LoadError } from './load-error.js';
 
-export type Compression = 'none' | 'gzip';
+export type Compression = 'none' | 'gzip' | 'zstd';
 
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
@@ -12,22 +12,47 @@ const READ_CHUNK = 1024 * 1024;
 /** zlib's 16 KiB default output chunks make gunzip, hashing and tar parsing three times slower. */
 const GUNZIP_CHUNK = 256 * 1024;
 /**
- * Bound on what a gzip input may inflate to: deflate reaches ~1030:1 at most, so 2 GiB of zeros
- * fits in 2 MiB. Nothing inflated is stored (layers are kept compressed), so memory and disk stay
+ * Bound on what a gzip or zstd input may inflate to: deflate reaches ~1030:1 at most, so 2 GiB of
+ * zeros fits in 2 MiB (zstd goes much further, which the same bound cuts short). Nothing inflated is stored (layers are kept compressed), so memory and disk stay
  * flat; the bound is on CPU time. Layers holding big runs of zeros are legitimate (disk images,
  * preallocated files), hence a floor of several GiB before the ratio applies.
  */
 export const MAX_INFLATION_RATIO = 100;
 export const INFLATION_FLOOR = 8 * 1024 ** 3;
 
-/** The compression of a file, from its first bytes; zstd is refused with what to do instead. */
-export async function sniffCompression(path: string): Promise<Compression> {
+/**
+ * The runtime's zstd, in `node:zlib` since Node.js 22.15 and 24. Read through the module object at
+ * call time (a named import of a missing export would stop the whole CLI from starting on an older
+ * runtime); tests pass a runtime without it.
+ */
+export interface ZstdRuntime {
+  version: string;
+  zlib: Partial<Pick<typeof zlib, 'createZstdCompress' | 'createZstdDecompress'>>;
+}
+const THIS_RUNTIME: ZstdRuntime = { version: process.version, zlib };
+
+/** Why this runtime cannot read or write zstd, or undefined when it can. */
+export function zstdProblem(runtime: ZstdRuntime = THIS_RUNTIME): string | undefined {
+  const { createZstdCompress, createZstdDecompress } = runtime.zlib;
+  if (typeof createZstdCompress === 'function' && typeof createZstdDecompress === 'function') return undefined;
+  return `zstd needs Node.js 22.15 or later, and this is Node.js ${runtime.version}`;
+}
+
+/** The compression of a file, from its first bytes; zstd on a runtime without it is refused by name. */
+export async function sniffCompression(path: string, runtime: ZstdRuntime = THIS_RUNTIME): Promise<Compression> {
   const head = await readHead(path, 4);
   if (startsWith(head, GZIP_MAGIC)) return 'gzip';
   if (startsWith(head, ZSTD_MAGIC)) {
-    throw new LoadError(path, 'is zstd-compressed, which cartorio cannot read yet', `decompress it first: zstd -d ${path}`);
+    const problem = zstdProblem(runtime);
+    if (problem) throw new LoadError(path, `is zstd-compressed: ${problem}`, `run cartorio on Node.js 24, or decompress it first: zstd -d ${path}`);
+    return 'zstd';
   }
   return 'none';
+}
+
+/** The compression of bytes that start a file (a stored layer): gzip, zstd or none. */
+export function compressionOf(head: Buffer): Compression {
+  return startsWith(head, GZIP_MAGIC) ? 'gzip' : startsWith(head, ZSTD_MAGIC) ? 'zstd' : 'none';
 }
 
 /** The first `length` bytes of a file (fewer when it is shorter). */
@@ -109,7 +134,7 @@ export class ByteCounter extends Transform {
   }
 }
 
-/** How many bytes a gzip input of `compressedSize` bytes may inflate to before it is refused. */
+/** How many bytes a gzip or zstd input of `compressedSize` bytes may inflate to before it is refused. */
 export function inflationLimit(compressedSize: number): number {
   return Math.max(INFLATION_FLOOR, MAX_INFLATION_RATIO * compressedSize);
 }
@@ -119,7 +144,33 @@ export function gunzip(): Gunzip {
   return createGunzip({ chunkSize: GUNZIP_CHUNK });
 }
 
-/** Passes inflated bytes through, failing once more than `limit` have gone by (a gzip bomb). */
+/**
+ * The stages that turn a compressed input back into its tar: the decompressor, with large output
+ * chunks, and the inflation bound `limit` (see `inflationLimit`; the same for zstd as for gzip).
+ * Throws the one-line `zstdProblem` on a runtime without zstd.
+ */
+export function inflating(compression: 'gzip' | 'zstd', limit: number, runtime: ZstdRuntime = THIS_RUNTIME): [Transform, InflationGuard] {
+  return [compression === 'gzip' ? gunzip() : zstdDecompressor(runtime), new InflationGuard(limit)];
+}
+
+function zstdDecompressor(runtime: ZstdRuntime): Transform {
+  const problem = zstdProblem(runtime);
+  if (problem !== undefined || !runtime.zlib.createZstdDecompress) throw new Error(problem);
+  return runtime.zlib.createZstdDecompress({ chunkSize: GUNZIP_CHUNK });
+}
+
+/**
+ * A zstd compressor for layers cartorio packs: level 3 (zstd's and BuildKit's default), one
+ * thread and a content checksum, so the same tar always gives the same bytes.
+ */
+export function zstdCompressor(runtime: ZstdRuntime = THIS_RUNTIME): Transform {
+  const problem = zstdProblem(runtime);
+  if (problem !== undefined || !runtime.zlib.createZstdCompress) throw new Error(problem);
+  const { ZSTD_c_compressionLevel, ZSTD_c_checksumFlag } = zlib.constants;
+  return runtime.zlib.createZstdCompress({ chunkSize: GUNZIP_CHUNK, params: { [ZSTD_c_compressionLevel]: 3, [ZSTD_c_checksumFlag]: 1 } });
+}
+
+/** Passes inflated bytes through, failing once more than `limit` have gone by (a gzip or zstd bomb). */
 export class InflationGuard extends Transform {
   readonly #limit: number;
   #seen = 0;
@@ -136,7 +187,7 @@ export class InflationGuard extends Transform {
 
 /** The one-line reason for refusing an input that inflates past `limit`. */
 export function inflationProblem(limit: number): string {
-  return `inflates to more than ${formatBytes(limit)} (over ${MAX_INFLATION_RATIO} times its compressed size): refused as a likely gzip bomb`;
+  return `inflates to more than ${formatBytes(limit)} (over ${MAX_INFLATION_RATIO} times its compressed size): refused as a likely decompression bomb`;
 }
 
 function formatBytes(bytes: number): string {

@@ -9,7 +9,7 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { hostPlatform } from '../image/platform.js';
 import type { Ingest } from '../store/ingest.js';
 import { asLoadError } from './archive-reader.js';
-import { ByteCounter, inflationLimit, openInput, sniffCompression } from './input-stream.js';
+import { ByteCounter, inflationLimit, openInput, sniffCompression, zstdCompressor, zstdProblem } from './input-stream.js';
 import { LayerCheck } from './layer-check.js';
 import { LoadError } from './load-error.js';
 import type { LoadOptions, PendingImage } from './types.js';
@@ -22,7 +22,7 @@ export interface BuiltLayer {
   diffId: string;
 }
 
-/** A rootfs tarball (plain or gzip) as a one-layer image; the layer is the file, copied as is. */
+/** A rootfs tarball (plain, gzip or zstd) as a one-layer image; the layer is the file, copied as is. */
 export async function loadRootfsTar(input: string, ingest: Ingest, options: LoadOptions): Promise<PendingImage[]> {
   const layer = await ingestLayerTar(input, ingest, options);
   return [await buildImage(input, ingest, [layer], options.settings ?? {}, options, `cartorio load ${input}`)];
@@ -49,8 +49,11 @@ export async function ingestLayerTar(input: string, ingest: Ingest, options: Loa
   }
 }
 
-/** Packs a directory into a layer (gzip unless `compression: none`), hashing tar and blob in one pass. */
+/** Packs a directory into a layer (gzip unless `compression` is none or zstd), hashing tar and blob in one pass. */
 export async function packDirectory(input: string, ingest: Ingest, options: LoadOptions): Promise<BuiltLayer> {
+  const compression = options.compression ?? 'gzip';
+  const noZstd = compression === 'zstd' ? zstdProblem() : undefined;
+  if (noZstd !== undefined) throw new LoadError(input, `cannot be packed with --compression zstd: ${noZstd}`, 'run cartorio on Node.js 24, or use --compression gzip');
   let tree;
   try {
     tree = collectTree(input);
@@ -58,7 +61,6 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
     throw treeError(input, error);
   }
   options.onStart?.(tree.contentBytes);
-  const compression = options.compression ?? 'gzip';
   const mtime = options.mtime ?? clampedMtime();
   const tar = packTree(tree.entries, { ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
   try {
@@ -68,7 +70,8 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
       return { mediaType: layerMediaType(compression), ...blob, diffId: blob.digest };
     }
     const diff = new HashingStream();
-    const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce(), diff, createGzip({ level: 6 })] });
+    const compress = compression === 'zstd' ? zstdCompressor() : createGzip({ level: 6 });
+    const blob = await ingest.writeStream(tar, { where: input, through: [new Coalesce(), diff, compress] });
     return { mediaType: layerMediaType(compression), ...blob, diffId: diff.digest() };
   } catch (error) {
     throw asLoadError(input, error);

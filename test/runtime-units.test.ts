@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { zstdCompressSync } from 'node:zlib';
+import { SUPPORTED_NODE, isSupported, runtimeLine } from '../src/cli/runtime.js';
+import { inflating, sniffCompression, zstdCompressor, zstdProblem, type ZstdRuntime } from '../src/formats/input-stream.js';
+import { LoadError } from '../src/formats/load-error.js';
+import { ROOT, tempDir } from './helpers/cli.js';
+
+// The runtimes cartorio supports, and what it says on one without zstd (Node.js before 22.15),
+// with that runtime injected: node:zlib as Node.js 20 has it.
+const NODE_20: ZstdRuntime = { version: 'v20.20.2', zlib: {} };
+
+test('package.json engines names the supported lines, and --version tells them apart', async () => {
+  const { engines } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
+  assert.equal(engines.node, SUPPORTED_NODE.map((line) => `^${line.major}.${line.minor}.0`).reverse().join(' || '));
+  for (const [version, supported] of [['v24.0.0', true], ['v24.22.3', true], ['v22.15.0', true], ['v22.23.5', true], ['v22.14.0', false], ['v20.20.2', false], ['v23.11.0', false], ['v26.12.1', false]] as const) {
+    assert.equal(isSupported(version), supported, version);
+  }
+  assert.equal(runtimeLine('v24.22.3'), 'Node.js v24.22.3 (supported: Node.js 24 or 22.15+)');
+  assert.equal(runtimeLine('v20.20.2'), 'Node.js v20.20.2: not supported, use Node.js 24 or 22.15+');
+});
+
+test('a runtime without zstd: a .tar.zst is refused in one line naming the runtime; with zstd it is read', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'rootfs.tar.zst');
+  await writeFile(file, zstdCompressSync(Buffer.alloc(1024)));
+  assert.equal(zstdProblem(), undefined, 'this runtime has zstd');
+  assert.equal(await sniffCompression(file), 'zstd');
+  await assert.rejects(sniffCompression(file, NODE_20), (error: unknown) => {
+    assert.ok(error instanceof LoadError);
+    assert.equal(error.message, `${file}: is zstd-compressed: zstd needs Node.js 22.15 or later, and this is Node.js v20.20.2`);
+    assert.equal(error.hint, `run cartorio on Node.js 24, or decompress it first: zstd -d ${file}`);
+    return true;
+  });
+  assert.throws(() => inflating('zstd', 1024, NODE_20), { message: 'zstd needs Node.js 22.15 or later, and this is Node.js v20.20.2' });
+  assert.throws(() => zstdCompressor(NODE_20), { message: 'zstd needs Node.js 22.15 or later, and this is Node.js v20.20.2' });
+  assert.equal(inflating('gzip', 1024, NODE_20).length, 2, 'gzip needs nothing new');
+});
