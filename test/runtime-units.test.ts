@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import { zstdCompressSync } from 'node:zlib';
 import { SUPPORTED_NODE, isSupported, runtimeLine } from '../src/cli/runtime.js';
 import { inflating, sniffCompression, zstdCompressor, zstdProblem, type ZstdRuntime } from '../src/formats/input-stream.js';
 import { LoadError } from '../src/formats/load-error.js';
+import { OffThreadBlobSink } from '../src/store/copy-pool.js';
 import { ROOT, tempDir } from './helpers/cli.js';
 
 // The runtimes cartorio supports, and what it says on one without zstd (Node.js before 22.15),
@@ -37,4 +41,19 @@ test('a runtime without zstd: a .tar.zst is refused in one line naming the runti
   assert.throws(() => inflating('zstd', 1024, NODE_20), { message: 'zstd needs Node.js 22.15 or later, and this is Node.js v20.20.2' });
   assert.throws(() => zstdCompressor(NODE_20), { message: 'zstd needs Node.js 22.15 or later, and this is Node.js v20.20.2' });
   assert.equal(inflating('gzip', 1024, NODE_20).length, 2, 'gzip needs nothing new');
+});
+
+test('the off-thread blob writer writes exactly the bytes of chunks that are slices of bigger buffers', async (t) => {
+  const dir = await tempDir(t);
+  const output = join(dir, 'blob');
+  const sink = new OffThreadBlobSink(output);
+  const source = Buffer.alloc(40000, 1);
+  // Slices (never their whole ArrayBuffer) of 100 B, 3 KiB and 20 KiB: small copies land in the
+  // shared Buffer pool, which Node.js 20 sent whole (8 KiB for 100 bytes) and Node.js 24 refuses.
+  const chunks = [source.subarray(1, 101), source.subarray(200, 200 + 3072), source.subarray(5000, 25480), Buffer.from('end')];
+  await pipeline(Readable.from(chunks), sink);
+  const expected = Buffer.concat(chunks);
+  assert.deepEqual(await sink.copied, { digest: `sha256:${createHash('sha256').update(expected).digest('hex')}`, size: expected.length });
+  await sink.durable;
+  assert.deepEqual(await readFile(output), expected);
 });
