@@ -11,7 +11,7 @@ case "$(uname -m)" in
   aarch64) arch=arm64 ;;
   *) echo ".ci/node-runtime.sh: no node-linux package for $(uname -m)" >&2; exit 1 ;;
 esac
-cache=${CARTORIO_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cartorio/node}
+cache=${CARTORIO_NODE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/cartorio/node}
 mkdir -p "$cache"
 # The newest MAJOR.x already unpacked serves; otherwise the registry's newest MAJOR.x is fetched.
 have=$(ls -d "$cache/$major".*/bin 2>/dev/null | sort -V | tail -n 1 || true)
