@@ -104,6 +104,14 @@ test('a rootfs .tar.zst made by Debian zstd loads: the layer is the file, the di
   assert.equal(inspected.code, 0, inspected.stderr);
 });
 
+test('a docker-archive compressed whole by zstd loads as the plain archive does', async (t) => {
+  const dir = await tempDir(t);
+  const zst = join(dir, 'busybox-docker.tar.zst');
+  await must('zstd', ['-q', '-o', zst, join(FIXTURES, 'busybox-docker.tar')]);
+  const plain = await loadOk(join(dir, 'a'), [join(FIXTURES, 'busybox-docker.tar')]);
+  assert.equal(await loadOk(join(dir, 'b'), [zst]), plain);
+});
+
 test('--compression zstd packs a directory reproducibly, with the same diff_id as gzip', async (t) => {
   const dir = await tempDir(t);
   const packed = [];
