@@ -13,8 +13,8 @@ const READ_CHUNK = 1024 * 1024;
 const GUNZIP_CHUNK = 256 * 1024;
 /**
  * Bound on what a gzip or zstd input may inflate to: deflate reaches ~1030:1 at most, so 2 GiB of
- * zeros fits in 2 MiB (zstd goes much further, which the same bound cuts short). Nothing inflated is stored (layers are kept compressed), so memory and disk stay
- * flat; the bound is on CPU time. Layers holding big runs of zeros are legitimate (disk images,
+ * zeros fits in 2 MiB (zstd goes much further, which the same bound cuts short). Nothing inflated
+ * is stored (layers are kept compressed), so memory and disk stay flat; the bound is on CPU time. Layers holding big runs of zeros are legitimate (disk images,
  * preallocated files), hence a floor of several GiB before the ratio applies.
  */
 export const MAX_INFLATION_RATIO = 100;
