@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/startup.sh — start-up of the CLI from dist/: `cartorio --version`, and a small `load` (the
 # 1.6 MB assets/sample-image.tar into a fresh store), on Node.js 20 (no longer supported; the
-# baseline) and on Node.js 24 with and without its on-disk compile cache (src/cli/main.ts enables
-# it). All three runtimes come from .ci/node-runtime.sh. The commands take turns within each round
+# baseline) and on Node.js 24 with and without its on-disk compile cache (NODE_COMPILE_CACHE; the
+# CLI does not turn it on itself, as it measured no faster here). All three runtimes come from
+# .ci/node-runtime.sh. The commands take turns within each round
 # (the order rotates), so a busy moment of the machine falls on all of them; medians of wall time
 # and of CPU time (user + sys, steadier on a shared machine). Ratio > 1: Node.js 24 starts faster.
 # Run after `npm run build`, under the heavy-job lock. Env: RUNS (30); BENCH_DIR (/tmp/cartorio-bench).
