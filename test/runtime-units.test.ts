@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import { zstdCompressSync } from 'node:zlib';
+import { constants as zlibConstants, zstdCompressSync } from 'node:zlib';
 import { SUPPORTED_NODE, isSupported, runtimeLine } from '../src/cli/runtime.js';
-import { inflating, sniffCompression, zstdCompressor, zstdProblem, type ZstdRuntime } from '../src/formats/input-stream.js';
+import { ZstdFrames, inflating, sniffCompression, zstdCompressor, zstdProblem, type ZstdRuntime } from '../src/formats/input-stream.js';
 import { LoadError } from '../src/formats/load-error.js';
 import { OffThreadBlobSink } from '../src/store/copy-pool.js';
 import { ROOT, tempDir } from './helpers/cli.js';
@@ -56,4 +56,26 @@ test('the off-thread blob writer writes exactly the bytes of chunks that are sli
   assert.deepEqual(await sink.copied, { digest: `sha256:${createHash('sha256').update(expected).digest('hex')}`, size: expected.length });
   await sink.durable;
   assert.deepEqual(await readFile(output), expected);
+});
+
+test('the zstd frame walk passes whole streams fed byte by byte, and refuses every cut', async () => {
+  const sink = () => new Writable({ write: (_chunk, _encoding, done) => done() });
+  const skippable = Buffer.concat([Buffer.from([0x5a, 0x2a, 0x4d, 0x18, 3, 0, 0, 0]), Buffer.from('abc')]);
+  const frames = [
+    zstdCompressSync(Buffer.alloc(300000, 7)), // RLE blocks, over one 128 KiB block
+    zstdCompressSync(randomBytes(5000), { params: { [zlibConstants.ZSTD_c_checksumFlag]: 1, [zlibConstants.ZSTD_c_contentSizeFlag]: 0 } }),
+    skippable,
+    zstdCompressSync(Buffer.from('tail')),
+  ];
+  const whole = Buffer.concat(frames);
+  await pipeline(Readable.from([...whole].map((byte) => Buffer.from([byte]))), new ZstdFrames(), sink());
+  await pipeline(Readable.from([whole]), new ZstdFrames(), sink());
+  const first = frames[0]?.length ?? 0;
+  for (const cut of [1, 4, 5, 9, first - 1, first + 3, whole.length - skippable.length - 1 - (frames[3]?.length ?? 0), whole.length - 1]) {
+    await assert.rejects(pipeline(Readable.from([whole.subarray(0, cut)]), new ZstdFrames(), sink()), { message: /ends inside a frame|is not valid zstd/ }, `cut at ${cut}`);
+  }
+  await assert.rejects(pipeline(Readable.from([Buffer.concat([whole, Buffer.from('garbage!')])]), new ZstdFrames(), sink()), { message: /is not valid zstd/ });
+  // On a runtime whose zstd stops after the first frame, a second one is refused, not dropped.
+  await assert.rejects(pipeline(Readable.from([whole]), new ZstdFrames('v22.23.5'), sink()), { message: 'holds more than one zstd frame, and the zstd of Node.js v22.23.5 decodes only the first: run cartorio on Node.js 24' });
+  await pipeline(Readable.from([frames[0] ?? Buffer.alloc(0)]), new ZstdFrames('v22.23.5'), sink());
 });

@@ -104,6 +104,26 @@ test('a rootfs .tar.zst made by Debian zstd loads: the layer is the file, the di
   assert.equal(inspected.code, 0, inspected.stderr);
 });
 
+test('a .tar.zst of two frames (zstd appends frames) loads whole on Node.js 24, and is refused where only the first would be read', async (t) => {
+  const dir = await tempDir(t);
+  const tar = await readFile(join(FIXTURES, 'rootfs.tar'));
+  const file = join(dir, 'two-frames.tar.zst');
+  await writeFile(join(dir, 'a'), tar.subarray(0, 10240));
+  await writeFile(join(dir, 'b'), tar.subarray(10240));
+  await must('sh', ['-c', `zstd -q -c '${join(dir, 'a')}' > '${file}' && zstd -q -c '${join(dir, 'b')}' >> '${file}'`]);
+  const result = await cartorio(['load', '--store', join(dir, 'store'), file, '--name', 'two/frames']);
+  if (Number(process.versions.node.split('.')[0]) >= 24) {
+    assert.equal(result.code, 0, result.stderr);
+    const layout = join(dir, 'store', 'two', 'frames');
+    const manifest = await blobJson<Manifest>(layout, result.stdout.trim().split('@')[1] ?? '');
+    const config = await blobJson<{ rootfs: { diff_ids: string[] } }>(layout, manifest.config.digest);
+    assert.deepEqual(config.rootfs.diff_ids, [sha256(tar)]);
+  } else {
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /two-frames\.tar\.zst: holds more than one zstd frame, and the zstd of Node\.js v\S+ decodes only the first: run cartorio on Node\.js 24\n/);
+  }
+});
+
 test('a docker-archive compressed whole by zstd loads as the plain archive does', async (t) => {
   const dir = await tempDir(t);
   const zst = join(dir, 'busybox-docker.tar.zst');

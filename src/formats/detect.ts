@@ -58,7 +58,7 @@ async function topLevelNamesPlain(input: string): Promise<Set<string>> {
 async function topLevelNamesCompressed(input: string, compression: Exclude<Compression, 'none'>, limit: number): Promise<Set<string>> {
   const names = new Set<string>();
   const tar = extract();
-  const feeding = pipeline(createReadStream(input, { highWaterMark: 1024 * 1024 }), ...inflating(compression, limit), tar as unknown as NodeJS.WritableStream);
+  const feeding = pipeline([createReadStream(input, { highWaterMark: 1024 * 1024 }), ...inflating(compression, limit), tar] as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
   feeding.catch(() => undefined);
   try {
     for await (const entry of tar) {

@@ -157,7 +157,7 @@ async function inflatedDigest(input: string, name: string, ingest: Ingest, layer
   const hashing = new HashingStream();
   const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
   try {
-    await pipeline(createReadStream(ingest.pathOf(layer.digest) ?? '', { highWaterMark: 1024 * 1024 }), ...inflating(compression, inflationLimit(layer.size)), hashing, discard);
+    await pipeline([createReadStream(ingest.pathOf(layer.digest) ?? '', { highWaterMark: 1024 * 1024 }), ...inflating(compression, inflationLimit(layer.size)), hashing, discard] as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
   } catch (error) {
     const problem = asLoadError(input, error).problem;
     throw new LoadError(input, `layer "${name}": ${problem}`, undefined, { cause: error });

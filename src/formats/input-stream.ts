@@ -27,7 +27,7 @@ export const INFLATION_FLOOR = 8 * 1024 ** 3;
  */
 export interface ZstdRuntime {
   version: string;
-  zlib: Partial<Pick<typeof zlib, 'createZstdCompress' | 'createZstdDecompress'>>;
+  zlib: Partial<Pick<typeof zlib, 'createZstdCompress' | 'createZstdDecompress' | 'zstdCompressSync' | 'zstdDecompressSync'>>;
 }
 const THIS_RUNTIME: ZstdRuntime = { version: process.version, zlib };
 
@@ -149,8 +149,149 @@ export function gunzip(): Gunzip {
  * chunks, and the inflation bound `limit` (see `inflationLimit`; the same for zstd as for gzip).
  * Throws the one-line `zstdProblem` on a runtime without zstd.
  */
-export function inflating(compression: 'gzip' | 'zstd', limit: number, runtime: ZstdRuntime = THIS_RUNTIME): [Transform, InflationGuard] {
-  return [compression === 'gzip' ? gunzip() : zstdDecompressor(runtime), new InflationGuard(limit)];
+export function inflating(compression: 'gzip' | 'zstd', limit: number, runtime: ZstdRuntime = THIS_RUNTIME): Transform[] {
+  if (compression === 'gzip') return [gunzip(), new InflationGuard(limit)];
+  const decompressor = zstdDecompressor(runtime);
+  return [new ZstdFrames(decodesEveryFrame(runtime) ? undefined : runtime.version), decompressor, new InflationGuard(limit)];
+}
+
+const everyFrame = new WeakMap<ZstdRuntime, boolean>();
+/**
+ * Whether the runtime's zstd decodes a stream of several frames to the end (RFC 8878 §3.1: frames
+ * are concatenated). Node.js 22.23's stops after the first frame without a word; 24's does not.
+ */
+function decodesEveryFrame(runtime: ZstdRuntime): boolean {
+  let known = everyFrame.get(runtime);
+  if (known === undefined) {
+    const { zstdCompressSync, zstdDecompressSync } = runtime.zlib;
+    const two = zstdCompressSync && zstdDecompressSync ? Buffer.concat([zstdCompressSync(Buffer.from('a')), zstdCompressSync(Buffer.from('b'))]) : undefined;
+    known = two !== undefined && zstdDecompressSync?.(two).toString() === 'ab';
+    everyFrame.set(runtime, known);
+  }
+  return known;
+}
+
+/**
+ * Passes zstd bytes through, walking their frames (RFC 8878 §3.1: header, blocks, checksum;
+ * skippable frames), and fails when the input ends inside a frame. Node.js 22's zstd decompressor
+ * ends quietly on a cut stream (a file that lost its last bytes loaded as if whole), Node.js 24's
+ * does not; this makes both refuse it.
+ */
+export class ZstdFrames extends Transform {
+  /** Set on a runtime whose decompressor stops after the first frame: a second one is refused. */
+  readonly #firstFrameOnly: string | undefined;
+  #frames = 0;
+  #pending = Buffer.alloc(0);
+  /** Bytes still to pass before the next structure starts (a block's content, a skippable frame). */
+  #skip = 0;
+  #state: 'frame' | 'block' | 'checksum' = 'frame';
+  #checksum = false;
+
+  /** `firstFrameOnly`: the version of a runtime whose zstd decodes only a stream's first frame. */
+  constructor(firstFrameOnly?: string) {
+    super();
+    this.#firstFrameOnly = firstFrameOnly;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    try {
+      this.#walk(chunk);
+    } catch (error) {
+      return done(error as Error);
+    }
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      // A frame header is read up to its longest (18 bytes): the last frames may be shorter.
+      while (this.#pending.length > 0) {
+        const head = this.#pending;
+        this.#pending = Buffer.alloc(0);
+        const used = this.#structure(head);
+        if (used === undefined) throw new Error('the zstd stream ends inside a frame: truncated');
+        this.#walk(head.subarray(used));
+      }
+      if (this.#state !== 'frame' || this.#skip > 0) throw new Error('the zstd stream ends inside a frame: truncated');
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
+  }
+
+  #walk(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.#skip > 0) {
+        const skipped = Math.min(this.#skip, chunk.length - at);
+        this.#skip -= skipped;
+        at += skipped;
+        continue;
+      }
+      const need = this.#state === 'frame' ? 18 : this.#state === 'block' ? 3 : 4;
+      const take = Math.min(need - this.#pending.length, chunk.length - at);
+      const head = Buffer.concat([this.#pending, chunk.subarray(at, at + take)]);
+      at += take;
+      this.#pending = Buffer.alloc(0);
+      const used = head.length < need ? undefined : this.#structure(head);
+      if (used === undefined) {
+        if (head.length >= 4 && this.#state === 'frame' && !isZstdMagic(head) && !isSkippable(head)) badMagic();
+        this.#pending = head;
+        continue;
+      }
+      // What the structure did not use starts the next one.
+      if (used < head.length) this.#walk(head.subarray(used));
+    }
+  }
+
+  /** Reads the structure starting `head`; returns its length, or undefined when `head` is too short. */
+  #structure(head: Buffer): number | undefined {
+    if (this.#state === 'checksum') {
+      if (head.length < 4) return undefined;
+      this.#state = 'frame';
+      return 4;
+    }
+    if (this.#state === 'block') {
+      if (head.length < 3) return undefined;
+      const header = head.readUIntLE(0, 3);
+      const type = (header >> 1) & 3;
+      if (type === 3) throw new Error('is not valid zstd (reserved block type)');
+      this.#skip = type === 1 ? 1 : header >>> 3;
+      if (header & 1) this.#state = this.#checksum ? 'checksum' : 'frame';
+      return 3;
+    }
+    if (head.length < 4) return undefined;
+    if (!isZstdMagic(head) && !isSkippable(head)) return badMagic();
+    if (head.length < (isSkippable(head) ? 8 : 6)) return undefined;
+    if (isSkippable(head)) {
+      this.#skip = head.readUInt32LE(4);
+      return 8;
+    }
+    const descriptor = head[4] ?? 0;
+    const single = (descriptor >> 5) & 1;
+    const fcs = [single, 2, 4, 8][descriptor >> 6] ?? 0;
+    const dictionary = [0, 1, 2, 4][descriptor & 3] ?? 0;
+    const length = 5 + (single ? 0 : 1) + dictionary + fcs;
+    if (head.length < length) return undefined;
+    this.#checksum = ((descriptor >> 2) & 1) === 1;
+    this.#state = 'block';
+    if (++this.#frames > 1 && this.#firstFrameOnly !== undefined) {
+      throw new Error(`holds more than one zstd frame, and the zstd of Node.js ${this.#firstFrameOnly} decodes only the first: run cartorio on Node.js 24`);
+    }
+    return length;
+  }
+}
+
+function isZstdMagic(head: Buffer): boolean {
+  return head.readUInt32LE(0) === 0xfd2fb528;
+}
+
+function isSkippable(head: Buffer): boolean {
+  return (head.readUInt32LE(0) & 0xfffffff0) >>> 0 === 0x184d2a50;
+}
+
+function badMagic(): never {
+  throw new Error('is not valid zstd (no frame magic where a frame should start)');
 }
 
 function zstdDecompressor(runtime: ZstdRuntime): Transform {
