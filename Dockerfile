@@ -2,11 +2,11 @@
 #   /opt/resource/check, in, out     the resource (DESIGN §5)
 #   cartorio                         the CLI on PATH (with `serve LAYOUT…` for a get's oci/)
 #
-# BASE is any Linux image with Node.js 20+ as `node` on PATH and a /bin/sh, e.g. node:20-bookworm-slim.
+# BASE is any Linux image with Node.js 24 (or 22.15+) as `node` on PATH and a /bin/sh, e.g. node:24-bookworm-slim.
 # The build uses no network: run `npm ci` first (node_modules is part of the context). Classic builder:
-#   npm ci && DOCKER_BUILDKIT=0 docker build --network none --build-arg BASE=node:20-bookworm-slim -t cartorio-resource .
+#   npm ci && DOCKER_BUILDKIT=0 docker build --network none --build-arg BASE=node:24-bookworm-slim -t cartorio-resource .
 #   DOCKER_BUILDKIT=0 docker build --network none --build-arg BASE=… --target tests .   # runs the tests below
-ARG BASE=node:20-bookworm-slim
+ARG BASE=node:24-bookworm-slim
 
 # ---- build: compile, then bundle check/in/out and the CLI into single files (esbuild) ----
 # TYPE_ERRORS=warn builds a tree whose type errors are elsewhere (tsc still emits), as `npm run build` does.

@@ -28,7 +28,7 @@ const tarHeaders = {
     }));
   },
 };
-const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders] };
+const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders] };
 
 const resourceEntry = join(out, '.resource-entry.mjs');
 await mkdir(out, { recursive: true });

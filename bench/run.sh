@@ -9,6 +9,7 @@
 #   3. manifest GET rate and p99 latency at c32 and c256: cartorio vs Distribution
 #   4. N = 1, 8, 32 concurrent skopeo pulls of a whole image: cartorio vs Distribution
 #   5. peak RSS of cartorio load and cartorio serve
+# Start-up (cartorio --version, a small load; Node.js 20 vs 24, compile cache or not): bench/startup.sh.
 #
 # Env: RUNS (3) repetitions, alternating A/B order, medians reported; DURATION (10s) per wrk run;
 # SECTIONS=load stops after section 1;

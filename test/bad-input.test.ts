@@ -43,7 +43,9 @@ const cases: RefusalCase[] = [
   { name: 'truncated gzip rootfs tarball', make: async (dir) => [await truncated(dir, 'rootfs.tar.gz', 0.7), '--name', 'x'], problem: /truncated or corrupt/ },
   { name: 'truncated plain rootfs tarball', make: async (dir) => [await truncated(dir, 'rootfs.tar', 0.7), '--name', 'x'], problem: /truncated or corrupt/ },
   { name: 'not a tar at all', make: async (dir) => { const p = join(dir, 'random.bin'); await writeFile(p, Buffer.alloc(4096, 7)); return [p, '--name', 'x']; }, problem: /neither a directory nor a tar archive/ },
-  { name: 'zstd input', make: async (dir) => { const p = join(dir, 'x.tar.zst'); await writeFile(p, Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0])); return [p, '--name', 'x']; }, problem: /zstd-compressed/ },
+  { name: 'zstd input cut in its header', make: async (dir) => { const p = join(dir, 'x.tar.zst'); await writeFile(p, Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0])); return [p, '--name', 'x']; }, problem: /is truncated or corrupt/ },
+  // Node.js 22's zstd decompressor ends quietly on a stream that lost its last bytes (the checksum).
+  { name: 'zstd input 4 bytes short', make: async (dir) => { const p = join(dir, 'x.tar.zst'); const whole = await readFile(join(FIXTURES, 'rootfs.tar.zst')); await writeFile(p, whole.subarray(0, whole.length - 4)); return [p, '--name', 'x']; }, problem: /: is truncated or corrupt \(the zstd stream ends inside a frame: truncated\)\n/ },
   { name: 'tar with no manifest', make: async () => [join(FIXTURES, 'rootfs.tar'), '--format', 'docker-archive'], problem: /has neither manifest\.json/ },
   {
     name: 'manifest naming a missing layer',

@@ -7,11 +7,14 @@ import { CLI, ROOT, cartorio, run, tempDir } from './helpers/cli.js';
 
 // The CLI's contract with shells: --version, exit codes (0 ok, 1 failed, 2 usage), --help everywhere.
 
-test('--version prints the package version', async () => {
+test('--version prints the package version, then the Node.js it runs on', async () => {
   const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   const result = await cartorio(['--version']);
   assert.equal(result.code, 0);
-  assert.equal(result.stdout.trim(), version);
+  const [first, second, ...rest] = result.stdout.trim().split('\n');
+  assert.equal(first, version);
+  assert.match(second ?? '', new RegExp(`^Node\\.js ${process.version.replace(/\./g, '\\.')} \\(supported: Node\\.js 24 or 22\\.15\\+\\)$`));
+  assert.deepEqual(rest, []);
 });
 
 test('usage errors exit 2, failures exit 1', async (t) => {

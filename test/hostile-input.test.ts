@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import { gzipSync } from 'node:zlib';
+import { createZstdCompress, gzipSync } from 'node:zlib';
 import { LayerCheck } from '../src/formats/layer-check.js';
 import { CLI, FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
 import { expectRefusedLoads, type RefusalCase } from './helpers/refusals.js';
@@ -308,11 +308,27 @@ test('a gzip layer inflating past its limit is refused while streaming, with the
   const check = new LayerCheck('gzip', limit);
   let passed = 0;
   const sink = new Writable({ write: (chunk: Buffer, _encoding, done) => { passed += chunk.length; done(); } });
-  await assert.rejects(pipeline(Readable.from([bomb]), check, sink), { message: /^inflates to more than 64 MiB \(over 100 times its compressed size\): refused as a likely gzip bomb$/ });
+  await assert.rejects(pipeline(Readable.from([bomb]), check, sink), { message: /^inflates to more than 64 MiB \(over 100 times its compressed size\): refused as a likely decompression bomb$/ });
   assert.ok(passed <= bomb.length, 'compressed bytes pass through untouched');
   // the same bytes under the default limit (8 GiB) are a valid, if sparse, layer
   const relaxed = new LayerCheck('gzip');
   await pipeline(Readable.from([Buffer.concat([bomb, gzipSync(TAR_END)])]), relaxed, new Writable({ write: (_chunk, _encoding, done) => done() }));
+  assert.match(relaxed.diffId() ?? '', /^sha256:[0-9a-f]{64}$/);
+});
+
+test('a zstd layer inflating past its limit is refused the same way, and a valid one gets its diff_id', async () => {
+  const limit = 64 * MiB;
+  // One frame (Node.js 22's zstd decodes only a stream's first): a tar header, then 256 MiB of zeros.
+  const zeros = Buffer.alloc(16 * MiB);
+  const parts: Buffer[] = [];
+  await pipeline(Readable.from([tarHeader({ name: 'zeros', size: 256 * MiB }), ...Array.from({ length: 16 }, () => zeros)]), createZstdCompress(), new Writable({ write: (chunk: Buffer, _encoding, done) => { parts.push(chunk); done(); } }));
+  const bomb = Buffer.concat(parts);
+  assert.ok(bomb.length < 64 * 1024, `${bomb.length} bytes of zstd for 256 MiB`);
+  await assert.rejects(pipeline(Readable.from([bomb]), new LayerCheck('zstd', limit), new Writable({ write: (_chunk, _encoding, done) => done() })), { message: /^inflates to more than 64 MiB \(over 100 times its compressed size\): refused as a likely decompression bomb$/ });
+  const relaxed = new LayerCheck('zstd');
+  const whole: Buffer[] = [];
+  await pipeline(Readable.from([tarHeader({ name: 'zeros', size: 256 * MiB }), ...Array.from({ length: 16 }, () => zeros), TAR_END]), createZstdCompress(), new Writable({ write: (chunk: Buffer, _encoding, done) => { whole.push(chunk); done(); } }));
+  await pipeline(Readable.from([Buffer.concat(whole)]), relaxed, new Writable({ write: (_chunk, _encoding, done) => done() }));
   assert.match(relaxed.diffId() ?? '', /^sha256:[0-9a-f]{64}$/);
 });
 

@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { FIXTURES, ROOT, tempDir } from './helpers/cli.js';
 import { startDockerd } from './helpers/clients.js';
-import { importBusyboxOnly, importNodeBase } from './helpers/resource-docker.js';
+import { IMAGE_NODE_MAJOR, importBusyboxOnly, importNodeBase } from './helpers/resource-docker.js';
 import { resource, type StepOutput } from './helpers/resource-run.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { startDistribution } from './helpers/client-fixtures.js';
 import { makeTestCa, PROXY_ONLY_HOST, startFlakyFront, startTinyproxy } from './helpers/worker-env.js';
 
-// The Dockerfile, built with no network on a base made from this machine's Node.js, and its
+// The Dockerfile, built with no network on a base made from this machine's Node.js 24, and its
 // /opt/resource scripts run with `docker run -i` next to the checkout's: same answers.
 const BASE = 'cartorio-test/node-base:1';
 const BUSYBOX_ONLY = 'cartorio-test/busybox-only:1';
@@ -33,7 +33,7 @@ test('the resource image behaves like the checkout', async (t) => {
     assert.deepEqual(listed.stdout.trim().split('\n').sort(), ['cartorio', 'check', 'in', 'lib', 'out', 'package.json', 'run-resource.mjs']);
     const version = await docker(['run', '--rm', '--network', 'none', IMAGE, 'cartorio', '--version']);
     const { version: expected } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
-    assert.equal(version.stdout.trim(), expected);
+    assert.match(version.stdout.trim(), new RegExp(`^${expected.replace(/\./g, '\\.')}\nNode\\.js v${IMAGE_NODE_MAJOR}\\.\\d+\\.\\d+ \\(supported: `));
   });
 
   // The same absolute paths inside and out, so one payload serves both.
@@ -97,6 +97,10 @@ test('the resource image behaves like the checkout', async (t) => {
     const served = await docker(['run', '--rm', '--network', 'none', '-v', `${work}:/tmp/build`, BUSYBOX_ONLY, 'sh', '-c', script]);
     assert.equal(served.code, 0, served.stdout + served.stderr);
     assert.equal(served.stdout.trim(), digest);
+    // The launcher carries the image's Node.js 24.
+    const launcher = await docker(['run', '--rm', '--network', 'none', '-v', `${work}:/tmp/build`, BUSYBOX_ONLY, '/tmp/build/get/cartorio', '--version']);
+    assert.match(launcher.stdout, new RegExp(`\nNode\\.js v${IMAGE_NODE_MAJOR}\\.\\d+\\.\\d+ \\(supported: `), launcher.stdout + launcher.stderr);
+    t.diagnostic(`bundle_server launcher: ${launcher.stdout.trim().split('\n')[1]}; ${fromImage.stderr.match(/cartorio launcher \(\d+ MiB\)/)?.[0] ?? '?'}`);
     const noNode = await docker(['run', '--rm', '--network', 'none', BUSYBOX_ONLY, 'sh', '-c', 'command -v node || ls /lib /usr/lib 2>&1 | head -2']);
     assert.doesNotMatch(noNode.stdout, /node|libc/);
   });

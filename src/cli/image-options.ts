@@ -16,7 +16,7 @@ export interface ImageFlags {
   workdir?: string;
   label?: string[];
   platform?: Platform;
-  compression?: 'none' | 'gzip' | `gzip:${number}`;
+  compression?: 'none' | 'gzip' | 'zstd' | `gzip:${number}`;
 }
 
 export function addImageOptions(command: Command): Command {
@@ -31,7 +31,7 @@ export function addImageOptions(command: Command): Command {
     .option('--workdir <dir>', 'working directory')
     .option('--label <KEY=VALUE>', 'image label (repeatable)', collectEnv)
     .option('--platform <os/arch[/variant]>', 'platform of images built from a rootfs (default: this machine)', parsePlatformOption)
-    .addOption(new Option('--compression <kind>', 'layer compression for directories packed into a layer: none, gzip, or gzip:LEVEL (1-9; gzip is gzip:6)').argParser(parseCompression).default('gzip'));
+    .addOption(new Option('--compression <kind>', 'layer compression for directories packed into a layer: none, gzip, gzip:LEVEL (1-9; gzip is gzip:6), or zstd (Node.js 22.15+)').argParser(parseCompression).default('gzip'));
 }
 
 /** Turns parsed flags into loader options; only flags that were given override the input. */
@@ -55,14 +55,14 @@ export function loadOptionsFrom(flags: ImageFlags): LoadOptions {
 }
 
 function parseCompression(value: string): NonNullable<ImageFlags['compression']> {
-  if (value === 'none' || value === 'gzip') return value;
+  if (value === 'none' || value === 'gzip' || value === 'zstd') return value;
   const level = /^gzip:([1-9])$/.exec(value)?.[1];
-  if (level === undefined) throw new InvalidArgumentError('expected none, gzip, or gzip:LEVEL with LEVEL 1 to 9 (e.g. gzip:9)');
+  if (level === undefined) throw new InvalidArgumentError('expected none, gzip, gzip:LEVEL with LEVEL 1 to 9 (e.g. gzip:9), or zstd');
   return `gzip:${Number(level)}`;
 }
 
 function compressionOptions(flag: NonNullable<ImageFlags['compression']>): Pick<LoadOptions, 'compression' | 'gzipLevel'> {
-  if (flag === 'none' || flag === 'gzip') return { compression: flag };
+  if (flag === 'none' || flag === 'gzip' || flag === 'zstd') return { compression: flag };
   return { compression: 'gzip', gzipLevel: Number(flag.slice('gzip:'.length)) };
 }
 

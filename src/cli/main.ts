@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { EXIT_USAGE, quietOnBrokenPipe } from './common.js';
+import { runtimeLine } from './runtime.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -21,7 +22,7 @@ quietOnBrokenPipe();
 
 const program = new Command('cartorio')
   .description('A read-only container registry for images you already have as files.')
-  .version(version, '-V, --version')
+  .version(`${version}\n${runtimeLine(process.version)}`, '-V, --version', 'print the version and the Node.js it runs on')
   .showHelpAfterError('(run with --help for usage and examples)')
   .exitOverride();
 

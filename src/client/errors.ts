@@ -60,7 +60,9 @@ export function networkError(method: string, url: URL, cause: unknown): Registry
   // OpenSSL reports "write EPROTO 80…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:file:line:\n";
   // keep its reason, and keep every message on one line.
   const openssl = /error:[0-9A-Fa-f]+:[^:]*:[^:]*:([^:]+):/.exec(error.message ?? '')?.[1];
-  const text = openssl ? `TLS failed: ${openssl}` : String(error.message).replace(/\s+/g, ' ').trim();
+  // Node.js 24 adds "; if the root CA is installed locally, try running Node.js with
+  // --use-system-ca" to certificate errors: not something a resource's user can do (ca_certs is).
+  const text = openssl ? `TLS failed: ${openssl}` : String(error.message).replace(/; if the root CA is installed locally, try running Node\.js with --use-system-ca$/, '').replace(/\s+/g, ' ').trim();
   const reason = code && !text.includes(code) ? `${text} (${code})` : text;
   return new RegistryClientError(`${method} ${displayUrl(url)}: ${reason} — ${hint}`, method, displayUrl(url), undefined, code, { cause });
 }

@@ -6,7 +6,7 @@ import { extract } from 'tar-stream';
 import { normalizeEntryName } from '../image/tar-paths.js';
 import { POOL_COPY_MIN } from '../store/copy-pool.js';
 import type { BlobInfo, Ingest } from '../store/ingest.js';
-import { ByteCounter, InflationGuard, gunzip, inflationLimit, openInput, openInputExcept, sniffCompression } from './input-stream.js';
+import { ByteCounter, inflating, inflationLimit, openInput, openInputExcept, sniffCompression } from './input-stream.js';
 import { LoadError } from './load-error.js';
 import { indexPlainTar, type IndexedEntry } from './tar-index.js';
 
@@ -45,7 +45,7 @@ export async function readImageArchive(input: string, ingest: Ingest, onBytes?: 
   const unread = [...byOffset.values()].map((entry) => ({ offset: entry.dataOffset, length: entry.size })).sort((a, b) => a.offset - b.offset);
   const stages: (Readable | NodeJS.ReadWriteStream)[] = [unread.length > 0 ? openInputExcept(input, unread) : openInput(input)];
   if (onBytes) stages.push(new ByteCounter(onBytes));
-  if (compression === 'gzip') stages.push(gunzip(), new InflationGuard(inflationLimit((await stat(input)).size)));
+  if (compression !== 'none') stages.push(...inflating(compression, inflationLimit((await stat(input)).size)));
   const feeding = pipeline([...stages, tar] as unknown as [Readable, NodeJS.WritableStream]);
   feeding.catch(() => undefined); // reported below, once iteration stops
   let last: string | undefined;
@@ -88,7 +88,7 @@ export async function readImageArchive(input: string, ingest: Ingest, onBytes?: 
   } catch (error) {
     tar.destroy();
     await Promise.allSettled(copies);
-    // A stage's own error (a gzip bomb, a read error) says more than the parser's "premature close".
+    // A stage's own error (a decompression bomb, a read error) says more than the parser's "premature close".
     const fed = await feeding.then(() => undefined, (failure: unknown) => failure as NodeJS.ErrnoException);
     const cause = error instanceof LoadError || fed === undefined || fed.code === 'ERR_STREAM_PREMATURE_CLOSE' ? error : fed;
     throw asLoadError(input, damagedHeader(cause, last));

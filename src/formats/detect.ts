@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
-import { InflationGuard, gunzip, inflationLimit, sniffCompression } from './input-stream.js';
+import { inflating, inflationLimit, sniffCompression, type Compression } from './input-stream.js';
 import { LoadError } from './load-error.js';
 import { indexPlainTar } from './tar-index.js';
 import type { FormatName } from './types.js';
@@ -15,7 +15,7 @@ const MARKERS = new Set(['manifest.json', 'index.json', 'oci-layout']);
 /**
  * Which format an input is (DESIGN §2). Directories are told apart by the files they hold;
  * a tar file by its top-level entries, found by reading only the tar headers (seeking past
- * content), so detection costs almost nothing; a gzip tar must be decompressed to be listed.
+ * content), so detection costs almost nothing; a gzip or zstd tar must be decompressed to be listed.
  */
 export async function detectFormat(input: string): Promise<FormatName> {
   let info;
@@ -27,7 +27,7 @@ export async function detectFormat(input: string): Promise<FormatName> {
   if (info.isDirectory()) return detectDirectory(input);
   if (!info.isFile()) throw new LoadError(input, 'is neither a file nor a directory');
   const compression = await sniffCompression(input);
-  const names = compression === 'gzip' ? await topLevelNamesGzip(input, inflationLimit(info.size)) : await topLevelNamesPlain(input);
+  const names = compression === 'none' ? await topLevelNamesPlain(input) : await topLevelNamesCompressed(input, compression, inflationLimit(info.size));
   if (names.has('manifest.json')) return 'docker-archive';
   if (names.has('index.json') && names.has('oci-layout')) return 'oci-archive';
   return 'rootfs-tar';
@@ -55,10 +55,10 @@ async function topLevelNamesPlain(input: string): Promise<Set<string>> {
   return names;
 }
 
-async function topLevelNamesGzip(input: string, limit: number): Promise<Set<string>> {
+async function topLevelNamesCompressed(input: string, compression: Exclude<Compression, 'none'>, limit: number): Promise<Set<string>> {
   const names = new Set<string>();
   const tar = extract();
-  const feeding = pipeline(createReadStream(input, { highWaterMark: 1024 * 1024 }), gunzip(), new InflationGuard(limit), tar as unknown as NodeJS.WritableStream);
+  const feeding = pipeline([createReadStream(input, { highWaterMark: 1024 * 1024 }), ...inflating(compression, limit), tar] as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
   feeding.catch(() => undefined);
   try {
     for await (const entry of tar) {
@@ -68,7 +68,7 @@ async function topLevelNamesGzip(input: string, limit: number): Promise<Set<stri
     }
     await feeding;
   } catch {
-    // A damaged archive or a gzip bomb: let the loader name the problem precisely.
+    // A damaged archive or a decompression bomb: let the loader name the problem precisely.
   }
   return names;
 }

@@ -4,13 +4,13 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { buildImageManifest } from '../image/config.js';
 import { HashingStream } from '../image/digest.js';
-import { MediaType } from '../image/media-types.js';
+import { MediaType, layerMediaType } from '../image/media-types.js';
 import { imageConfigSchema, type ImageConfig } from '../image/oci.schema.js';
 import { parseImageReference } from '../image/reference.js';
 import { compileValidator, parseJson } from '../image/validate.js';
 import type { Ingest } from '../store/ingest.js';
 import { asLoadError, readImageArchive, type ArchiveFiles } from './archive-reader.js';
-import { InflationGuard, gunzip, inflationLimit } from './input-stream.js';
+import { compressionOf, inflating, inflationLimit, type Compression } from './input-stream.js';
 import { LoadError } from './load-error.js';
 import { MAX_INDEX_BYTES, imagesFromIndex, parseLayoutIndex } from './oci-index.js';
 import type { LoadOptions, PendingImage } from './types.js';
@@ -102,14 +102,14 @@ async function legacyImage(input: string, entry: DockerManifestEntry, files: Arc
   const layers = [];
   for (const [i, name] of entry.Layers.entries()) {
     const layer = lookup(input, files, name, 'layer');
-    const gzip = await isGzip(ingest, layer.digest);
+    const compression = await layerCompression(ingest, layer.digest);
     // A layer's diff_id is the digest of its tar: check it, so a corrupt layer never loads. An
-    // uncompressed layer's is its own digest; a gzip one (some tools write them) is inflated to tell.
-    const diffId = gzip ? await inflatedDigest(input, name, ingest, layer) : layer.digest;
+    // uncompressed layer's is its own digest; a gzip or zstd one (some tools write them) is inflated to tell.
+    const diffId = compression !== 'none' ? await inflatedDigest(input, name, ingest, layer, compression) : layer.digest;
     if (diffId !== diffIds[i]) {
-      throw new LoadError(input, `layer "${name}" ${gzip ? 'inflates to a tar with digest' : 'has digest'} ${diffId} but the config says ${diffIds[i] ?? '?'}; the archive is corrupt`);
+      throw new LoadError(input, `layer "${name}" ${compression !== 'none' ? 'inflates to a tar with digest' : 'has digest'} ${diffId} but the config says ${diffIds[i] ?? '?'}; the archive is corrupt`);
     }
-    layers.push({ mediaType: gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, ...layer });
+    layers.push({ mediaType: layerMediaType(compression), ...layer });
   }
   const manifest = buildImageManifest({ digest: config.digest, size: config.size }, layers);
   const written = await ingest.writeBytes(manifest, { where: `${input}: manifest` });
@@ -153,11 +153,11 @@ function normalize(name: string): string {
   return name.replace(/^(\.\/)+/, '');
 }
 
-async function inflatedDigest(input: string, name: string, ingest: Ingest, layer: { digest: string; size: number }): Promise<string> {
+async function inflatedDigest(input: string, name: string, ingest: Ingest, layer: { digest: string; size: number }, compression: Exclude<Compression, 'none'>): Promise<string> {
   const hashing = new HashingStream();
   const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
   try {
-    await pipeline(createReadStream(ingest.pathOf(layer.digest) ?? '', { highWaterMark: 1024 * 1024 }), gunzip(), new InflationGuard(inflationLimit(layer.size)), hashing, discard);
+    await pipeline([createReadStream(ingest.pathOf(layer.digest) ?? '', { highWaterMark: 1024 * 1024 }), ...inflating(compression, inflationLimit(layer.size)), hashing, discard] as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
   } catch (error) {
     const problem = asLoadError(input, error).problem;
     throw new LoadError(input, `layer "${name}": ${problem}`, undefined, { cause: error });
@@ -165,14 +165,14 @@ async function inflatedDigest(input: string, name: string, ingest: Ingest, layer
   return hashing.digest();
 }
 
-async function isGzip(ingest: Ingest, digest: string): Promise<boolean> {
+async function layerCompression(ingest: Ingest, digest: string): Promise<Compression> {
   const path = ingest.pathOf(digest);
-  if (!path) return false;
+  if (!path) return 'none';
   const handle = await open(path, 'r');
   try {
-    const head = Buffer.alloc(2);
-    await handle.read(head, 0, 2, 0);
-    return head[0] === 0x1f && head[1] === 0x8b;
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(head, 0, 4, 0);
+    return compressionOf(head.subarray(0, bytesRead));
   } finally {
     await handle.close();
   }

@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { createGunzip, type Gunzip } from 'node:zlib';
+import zlib, { createGunzip, type Gunzip } from 'node:zlib';
 import { LoadError } from './load-error.js';
 
-export type Compression = 'none' | 'gzip';
+export type Compression = 'none' | 'gzip' | 'zstd';
 
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
@@ -12,22 +12,47 @@ const READ_CHUNK = 1024 * 1024;
 /** zlib's 16 KiB default output chunks make gunzip, hashing and tar parsing three times slower. */
 const GUNZIP_CHUNK = 256 * 1024;
 /**
- * Bound on what a gzip input may inflate to: deflate reaches ~1030:1 at most, so 2 GiB of zeros
- * fits in 2 MiB. Nothing inflated is stored (layers are kept compressed), so memory and disk stay
- * flat; the bound is on CPU time. Layers holding big runs of zeros are legitimate (disk images,
+ * Bound on what a gzip or zstd input may inflate to: deflate reaches ~1030:1 at most, so 2 GiB of
+ * zeros fits in 2 MiB (zstd goes much further, which the same bound cuts short). Nothing inflated
+ * is stored (layers are kept compressed), so memory and disk stay flat; the bound is on CPU time. Layers holding big runs of zeros are legitimate (disk images,
  * preallocated files), hence a floor of several GiB before the ratio applies.
  */
 export const MAX_INFLATION_RATIO = 100;
 export const INFLATION_FLOOR = 8 * 1024 ** 3;
 
-/** The compression of a file, from its first bytes; zstd is refused with what to do instead. */
-export async function sniffCompression(path: string): Promise<Compression> {
+/**
+ * The runtime's zstd, in `node:zlib` since Node.js 22.15 and 24. Read through the module object at
+ * call time (a named import of a missing export would stop the whole CLI from starting on an older
+ * runtime); tests pass a runtime without it.
+ */
+export interface ZstdRuntime {
+  version: string;
+  zlib: Partial<Pick<typeof zlib, 'createZstdCompress' | 'createZstdDecompress' | 'zstdCompressSync' | 'zstdDecompressSync'>>;
+}
+const THIS_RUNTIME: ZstdRuntime = { version: process.version, zlib };
+
+/** Why this runtime cannot read or write zstd, or undefined when it can. */
+export function zstdProblem(runtime: ZstdRuntime = THIS_RUNTIME): string | undefined {
+  const { createZstdCompress, createZstdDecompress } = runtime.zlib;
+  if (typeof createZstdCompress === 'function' && typeof createZstdDecompress === 'function') return undefined;
+  return `zstd needs Node.js 22.15 or later, and this is Node.js ${runtime.version}`;
+}
+
+/** The compression of a file, from its first bytes; zstd on a runtime without it is refused by name. */
+export async function sniffCompression(path: string, runtime: ZstdRuntime = THIS_RUNTIME): Promise<Compression> {
   const head = await readHead(path, 4);
   if (startsWith(head, GZIP_MAGIC)) return 'gzip';
   if (startsWith(head, ZSTD_MAGIC)) {
-    throw new LoadError(path, 'is zstd-compressed, which cartorio cannot read yet', `decompress it first: zstd -d ${path}`);
+    const problem = zstdProblem(runtime);
+    if (problem) throw new LoadError(path, `is zstd-compressed: ${problem}`, `run cartorio on Node.js 24, or decompress it first: zstd -d ${path}`);
+    return 'zstd';
   }
   return 'none';
+}
+
+/** The compression of bytes that start a file (a stored layer): gzip, zstd or none. */
+export function compressionOf(head: Buffer): Compression {
+  return startsWith(head, GZIP_MAGIC) ? 'gzip' : startsWith(head, ZSTD_MAGIC) ? 'zstd' : 'none';
 }
 
 /** The first `length` bytes of a file (fewer when it is shorter). */
@@ -109,7 +134,7 @@ export class ByteCounter extends Transform {
   }
 }
 
-/** How many bytes a gzip input of `compressedSize` bytes may inflate to before it is refused. */
+/** How many bytes a gzip or zstd input of `compressedSize` bytes may inflate to before it is refused. */
 export function inflationLimit(compressedSize: number): number {
   return Math.max(INFLATION_FLOOR, MAX_INFLATION_RATIO * compressedSize);
 }
@@ -119,7 +144,174 @@ export function gunzip(): Gunzip {
   return createGunzip({ chunkSize: GUNZIP_CHUNK });
 }
 
-/** Passes inflated bytes through, failing once more than `limit` have gone by (a gzip bomb). */
+/**
+ * The stages that turn a compressed input back into its tar: the decompressor, with large output
+ * chunks, and the inflation bound `limit` (see `inflationLimit`; the same for zstd as for gzip).
+ * Throws the one-line `zstdProblem` on a runtime without zstd.
+ */
+export function inflating(compression: 'gzip' | 'zstd', limit: number, runtime: ZstdRuntime = THIS_RUNTIME): Transform[] {
+  if (compression === 'gzip') return [gunzip(), new InflationGuard(limit)];
+  const decompressor = zstdDecompressor(runtime);
+  return [new ZstdFrames(decodesEveryFrame(runtime) ? undefined : runtime.version), decompressor, new InflationGuard(limit)];
+}
+
+const everyFrame = new WeakMap<ZstdRuntime, boolean>();
+/**
+ * Whether the runtime's zstd decodes a stream of several frames to the end (RFC 8878 §3.1: frames
+ * are concatenated). Node.js 22.23's stops after the first frame without a word; 24's does not.
+ */
+function decodesEveryFrame(runtime: ZstdRuntime): boolean {
+  let known = everyFrame.get(runtime);
+  if (known === undefined) {
+    const { zstdCompressSync, zstdDecompressSync } = runtime.zlib;
+    const two = zstdCompressSync && zstdDecompressSync ? Buffer.concat([zstdCompressSync(Buffer.from('a')), zstdCompressSync(Buffer.from('b'))]) : undefined;
+    known = two !== undefined && zstdDecompressSync?.(two).toString() === 'ab';
+    everyFrame.set(runtime, known);
+  }
+  return known;
+}
+
+/**
+ * Passes zstd bytes through, walking their frames (RFC 8878 §3.1: header, blocks, checksum;
+ * skippable frames), and fails when the input ends inside a frame. Node.js 22's zstd decompressor
+ * ends quietly on a cut stream (a file that lost its last bytes loaded as if whole), Node.js 24's
+ * does not; this makes both refuse it.
+ */
+export class ZstdFrames extends Transform {
+  /** Set on a runtime whose decompressor stops after the first frame: a second one is refused. */
+  readonly #firstFrameOnly: string | undefined;
+  #frames = 0;
+  #pending = Buffer.alloc(0);
+  /** Bytes still to pass before the next structure starts (a block's content, a skippable frame). */
+  #skip = 0;
+  #state: 'frame' | 'block' | 'checksum' = 'frame';
+  #checksum = false;
+
+  /** `firstFrameOnly`: the version of a runtime whose zstd decodes only a stream's first frame. */
+  constructor(firstFrameOnly?: string) {
+    super();
+    this.#firstFrameOnly = firstFrameOnly;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    try {
+      this.#walk(chunk);
+    } catch (error) {
+      return done(error as Error);
+    }
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      // A frame header is read up to its longest (18 bytes): the last frames may be shorter.
+      while (this.#pending.length > 0) {
+        const head = this.#pending;
+        this.#pending = Buffer.alloc(0);
+        const used = this.#structure(head);
+        if (used === undefined) throw new Error('the zstd stream ends inside a frame: truncated');
+        this.#walk(head.subarray(used));
+      }
+      if (this.#state !== 'frame' || this.#skip > 0) throw new Error('the zstd stream ends inside a frame: truncated');
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
+  }
+
+  #walk(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.#skip > 0) {
+        const skipped = Math.min(this.#skip, chunk.length - at);
+        this.#skip -= skipped;
+        at += skipped;
+        continue;
+      }
+      const need = this.#state === 'frame' ? 18 : this.#state === 'block' ? 3 : 4;
+      const take = Math.min(need - this.#pending.length, chunk.length - at);
+      const head = Buffer.concat([this.#pending, chunk.subarray(at, at + take)]);
+      at += take;
+      this.#pending = Buffer.alloc(0);
+      const used = head.length < need ? undefined : this.#structure(head);
+      if (used === undefined) {
+        if (head.length >= 4 && this.#state === 'frame' && !isZstdMagic(head) && !isSkippable(head)) badMagic();
+        this.#pending = head;
+        continue;
+      }
+      // What the structure did not use starts the next one.
+      if (used < head.length) this.#walk(head.subarray(used));
+    }
+  }
+
+  /** Reads the structure starting `head`; returns its length, or undefined when `head` is too short. */
+  #structure(head: Buffer): number | undefined {
+    if (this.#state === 'checksum') {
+      if (head.length < 4) return undefined;
+      this.#state = 'frame';
+      return 4;
+    }
+    if (this.#state === 'block') {
+      if (head.length < 3) return undefined;
+      const header = head.readUIntLE(0, 3);
+      const type = (header >> 1) & 3;
+      if (type === 3) throw new Error('is not valid zstd (reserved block type)');
+      this.#skip = type === 1 ? 1 : header >>> 3;
+      if (header & 1) this.#state = this.#checksum ? 'checksum' : 'frame';
+      return 3;
+    }
+    if (head.length < 4) return undefined;
+    if (!isZstdMagic(head) && !isSkippable(head)) return badMagic();
+    if (head.length < (isSkippable(head) ? 8 : 6)) return undefined;
+    if (isSkippable(head)) {
+      this.#skip = head.readUInt32LE(4);
+      return 8;
+    }
+    const descriptor = head[4] ?? 0;
+    const single = (descriptor >> 5) & 1;
+    const fcs = [single, 2, 4, 8][descriptor >> 6] ?? 0;
+    const dictionary = [0, 1, 2, 4][descriptor & 3] ?? 0;
+    const length = 5 + (single ? 0 : 1) + dictionary + fcs;
+    if (head.length < length) return undefined;
+    this.#checksum = ((descriptor >> 2) & 1) === 1;
+    this.#state = 'block';
+    if (++this.#frames > 1 && this.#firstFrameOnly !== undefined) {
+      throw new Error(`holds more than one zstd frame, and the zstd of Node.js ${this.#firstFrameOnly} decodes only the first: run cartorio on Node.js 24`);
+    }
+    return length;
+  }
+}
+
+function isZstdMagic(head: Buffer): boolean {
+  return head.readUInt32LE(0) === 0xfd2fb528;
+}
+
+function isSkippable(head: Buffer): boolean {
+  return (head.readUInt32LE(0) & 0xfffffff0) >>> 0 === 0x184d2a50;
+}
+
+function badMagic(): never {
+  throw new Error('is not valid zstd (no frame magic where a frame should start)');
+}
+
+function zstdDecompressor(runtime: ZstdRuntime): Transform {
+  const problem = zstdProblem(runtime);
+  if (problem !== undefined || !runtime.zlib.createZstdDecompress) throw new Error(problem);
+  return runtime.zlib.createZstdDecompress({ chunkSize: GUNZIP_CHUNK });
+}
+
+/**
+ * A zstd compressor for layers cartorio packs: level 3 (zstd's and BuildKit's default), one
+ * thread and a content checksum, so the same tar always gives the same bytes.
+ */
+export function zstdCompressor(runtime: ZstdRuntime = THIS_RUNTIME): Transform {
+  const problem = zstdProblem(runtime);
+  if (problem !== undefined || !runtime.zlib.createZstdCompress) throw new Error(problem);
+  const { ZSTD_c_compressionLevel, ZSTD_c_checksumFlag } = zlib.constants;
+  return runtime.zlib.createZstdCompress({ chunkSize: GUNZIP_CHUNK, params: { [ZSTD_c_compressionLevel]: 3, [ZSTD_c_checksumFlag]: 1 } });
+}
+
+/** Passes inflated bytes through, failing once more than `limit` have gone by (a gzip or zstd bomb). */
 export class InflationGuard extends Transform {
   readonly #limit: number;
   #seen = 0;
@@ -136,7 +328,7 @@ export class InflationGuard extends Transform {
 
 /** The one-line reason for refusing an input that inflates past `limit`. */
 export function inflationProblem(limit: number): string {
-  return `inflates to more than ${formatBytes(limit)} (over ${MAX_INFLATION_RATIO} times its compressed size): refused as a likely gzip bomb`;
+  return `inflates to more than ${formatBytes(limit)} (over ${MAX_INFLATION_RATIO} times its compressed size): refused as a likely decompression bomb`;
 }
 
 function formatBytes(bytes: number): string {

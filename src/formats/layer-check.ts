@@ -3,14 +3,14 @@ import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { HashingStream } from '../image/digest.js';
 import { hardlinkProblem, normalizeEntryName, symlinkEscapes } from '../image/tar-paths.js';
-import { INFLATION_FLOOR, InflationGuard, gunzip } from './input-stream.js';
+import { INFLATION_FLOOR, inflating, type Compression } from './input-stream.js';
 import { damagedHeader } from './archive-reader.js';
 
 /**
  * Checks a layer tar as it streams past on its way into the store: entry names and link
- * targets must stay inside the rootfs, and the tar must be complete. For a gzip layer it also
- * hashes the uncompressed bytes, which is the layer's diff_id, and refuses to inflate past
- * `inflationLimit` (a gzip bomb). One pass over the input.
+ * targets must stay inside the rootfs, and the tar must be complete. For a gzip or zstd layer it
+ * also hashes the uncompressed bytes, which is the layer's diff_id, and refuses to inflate past
+ * `inflationLimit` (a decompression bomb). One pass over the input.
  *
  * What a layer may hold that an image archive may not, as Docker and containerd accept it:
  * device nodes and FIFOs (a rootfs has /dev entries; runtimes create them only when privileged),
@@ -23,11 +23,11 @@ export class LayerCheck extends Transform {
   readonly #done: Promise<void>;
   readonly #diff: HashingStream | undefined;
 
-  constructor(compression: 'none' | 'gzip', inflationLimit = INFLATION_FLOOR) {
+  constructor(compression: Compression, inflationLimit = INFLATION_FLOOR) {
     super({ highWaterMark: 1024 * 1024 });
     const tar = extract();
-    this.#diff = compression === 'gzip' ? new HashingStream() : undefined;
-    const stages = compression === 'gzip' && this.#diff ? [gunzip(), new InflationGuard(inflationLimit), this.#diff] : [];
+    this.#diff = compression !== 'none' ? new HashingStream() : undefined;
+    const stages = compression !== 'none' && this.#diff ? [...inflating(compression, inflationLimit), this.#diff] : [];
     const head = stages[0] ?? (tar as unknown as Writable);
     this.#side = head as Writable;
     const feeding = stages.length > 0 ? pipeline([...stages, tar] as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]) : Promise.resolve();
@@ -35,7 +35,7 @@ export class LayerCheck extends Transform {
     this.#done.catch((error: unknown) => this.destroy(error as Error));
   }
 
-  /** sha256 of the uncompressed tar (gzip layers only; an uncompressed layer's diff_id is its digest). */
+  /** sha256 of the uncompressed tar (compressed layers only; an uncompressed layer's diff_id is its digest). */
   diffId(): string | undefined {
     return this.#diff?.digest();
   }

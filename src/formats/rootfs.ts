@@ -3,13 +3,14 @@ import { relative } from 'node:path';
 import { buildImageConfig, buildImageManifest, defaultCreated, type ImageSettings } from '../image/config.js';
 import { ChunkPool } from '../image/chunk-pool.js';
 import { collectTree, PACK_CHUNK, packTree } from '../image/layer-pack.js';
+import { HashingStream } from '../image/digest.js';
 import { MediaType, layerMediaType } from '../image/media-types.js';
 import { ParallelGzip } from '../image/parallel-gzip.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { hostPlatform } from '../image/platform.js';
 import type { Ingest } from '../store/ingest.js';
 import { asLoadError } from './archive-reader.js';
-import { ByteCounter, inflationLimit, openInput, sniffCompression } from './input-stream.js';
+import { ByteCounter, inflationLimit, openInput, sniffCompression, zstdCompressor, zstdProblem } from './input-stream.js';
 import { LayerCheck } from './layer-check.js';
 import { LoadError } from './load-error.js';
 import type { LoadOptions, PendingImage } from './types.js';
@@ -22,7 +23,7 @@ export interface BuiltLayer {
   diffId: string;
 }
 
-/** A rootfs tarball (plain or gzip) as a one-layer image; the layer is the file, copied as is. */
+/** A rootfs tarball (plain, gzip or zstd) as a one-layer image; the layer is the file, copied as is. */
 export async function loadRootfsTar(input: string, ingest: Ingest, options: LoadOptions): Promise<PendingImage[]> {
   const layer = await ingestLayerTar(input, ingest, options);
   return [await buildImage(input, ingest, [layer], options.settings ?? {}, options, `cartorio load ${input}`)];
@@ -49,8 +50,11 @@ export async function ingestLayerTar(input: string, ingest: Ingest, options: Loa
   }
 }
 
-/** Packs a directory into a layer (gzip unless `compression: none`), hashing tar and blob in one pass. */
+/** Packs a directory into a layer (gzip unless `compression` is none or zstd), hashing tar and blob in one pass. */
 export async function packDirectory(input: string, ingest: Ingest, options: LoadOptions): Promise<BuiltLayer> {
+  const compression = options.compression ?? 'gzip';
+  const noZstd = compression === 'zstd' ? zstdProblem() : undefined;
+  if (noZstd !== undefined) throw new LoadError(input, `cannot be packed with --compression zstd: ${noZstd}`, 'run cartorio on Node.js 24, or use --compression gzip');
   let tree;
   try {
     tree = collectTree(input);
@@ -58,7 +62,6 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
     throw treeError(input, error);
   }
   options.onStart?.(tree.contentBytes);
-  const compression = options.compression ?? 'gzip';
   const mtime = options.mtime ?? clampedMtime();
   // The tar's 1 MiB chunks go to another thread and come back to be filled again.
   const pool = new ChunkPool(PACK_CHUNK);
@@ -68,6 +71,11 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
       // The blob is the tar itself: its digest is the diff_id, hashed once.
       const blob = await ingest.writeStream(tar, { where: input, offThread: true, recycle: pool.give });
       return { mediaType: layerMediaType(compression), ...blob, diffId: blob.digest };
+    }
+    if (compression === 'zstd') {
+      const diff = new HashingStream();
+      const blob = await ingest.writeStream(tar, { where: input, through: [diff, zstdCompressor()] });
+      return { mediaType: layerMediaType(compression), ...blob, diffId: diff.digest() };
     }
     // Deflated on every core in fixed blocks: the same bytes on any machine (image/parallel-gzip.ts).
     const gzip = new ParallelGzip({ level: options.gzipLevel ?? 6, adopt: { pool } });

@@ -36,7 +36,8 @@ export async function indexPlainTar(input: string): Promise<IndexedEntry[]> {
     let offset = 0;
     let extended = false;
     let globalPax = false;
-    for (;;) {
+    // A size field can claim more than 2^53 bytes (GNU base-256): no next header to read there.
+    while (Number.isSafeInteger(offset)) {
       const { bytesRead } = await handle.read(header, 0, BLOCK, offset);
       if (bytesRead < BLOCK || header.every((byte) => byte === 0)) break;
       if (!checksumOk(header)) {

@@ -17,8 +17,8 @@ export interface LoadOptions {
   /** Config for images built from a rootfs; flags win over metadata.json. */
   settings?: ImageSettings;
   platform?: Platform;
-  /** Layer compression for images packed from a directory (default gzip). */
-  compression?: 'none' | 'gzip';
+  /** Layer compression for images packed from a directory (default gzip; zstd needs Node.js 22.15+). */
+  compression?: 'none' | 'gzip' | 'zstd';
   /** zlib level (1–9) of a gzip layer packed from a directory (default 6). */
   gzipLevel?: number;
   /** Fixed mtime for every packed entry; default: each file's own, clamped by SOURCE_DATE_EPOCH. */

@@ -4,7 +4,7 @@ import { join, posix, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract, type Header } from 'tar-stream';
-import { InflationGuard, gunzip, inflationLimit } from '../formats/input-stream.js';
+import { compressionOf, inflating, inflationLimit, readHead, zstdProblem, type Compression } from '../formats/input-stream.js';
 import { hardlinkProblem, normalizeEntryName, symlinkEscapes } from '../image/tar-paths.js';
 
 /** OCI image-spec layer.md: a whiteout file hides `<name>` of the layers below. */
@@ -40,24 +40,22 @@ export class RootfsWriter {
     this.#options = options;
   }
 
-  /** Applies one layer file (tar, tar+gzip); `where` names it in errors. */
+  /** Applies one layer file (tar, tar+gzip, tar+zstd); `where` names it in errors. */
   async applyLayerFile(path: string, where: string): Promise<void> {
-    const head = await readHead(path);
-    if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) {
-      throw new Error(`${where}: zstd-compressed layers cannot be unpacked yet (use format: oci)`);
-    }
-    const gzip = head[0] === 0x1f && head[1] === 0x8b;
+    const compression = compressionOf(await readHead(path, 4));
+    const noZstd = compression === 'zstd' ? zstdProblem() : undefined;
+    if (noZstd !== undefined) throw new Error(`${where}: cannot unpack a zstd layer: ${noZstd} (run the resource on Node.js 24, or get with format: oci)`);
     const source = createReadStream(path, { highWaterMark: 1024 * 1024 });
-    await this.applyLayer(source, where, gzip, (await stat(path)).size);
+    await this.applyLayer(source, where, compression, (await stat(path)).size);
   }
 
   /**
-   * Applies one layer tar stream (gzip-compressed when `gzip`). A gzip layer may inflate to the
-   * same bound a load allows (formats/input-stream.ts), so a bomb cannot fill the disk.
+   * Applies one layer tar stream, compressed as `compression` says. A gzip or zstd layer may
+   * inflate to the same bound a load allows (formats/input-stream.ts), so a bomb cannot fill the disk.
    */
-  async applyLayer(source: Readable, where: string, gzip = false, compressedSize = 0): Promise<void> {
+  async applyLayer(source: Readable, where: string, compression: Compression = 'none', compressedSize = 0): Promise<void> {
     const tar = extract();
-    const stages = gzip ? [source, gunzip(), new InflationGuard(inflationLimit(compressedSize)), tar] : [source, tar];
+    const stages = compression !== 'none' ? [source, ...inflating(compression, inflationLimit(compressedSize)), tar] : [source, tar];
     const feeding = pipeline(stages as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
     let feedError: Error | undefined;
     feeding.catch((error: Error) => (feedError = error)); // reported below, after the entries
@@ -241,13 +239,3 @@ async function writeContent(content: Readable, path: string): Promise<void> {
   }
 }
 
-async function readHead(path: string): Promise<Buffer> {
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(buffer, 0, 4, 0);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}

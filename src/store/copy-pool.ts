@@ -214,7 +214,10 @@ export class OffThreadBlobSink extends Writable {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     if (this.#failure) return done(this.#failure);
-    const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength ? chunk : Buffer.from(chunk);
+    // Only a chunk that is its whole ArrayBuffer moves as is. Any other is copied into one of its
+    // own: not Buffer.from, which puts a small copy in the shared 8 KiB pool, an ArrayBuffer that
+    // Node.js 21+ refuses to transfer ("Cannot transfer object of unsupported type").
+    const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength ? chunk : new Uint8Array(chunk);
     this.#inFlight++;
     this.#worker.postMessage({ type: 'chunk', buffer: owned.buffer }, [owned.buffer as ArrayBuffer]);
     if (this.#inFlight < CHUNKS_IN_FLIGHT) return done();

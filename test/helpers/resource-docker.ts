@@ -1,19 +1,34 @@
 import { chmod, copyFile, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { ROOT } from './cli.js';
 import { must, type Docker } from './clients.js';
 
+/** The Node.js line the resource image ships (the Dockerfile's default BASE is node:24-bookworm-slim). */
+export const IMAGE_NODE_MAJOR = 24;
+
 /**
- * Imports a base image for the Dockerfile's `ARG BASE`, made from this machine: the Node.js
- * binary running the tests at /usr/local/bin/node, the shared libraries `ldd` lists for it at
- * their paths, and a static busybox for /bin/sh, /usr/bin/env and the usual commands.
+ * A Node.js 24 binary of this machine: the one running the tests when it is 24 (as on CI),
+ * else the one .ci/node-runtime.sh keeps in its cache (installed from the npm registry the first time).
+ */
+export async function imageNode(): Promise<string> {
+  if (process.versions.node.split('.')[0] === String(IMAGE_NODE_MAJOR)) return process.execPath;
+  const bin = (await must('bash', [join(ROOT, '.ci', 'node-runtime.sh'), String(IMAGE_NODE_MAJOR)])).stdout.trim();
+  return join(bin, 'node');
+}
+
+/**
+ * Imports a base image for the Dockerfile's `ARG BASE`, made from this machine: a Node.js 24
+ * binary (`imageNode`) at /usr/local/bin/node, the shared libraries `ldd` lists for it at their
+ * paths, and a static busybox for /bin/sh, /usr/bin/env and the usual commands.
  */
 export async function importNodeBase(docker: Pick<Docker, 'docker'>, dir: string, tag: string): Promise<void> {
+  const node = await imageNode();
   const rootfs = join(dir, 'node-base');
   await busyboxRootfs(rootfs);
   await mkdir(join(rootfs, 'usr', 'local', 'bin'), { recursive: true });
-  await copyFile(process.execPath, join(rootfs, 'usr', 'local', 'bin', 'node'));
+  await copyFile(node, join(rootfs, 'usr', 'local', 'bin', 'node'));
   await chmod(join(rootfs, 'usr', 'local', 'bin', 'node'), 0o755);
-  const ldd = await must('ldd', [process.execPath]);
+  const ldd = await must('ldd', [node]);
   for (const [, path] of ldd.stdout.matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x/g)) {
     if (path === undefined) continue;
     await mkdir(dirname(join(rootfs, path)), { recursive: true });
