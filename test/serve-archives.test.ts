@@ -288,3 +288,56 @@ test('archives, layouts and a store served together; --verify reports on /health
   assert.equal((await fetch(`http://${server.address}/v2/cartorio/big/blobs/${bad?.digest ?? ''}`)).status, 500, 'refused once verified bad');
   await must('skopeo', ['inspect', '--tls-verify=false', `docker://${server.address}/docker.io/library/busybox:25`]);
 });
+
+// registry-image's `format: oci` get writes go-containerregistry's `tarball.WriteToFile`: a legacy
+// docker save layout whose layers are the gzip blobs as pulled, named `<digest hex>.tar.gz`, and a
+// config named `sha256:<hex>`. Assembled here the same way from umoci's real layers, packed by tar.
+async function ggcrTarball(dir: string, name: string, flip = false): Promise<string> {
+  const layout = join(FIXTURES, 'busybox-oci');
+  const manifest = JSON.parse(await readFile(join(layout, 'blobs', 'sha256', 'aa48215cf55ff8cc1922a87e696d659944c1aaf0502097800a4cc8cfa23d2bcb'), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] };
+  const work = join(dir, `${name}-work`);
+  await must('mkdir', ['-p', work]);
+  const hex = (digest: string): string => digest.slice('sha256:'.length);
+  await copyFile(join(layout, 'blobs', 'sha256', hex(manifest.config.digest)), join(work, manifest.config.digest));
+  const layers = manifest.layers.map((layer) => `${hex(layer.digest)}.tar.gz`);
+  for (const [i, layer] of manifest.layers.entries()) await copyFile(join(layout, 'blobs', 'sha256', hex(layer.digest)), join(work, layers[i] as string));
+  if (flip) {
+    const last = join(work, layers[layers.length - 1] as string);
+    const bytes = await readFile(last);
+    const at = Math.floor(bytes.length / 2);
+    bytes[at] = (bytes[at] ?? 0) ^ 0xff;
+    await writeFile(last, bytes);
+  }
+  await writeFile(join(work, 'manifest.json'), JSON.stringify([{ Config: manifest.config.digest, RepoTags: ['registry.example.com/ci/app:1'], Layers: layers }]));
+  const tarball = join(dir, `${name}.tar`);
+  await must('tar', ['-C', work, '--numeric-owner', '--owner=0', '--group=0', '-cf', tarball, manifest.config.digest, ...layers, 'manifest.json']);
+  return tarball;
+}
+
+test('registry-image image.tar (go-containerregistry tarball, gzip layers named by digest): load\'s digest, hashed while streaming, a flipped byte refused', async (t) => {
+  const dir = await tempDir(t);
+  const good = await ggcrTarball(dir, 'good');
+  const loaded = await loadedDigests(join(dir, 'store'), good);
+  const digest = loaded.get('registry.example.com/ci/app:1');
+  assert.ok(digest, JSON.stringify([...loaded]));
+  const bad = await ggcrTarball(dir, 'bad', true);
+  // The corrupt tarball first: its copy of the layer is tried first, refused, then the good copy serves.
+  const server = await serveArgs(t, dir, [`broken/app=${bad}`, good, '--log-level', 'info']);
+  const served = await manifestOf(server.address, 'registry.example.com/ci/app', '1');
+  assert.equal(served.digest, digest, 'the digest load gives');
+  const layers = (JSON.parse(served.bytes.toString()) as { layers: { digest: string; mediaType: string }[] }).layers;
+  assert.ok(layers.every((layer) => layer.mediaType === 'application/vnd.oci.image.layer.v1.tar+gzip'));
+  const broken = await manifestOf(server.address, 'broken/app', '1');
+  assert.equal(broken.digest, digest, 'same claims, same manifest');
+  const last = layers[layers.length - 1]?.digest ?? '';
+  // A layer of one chunk is cut before even the headers go out: the request fails either way.
+  await assert.rejects(fetch(`http://${server.address}/v2/broken/app/blobs/${last}`).then((response) => response.arrayBuffer()), 'the download of the flipped layer is cut');
+  await sleep(100);
+  assert.match(server.logs(), new RegExp(`bad\\.tar: ${last.slice(7)}\\.tar\\.gz.*do not match their digest`));
+  // Content-addressed: once the corrupt copy is refused, the good tarball's copy serves both names.
+  await must('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${server.address}/broken/app:1`, `oci:${join(dir, 'copy-bad')}:1`]);
+  await must('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${server.address}/registry.example.com/ci/app:1`, `oci:${join(dir, 'copy')}:1`]);
+  const after = await fetch(`http://${server.address}/v2/registry.example.com/ci/app/blobs/${last}`);
+  assert.equal(after.status, 200, 'the good tarball\'s copy of the layer serves once the bad one is refused');
+  assert.equal(sha256(Buffer.from(await after.arrayBuffer())), last);
+});

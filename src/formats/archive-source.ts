@@ -34,7 +34,8 @@ interface Served {
   archives: OpenArchive[];
   names: readonly string[];
   snapshots: Map<string, RepositorySnapshot>;
-  locations: Map<string, BlobLocation>;
+  /** Where each blob is; several places when archives share it: a refused one gives way to the next. */
+  locations: Map<string, BlobLocation[]>;
   /** Gzip legacy layers whose compressed digest is only claimed by their file name: their diff_id, to check with --verify. */
   diffIds: Map<BlobLocation, string>;
 }
@@ -50,8 +51,17 @@ interface FoundImage {
 /** Collects an archive's manifests and blob locations as its images are walked. */
 interface Collected {
   manifests: Map<string, StoredManifest>;
-  locations: Map<string, BlobLocation>;
+  locations: Map<string, BlobLocation[]>;
   diffIds: Map<BlobLocation, string>;
+}
+
+// A place holding `digest`; a proven one goes first, the same entry is not added twice.
+function addLocation(collected: Collected, digest: string, location: BlobLocation): void {
+  const list = collected.locations.get(digest) ?? [];
+  if (list.some((known) => known.path === location.path && known.offset === location.offset)) return;
+  if (location.proven) list.unshift(location);
+  else list.push(location);
+  collected.locations.set(digest, list);
 }
 
 /**
@@ -115,7 +125,8 @@ export class ArchiveSource implements ImageSource {
   async blob(name: string, digest: string): Promise<BlobLocation | undefined> {
     const { snapshots, locations } = this.#served;
     if (!snapshots.get(name)?.blobs.has(digest)) return undefined;
-    return locations.get(digest);
+    const list = locations.get(digest);
+    return list?.find((location) => location.refused === undefined) ?? list?.[0];
   }
 
   /** False when an archive was truncated under the server (its bytes are no longer all there). */
@@ -135,7 +146,7 @@ export class ArchiveSource implements ImageSource {
    */
   async verify(hash: (location: BlobLocation) => Promise<string>, log: (location: BlobLocation, digest: string, problem?: string) => void): Promise<string[]> {
     const served = this.#served;
-    const pending = [...served.locations].filter(([, location]) => !location.proven && location.refused === undefined);
+    const pending = [...served.locations].flatMap(([digest, list]) => list.map((location) => [digest, location] as const)).filter(([, location]) => !location.proven && location.refused === undefined);
     const status = { state: 'running' as 'running' | 'done', checked: 0, total: pending.length, failed: [] as string[] };
     this.#verification = status;
     await Promise.all(pending.map(async ([digest, location]) => {
@@ -280,7 +291,7 @@ async function legacyImage(path: string, entry: Parameters<typeof buildLegacyIma
       if (!found) return undefined;
       const bytes = await read(found, 'config');
       const digest = sha256Digest(bytes);
-      if (!collected.locations.has(digest)) collected.locations.set(digest, locate(found, true));
+      addLocation(collected, digest, locate(found, true));
       return { digest, size: bytes.length, bytes };
     },
     layer: async (name, diffId) => {
@@ -305,7 +316,7 @@ async function legacyImage(path: string, entry: Parameters<typeof buildLegacyIma
           if (inflated !== diffId) throw new LoadError(path, `layer "${name}" inflates to a tar with digest ${inflated} but the config says ${diffId}; the archive is corrupt`);
         }
       }
-      if (!collected.locations.has(digest)) collected.locations.set(digest, location);
+      addLocation(collected, digest, location);
       return { mediaType: gzip ? MediaType.ociLayerGzip : MediaType.ociLayer, digest, size: found.size };
     },
   });
@@ -346,7 +357,7 @@ class OciWalk {
     const bytes = await this.read(entry, mediaType);
     const found = sha256Digest(bytes);
     if (found !== digest) throw new LoadError(this.path, `blob "${entry.path}" has digest ${found}; the file is corrupt or was altered`);
-    if (!this.collected.locations.get(digest)?.proven) this.collected.locations.set(digest, this.locate(entry, true));
+    addLocation(this.collected, digest, this.locate(entry, true));
     return bytes;
   }
 
@@ -357,7 +368,7 @@ class OciWalk {
     const entry = this.#entry(digest, mediaType);
     if (entry.size !== descriptor.size) throw new LoadError(this.path, `${digest} is ${entry.size} bytes but its descriptor says ${descriptor.size}`);
     if (!isManifestMediaType(mediaType)) {
-      if (!this.collected.locations.has(digest)) this.collected.locations.set(digest, this.locate(entry, false));
+      addLocation(this.collected, digest, this.locate(entry, false));
       return;
     }
     if (this.collected.manifests.has(digest)) return;
