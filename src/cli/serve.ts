@@ -40,14 +40,16 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export function serveCommand(): Command {
   return new Command('serve')
     .description(
-      'Serve images read-only over the OCI Distribution / Docker Registry v2 API: the store, or the\n' +
-        'INPUTs given, or both (--store DIR with INPUTs). An INPUT is [NAME=]PATH:\n' +
-        '  FILE.tar  an uncompressed docker save or OCI archive, served in place (no copy, ready at\n' +
-        '            once), every image under the name and digest `load` would give it;\n' +
-        '  DIR       an OCI layout, or a get output holding oci/ (named by its repository file, else\n' +
-        '            by its directory).\n' +
-        'Layers whose digest an archive only claims are hashed as they stream and never sent whole\n' +
-        'when they do not match. SIGHUP re-reads the archive files (e.g. after replacing one).',
+      'Serve images read-only (OCI Distribution / Docker Registry v2 API):\n' +
+        'the store, or the INPUTs given, or both (--store DIR and INPUTs).\n' +
+        'An INPUT is [NAME=]PATH:\n' +
+        '  FILE.tar  an uncompressed docker save or OCI archive, served in\n' +
+        '            place (no copy, ready at once), each image under the\n' +
+        '            name and digest `cartorio load` would give it;\n' +
+        '  DIR       an OCI layout, or a get output holding oci/.\n' +
+        'Layers whose digest an archive only claims are hashed as they\n' +
+        'stream, never sent whole when they do not match.\n' +
+        'SIGHUP re-reads the archive files (after replacing one).',
     )
     .argument('[inputs...]', 'archives and layouts to serve: [NAME=]FILE.tar or [NAME=]DIR')
     .addOption(storeOption())
@@ -83,8 +85,10 @@ async function openSources(inputs: string[], store: string | undefined): Promise
   const dirs: string[] = [];
   for (const input of inputs) {
     const equals = input.indexOf('=');
-    const info = await stat(resolve(equals > 0 ? input.slice(equals + 1) : input)).catch(() => undefined);
-    (info?.isFile() ? files : dirs).push(input);
+    const path = resolve(equals > 0 ? input.slice(equals + 1) : input);
+    const info = await stat(path).catch(() => undefined);
+    if (!info) throw new CliError(`${path}: does not exist`, 'give an image tarball (FILE.tar) or an OCI layout directory, optionally as NAME=PATH');
+    (info.isFile() ? files : dirs).push(input);
   }
   const sources: ImageSource[] = [];
   const archives = files.length > 0 ? await ArchiveSource.open(files) : undefined;
