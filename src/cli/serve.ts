@@ -1,10 +1,14 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
+import type { FastifyInstance } from 'fastify';
 import { buildRegistry } from '../registry/app.js';
 import { parseHtpasswd } from '../registry/auth.js';
+import { ArchiveSource } from '../formats/archive-source.js';
 import { nameServedLayouts } from '../formats/served-layouts.js';
-import { ServedImages } from '../store/image-source.js';
+import { CopyPool } from '../store/copy-pool.js';
+import { type ImageSource, ServedImages } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
 import { CliError, action, examples, storeOption, storePath } from './common.js';
 
@@ -17,6 +21,15 @@ interface ServeOptions {
   htpasswd?: string;
   logLevel: string;
   quiet?: boolean;
+  verify?: boolean;
+}
+
+/** What one `serve` serves, for the banner and the signal handlers. */
+interface Sources {
+  images: ServedImages;
+  archives?: ArchiveSource;
+  /** The store directory, when a store is served. */
+  store?: string;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -27,17 +40,25 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export function serveCommand(): Command {
   return new Command('serve')
     .description(
-      'Serve the store read-only over the OCI Distribution / Docker Registry v2 API.\n' +
-        'Given LAYOUT directories instead, serve those OCI layouts without a store: NAME=DIR, a get\n' +
-        'output holding oci/ (named by its repository file), or a layout (named by its directory).',
+      'Serve images read-only (OCI Distribution / Docker Registry v2 API):\n' +
+        'the store, or the INPUTs given, or both (--store DIR and INPUTs).\n' +
+        'An INPUT is [NAME=]PATH:\n' +
+        '  FILE.tar  an uncompressed docker save or OCI archive, served in\n' +
+        '            place (no copy, ready at once), each image under the\n' +
+        '            name and digest `cartorio load` would give it;\n' +
+        '  DIR       an OCI layout, or a get output holding oci/.\n' +
+        'Layers whose digest an archive only claims are hashed as they\n' +
+        'stream, never sent whole when they do not match.\n' +
+        'SIGHUP re-reads the archive files (after replacing one).',
     )
-    .argument('[layouts...]', 'OCI layouts to serve instead of a store: [NAME=]DIR')
+    .argument('[inputs...]', 'archives and layouts to serve: [NAME=]FILE.tar or [NAME=]DIR')
     .addOption(storeOption())
     .addOption(new Option('-l, --listen <host:port>', 'address to listen on (port 0 picks a free one)').env('CARTORIO_LISTEN').default('0.0.0.0:5000'))
     .option('--ready-file <file>', 'once listening, write the bound address (e.g. 127.0.0.1:41234) to this file')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--htpasswd <file>', 'require HTTP Basic auth from this htpasswd file (bcrypt entries, htpasswd -B)')
+    .option('--verify', 'hash every layer of the archives on worker threads at start, while already serving; /healthz and the log tell when it is done and what failed')
     .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
     .option('-q, --quiet', 'do not print the address and pull commands on stdout')
     .addHelpText('after', examples([
@@ -45,20 +66,51 @@ export function serveCommand(): Command {
       'cartorio serve --store /srv/images --listen 127.0.0.1:5000',
       'cartorio serve --listen 127.0.0.1:0 --ready-file addr && curl http://$(cat addr)/v2/_catalog',
       'cartorio serve --tls-cert server.crt --tls-key server.key --htpasswd users.htpasswd',
+      'docker save app:1 app:2 -o app.tar && cartorio serve app.tar   # served in place as app:1, app:2',
+      'cartorio serve myapp=image/image.tar             # oci-build-task output, under the name myapp',
       'cartorio serve ./app-image/oci tools/kit=./kit-layout   # a Concourse get output and a layout',
+      'cartorio serve --store /srv/images extra.tar     # a store and an archive together',
+      'kill -HUP $(pidof cartorio)                      # after replacing app.tar: serve the new file',
       'docker pull 127.0.0.1:5000/busybox:1             # 127.0.0.0/8 needs no insecure-registries entry',
     ]))
-    .action(action('serve', async (layouts: string[], options: ServeOptions, command: Command) => {
-      const storeGiven = command.getOptionValueSource('store') === 'cli';
-      if (layouts.length > 0 && storeGiven) throw new CliError('give either --store DIR or layout directories, not both');
-      const reader = layouts.length > 0
-        ? new StoreReader(layouts.join(' '), await nameServedLayouts(layouts))
-        : new StoreReader(storePath(options.store));
-      await serve(new ServedImages([reader]), options);
+    .action(action('serve', async (inputs: string[], options: ServeOptions, command: Command) => {
+      const withStore = inputs.length === 0 || command.getOptionValueSource('store') === 'cli';
+      await serve(await openSources(inputs, withStore ? storePath(options.store) : undefined), options);
     }));
 }
 
-async function serve(images: ServedImages, options: ServeOptions): Promise<void> {
+// Archives (files) and layouts (directories) by what the path is; a name held by two sources is refused here.
+async function openSources(inputs: string[], store: string | undefined): Promise<Sources> {
+  const files: string[] = [];
+  const dirs: string[] = [];
+  for (const input of inputs) {
+    const equals = input.indexOf('=');
+    const path = resolve(equals > 0 ? input.slice(equals + 1) : input);
+    const info = await stat(path).catch(() => undefined);
+    if (!info) throw new CliError(`${path}: does not exist`, 'give an image tarball (FILE.tar) or an OCI layout directory, optionally as NAME=PATH');
+    (info.isFile() ? files : dirs).push(input);
+  }
+  const sources: ImageSource[] = [];
+  const archives = files.length > 0 ? await ArchiveSource.open(files) : undefined;
+  if (archives) sources.push(archives);
+  if (dirs.length > 0) sources.push(new StoreReader(dirs.join(' '), await nameServedLayouts(dirs)));
+  if (store !== undefined) sources.push(new StoreReader(store));
+  const owner = new Map<string, ImageSource>();
+  for (const source of sources) {
+    for (const name of await source.repositoryNames()) {
+      const other = owner.get(name);
+      if (other) {
+        await archives?.close();
+        throw new CliError(`"${name}" would be served from both ${other.description} and ${source.description}`, 'serve one of them under another name: NAME=PATH');
+      }
+      owner.set(name, source);
+    }
+  }
+  return { images: new ServedImages(sources), ...(archives && { archives }), ...(store !== undefined && { store }) };
+}
+
+async function serve(sources: Sources, options: ServeOptions): Promise<void> {
+  const { images, archives } = sources;
   const { host, port } = parseListen(options.listen);
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together');
   const tls = options.tlsCert !== undefined && options.tlsKey !== undefined
@@ -81,8 +133,15 @@ async function serve(images: ServedImages, options: ServeOptions): Promise<void>
   if (htpasswd && !tls && !/^(127\.|\[::1\]|localhost)/.test(address)) {
     app.log.warn({ address }, '--htpasswd without --tls-cert: passwords cross the network in clear text');
   }
+  const storeState = sources.store === undefined ? undefined : await describeStore(sources.store);
+  if (storeState) app.log.warn({ store: sources.store }, `store ${storeState}: images loaded into it are served live, without a restart`);
+  if (archives) app.log.info({ archives: archives.paths, repositories: (await archives.repositoryNames()).length, startupMs: Math.round(performance.now()) }, 'serving archives in place');
   if (options.readyFile !== undefined) await writeReadyFile(options.readyFile, address);
-  if (!options.quiet) process.stdout.write(await banner(images, address, tls !== undefined));
+  if (!options.quiet) process.stdout.write(await banner(sources, address, tls !== undefined, storeState));
+  if (archives) {
+    process.on('SIGHUP', () => void reloadArchives(archives, app));
+    if (options.verify) void verifyArchives(archives, app);
+  }
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       app.log.info({ signal }, 'shutting down');
@@ -97,13 +156,15 @@ async function serve(images: ServedImages, options: ServeOptions): Promise<void>
     process.once('SIGINT', stop);
   });
   await stopped;
+  await archives?.close();
   if (options.readyFile !== undefined) await rm(options.readyFile, { force: true });
 }
 
 const BANNER_TAGS = 5;
 
 /** What a person starting the server wants to see: where it is, and how to pull from it. */
-async function banner(images: ServedImages, address: string, tls: boolean): Promise<string> {
+async function banner(sources: Sources, address: string, tls: boolean, storeState: string | undefined): Promise<string> {
+  const images = sources.images;
   // A wildcard address is not one a client can use; 127.0.0.1 works from this machine.
   const pullAddress = address.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '127.0.0.1:');
   const names = await images.repositoryNames();
@@ -117,14 +178,53 @@ async function banner(images: ServedImages, address: string, tls: boolean): Prom
   }
   const lines = [`cartorio: serving ${images.description} on ${tls ? 'https' : 'http'}://${address} (${names.length} ${names.length === 1 ? 'repository' : 'repositories'})`];
   const first = refs[0];
-  if (first === undefined) {
-    lines.push(`  nothing to serve yet: load images with \`cartorio load --store ${images.description} IMAGE.tar\`; they are served without a restart`);
-  } else {
+  if (storeState !== undefined) {
+    lines.push(`  store ${sources.store ?? ''} ${storeState}: images loaded into it (cartorio load --store ${sources.store ?? ''} IMAGE.tar) are served live, without a restart`);
+  }
+  if (first !== undefined) {
     const insecure = tls ? '' : ' --tls-verify=false';
     lines.push('pull with:', `  docker pull ${pullAddress}/${first}`, `  podman pull${insecure} ${pullAddress}/${first}`, `  skopeo inspect${insecure} docker://${pullAddress}/${first}`);
     lines.push(`images: ${refs.join(', ')}${names.length > refs.length ? ', … (cartorio list)' : ''}`);
   }
   return lines.join('\n') + '\n';
+}
+
+// Undefined when the store holds something; else what to tell (it is missing, or empty).
+async function describeStore(store: string): Promise<string | undefined> {
+  const entries = await readdir(store).catch(() => undefined);
+  if (entries === undefined) return 'does not exist yet';
+  return entries.some((name) => !name.startsWith('.')) ? undefined : 'is empty';
+}
+
+// SIGHUP: the archive files are read again; on a problem the old ones keep being served.
+async function reloadArchives(archives: ArchiveSource, app: FastifyInstance): Promise<void> {
+  const started = performance.now();
+  try {
+    await archives.reload();
+    app.log.info({ archives: archives.paths, repositories: (await archives.repositoryNames()).length, ms: Math.round(performance.now() - started) }, 'SIGHUP: archives read again; new downloads get their current bytes');
+  } catch (error) {
+    app.log.error({ err: error }, `SIGHUP: cannot read the archives again, still serving the previous ones: ${(error as Error).message}`);
+  }
+}
+
+// --verify: every unproven layer hashed on worker threads, from the archive's open descriptor.
+async function verifyArchives(archives: ArchiveSource, app: FastifyInstance): Promise<void> {
+  const pool = new CopyPool();
+  const started = performance.now();
+  app.log.info({ archives: archives.paths }, 'verifying every layer of the archives while serving');
+  try {
+    const failed = await archives.verify(
+      async (location) => (await pool.copy({ input: location.path, offset: location.offset, size: location.size, ...(location.handle && { fd: location.handle.fd }) }).copied).digest,
+      (location, digest, problem) => {
+        if (problem !== undefined) app.log.error({ archive: location.path, entry: location.origin, digest, problem }, 'verification: blob does not match its digest; refused from now on');
+      },
+    );
+    const summary = { failed: failed.length, ms: Math.round(performance.now() - started) };
+    if (failed.length > 0) app.log.error({ ...summary, blobs: failed.slice(0, 20) }, 'verification finished: some blobs do not match their digest and are refused');
+    else app.log.info(summary, 'verification finished: every blob matches its digest');
+  } finally {
+    await pool.close();
+  }
 }
 
 /** `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` (all interfaces). */

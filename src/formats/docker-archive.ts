@@ -31,7 +31,7 @@ const dockerManifestSchema = {
     },
   },
 } as const;
-interface DockerManifestEntry {
+export interface DockerManifestEntry {
   Config: string;
   RepoTags?: string[] | null;
   Layers: string[];
@@ -53,7 +53,10 @@ export async function loadImageArchive(input: string, ingest: Ingest, options: L
     const layoutIndex = parseLayoutIndex(input, await readIndex(input, ingest, index.digest), `${input}: index.json`);
     const images = imagesFromIndex(input, layoutIndex);
     const manifest = files.get('manifest.json');
-    if (manifest) await nameFromDockerManifest(input, images, await readDockerManifest(input, ingest, manifest.digest), files, ingest);
+    if (manifest) {
+      const entries = await readDockerManifest(input, ingest, manifest.digest);
+      await nameFromDockerManifest(images, entries, (name) => files.get(name)?.digest, (digest) => ingest.readBytes(digest, input));
+    }
     return images;
   }
   const manifest = files.get('manifest.json');
@@ -73,17 +76,60 @@ async function readIndex(input: string, ingest: Ingest, digest: string): Promise
 }
 
 async function readDockerManifest(input: string, ingest: Ingest, digest: string): Promise<DockerManifestEntry[]> {
+  return parseDockerManifest(input, await ingest.readBytes(digest, `${input}: manifest.json`));
+}
+
+/** Parses and validates a docker save `manifest.json`. */
+export function parseDockerManifest(input: string, bytes: Buffer): DockerManifestEntry[] {
   const where = `${input}: manifest.json`;
   try {
-    return validateDockerManifest(parseJson(await ingest.readBytes(digest, where), where), where);
+    return validateDockerManifest(parseJson(bytes, where), where);
   } catch (error) {
     throw new LoadError(input, (error as Error).message.replace(`${input}: `, ''), undefined, { cause: error });
   }
 }
 
-// Legacy docker save: config and layer.tar files; the manifest is built here (OCI, layers as stored).
+// Legacy docker save as `load` reads it: blobs from the ingest, gzip layers inflated to check their diff_id.
 async function legacyImage(input: string, entry: DockerManifestEntry, files: ArchiveFiles, ingest: Ingest): Promise<PendingImage[]> {
-  const config = lookup(input, files, entry.Config, 'config');
+  const { manifest, names } = await buildLegacyImage(input, entry, {
+    config: async (name) => {
+      const config = files.get(normalize(name));
+      return config && { ...config, bytes: await ingest.readBytes(config.digest, `${input}: ${name}`) };
+    },
+    layer: async (name, diffId) => {
+      const layer = files.get(normalize(name));
+      if (!layer) return undefined;
+      const compression = await layerCompression(ingest, layer.digest);
+      // A layer's diff_id is the digest of its tar: check it, so a corrupt layer never loads. An
+      // uncompressed layer's is its own digest; a gzip or zstd one (some tools write them) is inflated to tell.
+      const found = compression !== 'none' ? await inflatedDigest(input, name, ingest.pathOf(layer.digest) ?? '', 0, layer.size, undefined, compression) : layer.digest;
+      if (found !== diffId) {
+        throw new LoadError(input, `layer "${name}" ${compression !== 'none' ? 'inflates to a tar with digest' : 'has digest'} ${found} but the config says ${diffId}; the archive is corrupt`);
+      }
+      return { mediaType: layerMediaType(compression), ...layer };
+    },
+  });
+  const written = await ingest.writeBytes(manifest, { where: `${input}: manifest` });
+  const descriptor = { mediaType: MediaType.ociManifest, ...written };
+  return names.map((name) => ({ ...name, descriptor }));
+}
+
+/** Where a legacy image's files are: in a load's ingest, or in an archive served in place. */
+export interface LegacyFiles {
+  /** The config file manifest.json names: digest and size of its bytes, and the bytes; undefined when absent. */
+  config(name: string): Promise<{ digest: string; size: number; bytes: Buffer } | undefined>;
+  /** The layer file manifest.json names, as a manifest's layer descriptor whose tar has digest `diffId`; undefined when absent. */
+  layer(name: string, diffId: string): Promise<{ mediaType: string; digest: string; size: number } | undefined>;
+}
+
+/**
+ * The OCI manifest of one legacy `docker save` image and the names its RepoTags give it. `load`
+ * and `serve FILE.tar` both build it here, so a tag has one digest whether loaded or served in
+ * place: config as stored, layers as stored (uncompressed, or gzip when a tool wrote them so).
+ */
+export async function buildLegacyImage(input: string, entry: DockerManifestEntry, files: LegacyFiles): Promise<{ manifest: Buffer; names: { repository?: string; tags: string[] }[] }> {
+  const config = await files.config(entry.Config);
+  if (!config) throw missing(input, entry.Config, 'config');
   const claimed = CONFIG_NAME.exec(entry.Config)?.[1];
   if (claimed !== undefined && `sha256:${claimed}` !== config.digest) {
     throw new LoadError(input, `config "${entry.Config}" has digest ${config.digest}, not the one its name claims; the archive is corrupt`);
@@ -91,7 +137,7 @@ async function legacyImage(input: string, entry: DockerManifestEntry, files: Arc
   const where = `${input}: ${entry.Config}`;
   let parsed: ImageConfig;
   try {
-    parsed = validateConfig(parseJson(await ingest.readBytes(config.digest, where), where), where);
+    parsed = validateConfig(parseJson(config.bytes, where), where);
   } catch (error) {
     throw new LoadError(input, (error as Error).message.replace(`${input}: `, ''), undefined, { cause: error });
   }
@@ -101,19 +147,11 @@ async function legacyImage(input: string, entry: DockerManifestEntry, files: Arc
   }
   const layers = [];
   for (const [i, name] of entry.Layers.entries()) {
-    const layer = lookup(input, files, name, 'layer');
-    const compression = await layerCompression(ingest, layer.digest);
-    // A layer's diff_id is the digest of its tar: check it, so a corrupt layer never loads. An
-    // uncompressed layer's is its own digest; a gzip or zstd one (some tools write them) is inflated to tell.
-    const diffId = compression !== 'none' ? await inflatedDigest(input, name, ingest, layer, compression) : layer.digest;
-    if (diffId !== diffIds[i]) {
-      throw new LoadError(input, `layer "${name}" ${compression !== 'none' ? 'inflates to a tar with digest' : 'has digest'} ${diffId} but the config says ${diffIds[i] ?? '?'}; the archive is corrupt`);
-    }
-    layers.push({ mediaType: layerMediaType(compression), ...layer });
+    const layer = await files.layer(name, diffIds[i] as string);
+    if (!layer) throw missing(input, name, 'layer');
+    layers.push(layer);
   }
   const manifest = buildImageManifest({ digest: config.digest, size: config.size }, layers);
-  const written = await ingest.writeBytes(manifest, { where: `${input}: manifest` });
-  const descriptor = { mediaType: MediaType.ociManifest, ...written };
   const byRepository = new Map<string | undefined, string[]>();
   for (const repoTag of entry.RepoTags ?? []) {
     const parsedTag = parseImageReference(repoTag);
@@ -123,17 +161,20 @@ async function legacyImage(input: string, entry: DockerManifestEntry, files: Arc
     if (!tags.includes(tag)) tags.push(tag);
     byRepository.set(parsedTag.repository, tags);
   }
-  if (byRepository.size === 0) return [{ tags: [], descriptor }];
-  return [...byRepository].map(([repository, tags]) => ({ ...(repository !== undefined && { repository }), tags, descriptor }));
+  if (byRepository.size === 0) return { manifest, names: [{ tags: [] }] };
+  return { manifest, names: [...byRepository].map(([repository, tags]) => ({ ...(repository !== undefined && { repository }), tags })) };
 }
 
-// Docker 25+ archives: names may come only from manifest.json RepoTags, matched by config digest.
-async function nameFromDockerManifest(input: string, images: PendingImage[], entries: DockerManifestEntry[], files: ArchiveFiles, ingest: Ingest): Promise<void> {
+/**
+ * Docker 25+ archives: names may come only from manifest.json RepoTags, matched by config digest.
+ * `configDigest` gives the digest of an archive file by name; `manifestBytes`, a manifest's bytes.
+ */
+export async function nameFromDockerManifest(images: PendingImage[], entries: DockerManifestEntry[], configDigest: (name: string) => string | undefined, manifestBytes: (digest: string) => Promise<Buffer | undefined>): Promise<void> {
   for (const image of images) {
     if (image.repository !== undefined) continue;
-    const bytes = await ingest.readBytes(image.descriptor.digest, input).catch(() => undefined);
-    const configDigest = bytes ? (JSON.parse(bytes.toString()) as { config?: { digest?: string } }).config?.digest : undefined;
-    const entry = entries.find((e) => files.get(normalize(e.Config))?.digest === configDigest);
+    const bytes = await manifestBytes(image.descriptor.digest).catch(() => undefined);
+    const digest = bytes ? (JSON.parse(bytes.toString()) as { config?: { digest?: string } }).config?.digest : undefined;
+    const entry = entries.find((e) => configDigest(normalize(e.Config)) === digest);
     const first = entry?.RepoTags?.[0];
     const parsed = first !== undefined ? parseImageReference(first) : undefined;
     if (parsed) {
@@ -143,21 +184,21 @@ async function nameFromDockerManifest(input: string, images: PendingImage[], ent
   }
 }
 
-function lookup(input: string, files: ArchiveFiles, name: string, what: string): { digest: string; size: number } {
-  const file = files.get(normalize(name));
-  if (!file) throw new LoadError(input, `manifest.json names ${what} "${name}", which is not in the archive`, 'the archive is incomplete; save it again');
-  return file;
+function missing(input: string, name: string, what: string): LoadError {
+  return new LoadError(input, `manifest.json names ${what} "${name}", which is not in the archive`, 'the archive is incomplete; save it again');
 }
 
 function normalize(name: string): string {
   return name.replace(/^(\.\/)+/, '');
 }
 
-async function inflatedDigest(input: string, name: string, ingest: Ingest, layer: { digest: string; size: number }, compression: Exclude<Compression, 'none'>): Promise<string> {
+/** The digest of the tar a gzip (or zstd) layer inflates to: `size` bytes at `start` of `path` (or of the open `fd`). */
+export async function inflatedDigest(input: string, name: string, path: string, start: number, size: number, fd?: number, compression: Exclude<Compression, 'none'> = 'gzip'): Promise<string> {
   const hashing = new HashingStream();
   const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
+  const source = createReadStream(path, { highWaterMark: 1024 * 1024, start, end: start + size - 1, ...(fd !== undefined && { fd, autoClose: false }) });
   try {
-    await pipeline([createReadStream(ingest.pathOf(layer.digest) ?? '', { highWaterMark: 1024 * 1024 }), ...inflating(compression, inflationLimit(layer.size)), hashing, discard] as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
+    await pipeline([source, ...inflating(compression, inflationLimit(size)), hashing, discard] as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream]);
   } catch (error) {
     const problem = asLoadError(input, error).problem;
     throw new LoadError(input, `layer "${name}": ${problem}`, undefined, { cause: error });

@@ -181,7 +181,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
   app.route({ method: ['GET', 'HEAD'], url: '/healthz', handler: async (request, reply) => {
     // The store directory going away (an unmounted volume) is the one failure a probe can see.
     const ok = await images.available();
-    return sendJson(request, reply.code(ok ? 200 : 503), { status: ok ? 'ok' : 'store unavailable' });
+    return sendJson(request, reply.code(ok ? 200 : 503), { status: ok ? 'ok' : 'store unavailable', ...images.health() });
   } });
   app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));
   return app;

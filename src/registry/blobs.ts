@@ -1,8 +1,9 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { BlobLocation } from '../store/image-source.js';
-import { blobUnknown, rangeInvalid } from './errors.js';
-import { pumpFile } from './file-pump.js';
+import { sha256Digest } from '../image/digest.js';
+import { RegistryError, blobUnknown, internalError, rangeInvalid } from './errors.js';
+import { DigestMismatch, hashFile, pumpFile } from './file-pump.js';
 import { notModified } from './respond.js';
 import { type RequestedRepository, snapshotOf } from './repository.js';
 
@@ -42,21 +43,35 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
  *
  * Served only if the repository holds the blob (reachable from its index.json). The file is
  * opened before any header is written, so a blob removed meanwhile is still a clean 404; the body
- * is streamed from that handle, and fastify's `send(stream)` pipes it with back-pressure and
- * destroys it when the client goes away. HEAD only stats.
+ * is pumped from that handle (or the source's own, for an archive kept open). HEAD only stats.
+ *
+ * A blob whose digest is only claimed (`proven: false`, a layer of an archive served in place) is
+ * hashed as it streams and its last chunk held back until the hash matches; on a mismatch the
+ * connection is destroyed, so the client sees a failed download, and the blob is refused from
+ * then on. A Range of such a blob is sent only after the whole blob was hashed once (clients
+ * resume with Range; a part cannot be checked alone). A blob hashed whole is proven from then on.
+ * A manifest asked for as a blob that has no file (a legacy docker save's, built at start) is
+ * sent from the snapshot's bytes.
  */
 export async function serveBlob(repository: RequestedRepository, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const snapshot = await snapshotOf(repository);
   const blob = await repository.source?.blob(snapshot.name, digest);
-  if (!blob) throw blobUnknown(digest);
+  if (!blob) {
+    const built = snapshot.manifests.get(digest);
+    if (built) return serveBytes(built.bytes, digest, request, reply);
+    throw blobUnknown(digest);
+  }
+  if (blob.refused !== undefined) throw blobRefused(digest, blob);
   const etag = `"${digest}"`;
   if (request.method === 'HEAD') return setHeaders(reply, digest, etag).header('content-length', blob.size).send();
   if (notModified(request, etag)) return setHeaders(reply, digest, etag).code(304).send();
-  const { handle, size } = await openBlob(blob, digest);
   const ifRange = request.headers['if-range'];
-  const range = ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, size) : undefined;
+  const asked = ifRange === undefined || ifRange === etag ? request.headers.range : undefined;
+  if (!blob.proven && (asked !== undefined || blob.size === 0)) await prove(blob, digest, request);
+  const { handle, size, owned } = await openBlob(blob, digest);
+  const range = parseRange(asked, size);
   if (range === 'unsatisfiable' || size === 0) {
-    await handle.close();
+    if (owned) await handle.close();
     if (range === 'unsatisfiable') throw rangeInvalid(request.headers.range ?? '', size);
     return setHeaders(reply, digest, etag).header('content-length', 0).send(Buffer.alloc(0));
   }
@@ -66,15 +81,69 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
   // The body bypasses fastify's stream piping for reused buffers (file-pump.ts); headers are the ones set above.
   reply.hijack();
   reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string | number>);
+  const check = blob.proven ? undefined : digest;
   try {
-    await pumpFile(handle, reply.raw, blob.offset + start, blob.offset + end);
+    const complete = await pumpFile(handle, reply.raw, blob.offset + start, blob.offset + end, check);
+    if (complete && check !== undefined) blob.proven = true;
   } catch (error) {
-    request.log.error({ err: error, digest }, 'blob read failed after headers were sent');
+    if (error instanceof DigestMismatch) refuse(blob, digest, error.message, request);
+    else request.log.error({ err: error, digest, origin: blob.origin }, 'blob read failed after headers were sent; download aborted');
     reply.raw.destroy();
   } finally {
-    await handle.close();
+    if (owned) await handle.close();
   }
   return reply;
+}
+
+// One whole-blob hash per location at a time, shared by the requests that wait for it.
+const proving = new WeakMap<BlobLocation, Promise<void>>();
+
+async function prove(blob: BlobLocation, digest: string, request: FastifyRequest): Promise<void> {
+  let running = proving.get(blob);
+  if (!running) {
+    running = (async () => {
+      const { handle, owned } = await openBlob(blob, digest);
+      try {
+        const found = blob.size === 0 ? sha256Digest(Buffer.alloc(0)) : await hashFile(handle, blob.offset, blob.offset + blob.size - 1);
+        if (found === digest) blob.proven = true;
+        else refuse(blob, digest, `the bytes hash to ${found}, not ${digest}`, request);
+      } finally {
+        if (owned) await handle.close();
+        proving.delete(blob);
+      }
+    })();
+    proving.set(blob, running);
+  }
+  try {
+    await running;
+  } catch (error) {
+    request.log.error({ err: error, digest, origin: blob.origin }, 'blob could not be read to check its digest');
+    throw internalError();
+  }
+  if (blob.refused !== undefined) throw blobRefused(digest, blob);
+}
+
+function refuse(blob: BlobLocation, digest: string, problem: string, request: FastifyRequest): void {
+  blob.refused ??= problem;
+  request.log.error({ archive: blob.path, entry: blob.origin, digest, problem }, 'blob bytes do not match their digest: download aborted, blob refused from now on');
+}
+
+/** A blob whose bytes were found not to match its digest: never sent again (500: the server's data is bad). */
+function blobRefused(digest: string, blob: BlobLocation): RegistryError {
+  return new RegistryError('UNKNOWN', 500, 'blob content does not match its digest', { digest, reason: `${blob.origin}: ${blob.refused ?? ''}; the file served is corrupt` });
+}
+
+// A manifest served as a blob from memory: whole, or one Range of it.
+function serveBytes(bytes: Buffer, digest: string, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const etag = `"${digest}"`;
+  setHeaders(reply, digest, etag);
+  if (request.method === 'HEAD') return reply.header('content-length', bytes.length).send();
+  if (notModified(request, etag)) return reply.code(304).send();
+  const ifRange = request.headers['if-range'];
+  const range = ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, bytes.length) : undefined;
+  if (range === 'unsatisfiable') throw rangeInvalid(request.headers.range ?? '', bytes.length);
+  if (!range) return reply.header('content-length', bytes.length).send(bytes);
+  return reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${bytes.length}`).send(bytes.subarray(range.start, range.end + 1));
 }
 
 function setHeaders(reply: FastifyReply, digest: string, etag: string): FastifyReply {
@@ -88,7 +157,9 @@ function setHeaders(reply: FastifyReply, digest: string, etag: string): FastifyR
 }
 
 // The size is the file's for a whole-file blob (what is on disk now), the location's for a slice.
-async function openBlob(blob: BlobLocation, digest: string): Promise<{ handle: FileHandle; size: number }> {
+// A source's own handle (an archive kept open) is used as is and never closed here.
+async function openBlob(blob: BlobLocation, digest: string): Promise<{ handle: FileHandle; size: number; owned: boolean }> {
+  if (blob.handle) return { handle: blob.handle, size: blob.size, owned: false };
   let handle: FileHandle;
   try {
     handle = await open(blob.path, 'r');
@@ -97,7 +168,7 @@ async function openBlob(blob: BlobLocation, digest: string): Promise<{ handle: F
     throw error;
   }
   try {
-    return { handle, size: blob.offset === 0 ? (await handle.stat()).size : blob.size };
+    return { handle, size: blob.offset === 0 ? (await handle.stat()).size : blob.size, owned: true };
   } catch (error) {
     await handle.close();
     throw error;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 
@@ -29,8 +30,22 @@ const SLOW_WAIT_MS = 20;
 const POOL_LIMIT = { [LARGE]: 32, [SMALL]: 512 } as Record<number, number>;
 const pools = new Map<number, Buffer[]>([[LARGE, []], [SMALL, []]]);
 
-export async function pumpFile(handle: FileHandle, response: ServerResponse, start: number, end: number): Promise<boolean> {
+/** The bytes sent do not hash to the digest they were sent as; the last chunk was held back. */
+export class DigestMismatch extends Error {
+  constructor(readonly expected: string, readonly found: string) {
+    super(`the bytes hash to ${found}, not ${expected}`);
+    this.name = 'DigestMismatch';
+  }
+}
+
+/**
+ * With `check`, the bytes whose digest is only claimed (an archive served in place) are hashed as
+ * they are read, and the last chunk is written only once the whole hash matches `check`: on a
+ * mismatch the pump rejects with DigestMismatch and the client never receives the whole blob.
+ */
+export async function pumpFile(handle: FileHandle, response: ServerResponse, start: number, end: number, check?: string): Promise<boolean> {
   const closed = new Promise<'closed'>((resolve) => response.once('close', () => resolve('closed')));
+  const hash = check === undefined ? undefined : createHash('sha256');
   let size = SMALL;
   let buffers = [take(size), take(size)];
   const written: Promise<unknown>[] = [Promise.resolve(), Promise.resolve()];
@@ -56,6 +71,13 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
       if (bytesRead === 0) throw new Error(`blob file ended at byte ${position}, before ${end + 1}`);
       position += bytesRead;
       unhurried += bytesRead;
+      if (hash) {
+        hash.update(buffer.subarray(0, bytesRead));
+        if (position > end) {
+          const found = `sha256:${hash.digest('hex')}`;
+          if (found !== check) throw new DigestMismatch(check as string, found);
+        }
+      }
       written[turn] = new Promise<void>((resolve) => response.write(buffer.subarray(0, bytesRead), () => resolve()));
       turn ^= 1;
     }
@@ -69,6 +91,23 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
       if (outcome !== 'closed') for (const buffer of held) give(buffer);
     });
   }
+}
+
+/** The digest of bytes [start, end] of a file (a blob served in place, proven before a Range is sent from it). */
+export async function hashFile(handle: FileHandle, start: number, end: number): Promise<string> {
+  const hash = createHash('sha256');
+  const buffer = take(LARGE);
+  try {
+    for (let position = start; position <= end;) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(LARGE, end - position + 1), position);
+      if (bytesRead === 0) throw new Error(`blob file ended at byte ${position}, before ${end + 1}`);
+      hash.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+  } finally {
+    give(buffer);
+  }
+  return `sha256:${hash.digest('hex')}`;
 }
 
 function take(size: number): Buffer {

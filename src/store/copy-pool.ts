@@ -3,12 +3,17 @@ import { Writable } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
 import { startSourceWorker } from '../image/source-worker.js';
 
-/** One byte range of a file to copy into a blob's temp file, hashing it on the way. */
+/**
+ * One byte range of a file to copy into a blob's temp file, hashing it on the way; without
+ * `output`, only hashed (checking an archive served in place), read from the open descriptor
+ * `fd` when given (threads share the process's descriptors), else from `input`.
+ */
 export interface RangeCopy {
   input: string;
   offset: number;
   size: number;
-  output: string;
+  output?: string;
+  fd?: number;
 }
 
 /** A copy in progress: `copied` gives the digest once the bytes are written; `durable`, once they are on disk. */
@@ -87,7 +92,7 @@ export class CopyPool {
       this.#running.set(id, pending);
       this.#byWorker.get(worker)?.add(id);
       worker.ref();
-      worker.postMessage({ type: 'range', id, ...pending.copy });
+      worker.postMessage({ type: pending.copy.output === undefined ? 'hash' : 'range', id, ...pending.copy });
     }
   }
 
@@ -388,9 +393,40 @@ function copyWorker(require: NodeJS.Require): void {
     await report(job.id, blob);
   }
 
+  // Hash only: read by offset (from the shared descriptor when given), nothing written.
+  async function hashRange(job: { id: number; input: string; offset: number; size: number; fd?: number }): Promise<void> {
+    const hash = createHash('sha256');
+    const buffer = take();
+    try {
+      const input = job.fd === undefined ? await fs.open(job.input, 'r') : undefined;
+      const readAt = (length: number, position: number): Promise<number> => input
+        ? input.read(buffer, 0, length, position).then((result) => result.bytesRead)
+        : new Promise((resolve, reject) => require('node:fs').read(job.fd as number, buffer, 0, length, position, (error: Error | null, bytesRead: number) => (error ? reject(error) : resolve(bytesRead))));
+      try {
+        let done = 0;
+        while (done < job.size) {
+          const bytesRead = await readAt(Math.min(CHUNK, job.size - done), job.offset + done);
+          if (bytesRead === 0) throw new Error(`the file ends ${job.size - done} bytes early; it was truncated or changed`);
+          hash.update(buffer.subarray(0, bytesRead));
+          done += bytesRead;
+        }
+      } finally {
+        await input?.close();
+      }
+      port.postMessage({ id: job.id, digest: `sha256:${hash.digest('hex')}`, size: job.size });
+      port.postMessage({ id: job.id, durable: true });
+    } catch (error) {
+      port.postMessage({ id: job.id, error: (error as Error).message });
+    } finally {
+      spare.push(buffer);
+    }
+  }
+
   let stream: BlobWriter | undefined;
-  port.on('message', (message: { type: 'range'; id: number; input: string; offset: number; size: number; output: string } | { type: 'open'; output: string } | { type: 'chunk'; buffer: ArrayBuffer } | { type: 'end' }) => {
-    if (message.type === 'range') {
+  port.on('message', (message: { type: 'range'; id: number; input: string; offset: number; size: number; output: string } | { type: 'hash'; id: number; input: string; offset: number; size: number; fd?: number } | { type: 'open'; output: string } | { type: 'chunk'; buffer: ArrayBuffer } | { type: 'end' }) => {
+    if (message.type === 'hash') {
+      void hashRange(message);
+    } else if (message.type === 'range') {
       void copyRange(message);
     } else if (message.type === 'open') {
       stream = new BlobWriter(message.output);

@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import { hostlessAliases, requestCandidates } from '../image/reference.js';
 import type { RepositorySnapshot } from './reader.js';
 
@@ -11,9 +12,17 @@ export interface BlobLocation {
   path: string;
   offset: number;
   size: number;
+  /** Set to true by whoever hashes the whole blob and finds it matches (the server, `--verify`). */
   proven: boolean;
   /** Names the bytes for logs: the archive and entry, or the blob file. */
   origin: string;
+  /**
+   * An open handle to read from instead of opening `path` (an archive served in place is opened
+   * once, so a file replaced by rename keeps serving the old bytes). Owned by the source: never closed.
+   */
+  handle?: FileHandle;
+  /** Set once the bytes were found not to match the digest: why. They are never sent again. */
+  refused?: string;
 }
 
 /**
@@ -34,6 +43,8 @@ export interface ImageSource {
   blob(name: string, digest: string): Promise<BlobLocation | undefined>;
   /** False once what is served is gone (an unmounted store volume): /healthz reports it. */
   available(): Promise<boolean>;
+  /** What the source adds to /healthz (e.g. how far verifying an archive has got), if anything. */
+  health?(): Record<string, unknown> | undefined;
 }
 
 /** How a requested path resolved: to one repository, to none, or to several (never a guess). */
@@ -101,6 +112,11 @@ export class ServedImages {
     const owners = table.owners.get(only) ?? [];
     if (owners.length > 1) return { kind: 'ambiguous', names: owners.map((owner) => `${only} (${owner.description})`) };
     return { kind: 'found', name: only, source: owners[0] as ImageSource };
+  }
+
+  /** What the sources add to /healthz. */
+  health(): Record<string, unknown> {
+    return Object.assign({}, ...this.sources.map((source) => source.health?.() ?? {})) as Record<string, unknown>;
   }
 
   /** True while every source is there. */

@@ -217,8 +217,8 @@ async function visit(dir: string, descriptor: Descriptor, snapshot: RepositorySn
   return true;
 }
 
-// distribution-spec "Listing Referrers": artifactType is the manifest's, else its config's media type.
-function referrerDescriptor(descriptor: Descriptor, size: number, parsed: ReturnType<typeof parseManifest>): Descriptor {
+/** distribution-spec "Listing Referrers": artifactType is the manifest's, else its config's media type. */
+export function referrerDescriptor(descriptor: Descriptor, size: number, parsed: ReturnType<typeof parseManifest>): Descriptor {
   const body = parsed.kind === 'index' ? parsed.index : parsed.manifest;
   const artifactType = body.artifactType ?? (parsed.kind === 'image' && parsed.manifest.config.mediaType !== MediaType.ociEmpty ? parsed.manifest.config.mediaType : undefined);
   return {
