@@ -22,6 +22,8 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 CART_PORT=${CART_PORT:-5401}; DIST_PORT=${DIST_PORT:-5402}; NGINX_PORT=${NGINX_PORT:-5403}
 CLI="node $ROOT/dist/src/cli/main.js"
+# SECTIONS=scale: issue 14's scale and fleet section only (bench/scale.sh, its own stores and env)
+[ "${SECTIONS:-all}" = scale ] && exec bash "$ROOT/bench/scale.sh"
 for t in umoci skopeo docker-registry nginx wrk curl jq openssl pigz taskset; do
   command -v $t >/dev/null || { echo "bench: missing $t: apt-get install -y umoci skopeo docker-registry nginx wrk curl jq openssl pigz util-linux time" >&2; exit 1; }
 done
