@@ -3,10 +3,14 @@ import { copyFile, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { loadIntoStore } from '../formats/load.js';
 import type { Descriptor } from '../image/oci.schema.js';
-import { POOL_DIR, blobPath, repositoryDir } from '../store/layout.js';
+import { LOCK_DIR, POOL_DIR, TMP_DIR, blobPath, repositoryDir } from '../store/layout.js';
+import { REPOSITORY_LIST } from '../store/repository-list.js';
 import { StoreReader } from '../store/reader.js';
 import { writeImageLayout } from './layout-copy.js';
 import type { ImageStore, PushReport } from './stores.js';
+
+/** What a store holds besides repositories and its blob pool: temp files, the writer lock, the name list. */
+const STORE_BOOKKEEPING = new Set([TMP_DIR, LOCK_DIR, REPOSITORY_LIST]);
 
 /**
  * A cartorio store on storage that outlives the step (DESIGN §3): reads through `StoreReader`,
@@ -36,7 +40,8 @@ export class FileStore implements ImageStore {
       if (!info) throw new Error(`${this.where}: no such directory in this container; ${mount}`);
       if (!info.isDirectory()) throw new Error(`${this.where}: not a directory; ${mount}`);
       const names = await readdir(this.#root);
-      if (names.length === 0 || names.includes(POOL_DIR)) return;
+      // A store's own bookkeeping alone (what the first put, killed before it committed, leaves) is still an empty store.
+      if (names.includes(POOL_DIR) || names.every((name) => STORE_BOOKKEEPING.has(name))) return;
       const shown = names.sort().slice(0, 5).join(', ') + (names.length > 5 ? ', …' : '');
       throw new Error(`${this.where} holds ${shown} but no cartorio store (no ${POOL_DIR}/): is the right volume mounted there? Point store.path at a store, or at an empty directory to start one`);
     })();

@@ -183,11 +183,11 @@ export class Ingest {
       const all = new Set([...closures.values()].flatMap((set) => [...set]));
       for (const digest of all) await this.#moveToPool(pool, digest);
       await fsyncDir(join(pool, 'blobs', 'sha256'));
+      // First: a repository is never served without being listed (see addToRepositoryList).
+      await addToRepositoryList(this.#root, join(this.#root, TMP_DIR), closures.keys());
       for (const [repository, closure] of closures) {
         await this.#publish(repository, closure, pool, images.filter((image) => image.repository === repository));
       }
-      // Last: a server that sees a name in the list finds its index.json already in place.
-      await addToRepositoryList(this.#root, join(this.#root, TMP_DIR), closures.keys());
     });
     await this.abort();
   }
