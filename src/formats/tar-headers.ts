@@ -1,6 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { normalizeEntryName } from '../image/tar-paths.js';
 import { LoadError } from './load-error.js';
+import { checksumOk, entrySize, field } from './tar-index.js';
 
 const BLOCK = 512;
 /** pax and GNU long-name headers are a few hundred bytes; anything near this is not a real archive. */
@@ -143,24 +144,3 @@ function cString(content: Buffer): string {
   return content.subarray(0, end < 0 ? content.length : end).toString('utf8');
 }
 
-function field(block: Buffer, start: number, length: number): string {
-  return cString(block.subarray(start, start + length));
-}
-
-function entrySize(block: Buffer): number {
-  const raw = block.subarray(124, 136);
-  if ((raw[0] ?? 0) & 0x80) {
-    // GNU base-256 size for entries over 8 GiB
-    let size = 0;
-    for (let i = 1; i < raw.length; i++) size = size * 256 + (raw[i] ?? 0);
-    return size;
-  }
-  return parseInt(field(block, 124, 12).trim() || '0', 8) || 0;
-}
-
-function checksumOk(block: Buffer): boolean {
-  const stored = parseInt(field(block, 148, 8).trim(), 8);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
-  return sum === stored;
-}

@@ -70,13 +70,15 @@ function isPosixUstar(block: Buffer): boolean {
   return block.subarray(257, 263).toString('latin1') === 'ustar\0';
 }
 
-function field(block: Buffer, start: number, length: number): string {
+/** A NUL-terminated header field as text (shared with tar-headers.ts). */
+export function field(block: Buffer, start: number, length: number): string {
   const raw = block.subarray(start, start + length);
   const end = raw.indexOf(0);
   return raw.subarray(0, end < 0 ? length : end).toString('utf8');
 }
 
-function entrySize(block: Buffer): number {
+/** The size field: octal, or GNU base-256 for entries over 8 GiB. */
+export function entrySize(block: Buffer): number {
   const raw = block.subarray(124, 136);
   if ((raw[0] ?? 0) & 0x80) {
     // GNU base-256 size for entries over 8 GiB
@@ -87,7 +89,8 @@ function entrySize(block: Buffer): number {
   return parseInt(field(block, 124, 12).trim() || '0', 8) || 0;
 }
 
-function checksumOk(block: Buffer): boolean {
+/** True when the header's checksum field matches its bytes. */
+export function checksumOk(block: Buffer): boolean {
   const stored = parseInt(field(block, 148, 8).trim(), 8);
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
