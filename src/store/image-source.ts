@@ -90,29 +90,25 @@ export class ServedImages {
    */
   async resolve(path: string, ns?: string): Promise<Resolution> {
     const table = await this.#names();
-    for (const candidate of requestCandidates(path, ns)) {
+    const candidates = requestCandidates(path, ns);
+    for (const candidate of candidates) {
       const owners = table.owners.get(candidate);
-      if (owners === undefined) continue;
-      if (owners.length > 1) return { kind: 'ambiguous', names: owners.map((owner) => `${candidate} (${owner.description})`) };
-      return { kind: 'found', name: candidate, source: owners[0] as ImageSource };
+      if (owners !== undefined) return resolution(candidate, owners);
     }
     // A repository written by a tool that does not keep `.repositories` (an older cartorio, a
     // layout copied in by hand) is still found by its exact name.
-    for (const candidate of requestCandidates(path, ns)) {
+    for (const candidate of candidates) {
       const holders: ImageSource[] = [];
       for (const source of this.sources) if (await source.repository(candidate)) holders.push(source);
-      if (holders.length > 1) return { kind: 'ambiguous', names: holders.map((holder) => `${candidate} (${holder.description})`) };
-      if (holders[0]) return { kind: 'found', name: candidate, source: holders[0] };
+      if (holders.length > 0) return resolution(candidate, holders);
     }
     if (ns !== undefined) return { kind: 'unknown' };
     const held = table.aliases.get(path) ?? [];
     if (held.length > 1) return { kind: 'ambiguous', names: held };
     const only = held[0];
-    if (only === undefined) return { kind: 'unknown' };
-    const owners = table.owners.get(only) ?? [];
-    if (owners.length > 1) return { kind: 'ambiguous', names: owners.map((owner) => `${only} (${owner.description})`) };
-    return { kind: 'found', name: only, source: owners[0] as ImageSource };
+    return only === undefined ? { kind: 'unknown' } : resolution(only, table.owners.get(only) ?? []);
   }
+
 
   /** What the sources add to /healthz. */
   health(): Record<string, unknown> {
@@ -131,6 +127,13 @@ export class ServedImages {
     this.#table = buildTable(this.sources, lists);
     return this.#table;
   }
+}
+
+// One name held by one source is found; held by several, it is ambiguous (never shadowed).
+function resolution(name: string, holders: ImageSource[]): Resolution {
+  const only = holders[0];
+  if (holders.length === 1 && only) return { kind: 'found', name, source: only };
+  return holders.length === 0 ? { kind: 'unknown' } : { kind: 'ambiguous', names: holders.map((holder) => `${name} (${holder.description})`) };
 }
 
 function buildTable(sources: readonly ImageSource[], lists: (readonly string[])[]): NameTable {
