@@ -76,9 +76,12 @@ test('SIGKILL at many points of a Concourse put into a file store never leaves h
   assert.equal(made.code, 0, made.stderr);
   const store = join(dir, 'store');
   await mkdir(store); // a file store must exist (an empty directory starts one)
+  // A SIGKILLed put cannot remove its scratch directory; keep those inside the test's own dir.
+  const scratch = join(dir, 'tmp');
+  await mkdir(scratch);
   const payload = JSON.stringify({ source: { repository: 'ci/app', store: { type: 'file', path: store } }, params: { image: 'image' } });
   const put = (): ReturnType<typeof spawn> => {
-    const child = spawn(join(ROOT, 'assets', 'out'), [join(dir, 'put')], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const child = spawn(join(ROOT, 'assets', 'out'), [join(dir, 'put')], { stdio: ['pipe', 'ignore', 'ignore'], env: { ...process.env, TMPDIR: scratch } });
     child.stdin?.end(payload);
     return child;
   };
