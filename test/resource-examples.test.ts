@@ -42,7 +42,8 @@ test('the examples, run', async (t) => {
   await ensureBundle();
   await startDistribution(t, PORT);
   const store = { type: 'registry', url: `http://127.0.0.1:${PORT}` };
-  const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin' };
+  // The examples' tasks `mktemp -d` (a bundle, a site): keep those inside this test's temp dir.
+  const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', TMPDIR: await tempDir(t) };
 
   await t.test('1: oci-build-task → put → get with the launcher → a task pulls from its own registry (skopeo, docker)', async (st) => {
     const dir = await tempDir(st);
