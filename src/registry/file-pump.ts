@@ -3,12 +3,12 @@ import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 
 /**
- * Sends bytes [start, end] of a file to an HTTP response through two reused buffers: one is
- * filled while the socket writes the other. Node has no sendfile; a read stream allocates a
- * fresh buffer per chunk and leaves them to the GC, which measured 2.2 GB/s to curl on loopback
- * against 3.5 GB/s this way with 512 KiB buffers (1 MiB: 3.8 GB/s; 256 KiB: 2.9 GB/s) — 337 MB
- * layer, medians of 5. On a slower day of the same machine, `wrk -c1` against Distribution (Go,
- * sendfile) measured 0.95× with 512 KiB buffers and 1.04× with 1 MiB (2 MiB: no better), hence 1 MiB.
+ * Sends bytes [start, end] of a file to an HTTP response through reused buffers. Node has no
+ * sendfile; a read stream allocates a fresh buffer per chunk and leaves them to the GC, which
+ * measured 2.2 GB/s to curl on loopback against 3.5 GB/s with two 512 KiB buffers, one filled
+ * while the socket writes the other (1 MiB: 3.8 GB/s; 256 KiB: 2.9 GB/s) — 337 MB layer, medians
+ * of 5. On a slower day of the same machine, `wrk -c1` against Distribution (Go, sendfile)
+ * measured 0.95× with 512 KiB buffers and 1.04× with 1 MiB (2 MiB: no better), hence 1 MiB.
  *
  * A buffer is refilled only after the write that used it has called back, i.e. after the socket
  * took the bytes. Resolves when everything is written; stops early (resolving `false`) when the
@@ -16,19 +16,40 @@ import type { ServerResponse } from 'node:http';
  */
 const LARGE = 1024 * 1024;
 /**
- * Every response starts with two small buffers and earns large ones by taking this many bytes
- * without making the pump wait. A slow client (a node of a cluster rolling out a DaemonSet, at
- * 2 MB/s) never earns them, so it holds 128 KiB, not 2 MiB: 300 of them held the server at 701 MB
- * RSS with 1 MiB buffers. A fast client earns them within a few milliseconds. The kernel's socket
- * buffer fills first (it can hold megabytes on loopback), hence a threshold well past it.
+ * Every response starts with one small buffer and earns two large ones by taking
+ * PROVEN_FAST_BYTES fast: without making the pump wait, and at FAST_BYTES_PER_MS or more. A slow
+ * client (a node of a cluster rolling out a DaemonSet, at 2 MB/s) never earns them, so it holds
+ * 128 KiB, not 2 MiB: 300 of them held the server at 701 MB RSS with 1 MiB buffers. A fast client
+ * earns them within a few milliseconds. The kernel's socket buffers fill first (they can hold
+ * megabytes on loopback), hence a threshold well past them.
+ *
+ * Waits alone did not tell: on a busy event loop a write is often done before the pump asks, and
+ * 62 of 300 clients at 2 MB/s earned large buffers within 10 s (fleet peak 314-326 MB RSS); the
+ * rate does tell (16 MiB in 8 s, not in 10 ms). One buffer, not two: a slow client's pace is its
+ * socket's, with megabytes still queued in the kernel when the write calls back, so reading the
+ * next chunk meanwhile gains nothing; and one 128 KiB buffer takes half the reads and writes of
+ * two 64 KiB ones for the same memory (fleet: 12.6 GB sent in 20 s with 15.6 s of CPU, against
+ * 9.3-9.6 GB with 17 s for two 64 KiB buffers).
  */
-const SMALL = 64 * 1024;
+const SMALL = 128 * 1024;
 const PROVEN_FAST_BYTES = 16 * 1024 * 1024;
+/** 64 MB/s: 16 MiB within 250 ms. One curl on loopback takes 1.5-3.5 GB/s; a fleet node 2 MB/s. */
+const FAST_BYTES_PER_MS = 64 * 1000;
 /** A write that takes longer than this to be taken by the socket means the client sets the pace. */
 const SLOW_WAIT_MS = 20;
-/** Free buffers kept between requests: 32 MiB of each size; beyond this they are left to the GC. */
-const POOL_LIMIT = { [LARGE]: 32, [SMALL]: 512 } as Record<number, number>;
+/**
+ * Large pairs lent at once, over all responses: a hard bound (32 MiB) on what large buffers cost
+ * whatever the clients do, e.g. many that read fast for 16 MiB and then stall (a stalled
+ * response keeps its buffers until the connection timeout). A response that would earn a pair
+ * when none is free goes on with small ones, and asks again after another PROVEN_FAST_BYTES.
+ */
+const LARGE_PAIRS = 16;
+/** Free buffers kept between requests: every large one the budget allows, 32 MiB of small ones. */
+const POOL_LIMIT = { [LARGE]: 2 * LARGE_PAIRS, [SMALL]: 256 } as Record<number, number>;
 const pools = new Map<number, Buffer[]>([[LARGE, []], [SMALL, []]]);
+let largePairsLent = 0;
+/** Bytes of buffers out of the pool: held by a pump, or by a write the socket has not called back. */
+let bytesHeld = 0;
 
 /** The bytes sent do not hash to the digest they were sent as; the last chunk was held back. */
 export class DigestMismatch extends Error {
@@ -39,32 +60,88 @@ export class DigestMismatch extends Error {
 }
 
 /**
+ * What the pumps hold right now (for tests): large pairs lent (of `largePairs`), and the bytes of
+ * every buffer out of the pool. A buffer whose write is never called back stays counted.
+ */
+export function pumpUsage(): { largePairsLent: number; largePairs: number; bytesHeld: number; small: number; large: number } {
+  return { largePairsLent, largePairs: LARGE_PAIRS, bytesHeld, small: SMALL, large: LARGE };
+}
+
+/**
  * With `check`, the bytes whose digest is only claimed (an archive served in place) are hashed as
  * they are read, and the last chunk is written only once the whole hash matches `check`: on a
  * mismatch the pump rejects with DigestMismatch and the client never receives the whole blob.
  */
 export async function pumpFile(handle: FileHandle, response: ServerResponse, start: number, end: number, check?: string): Promise<boolean> {
-  const closed = new Promise<'closed'>((resolve) => response.once('close', () => resolve('closed')));
+  // Waits end on the write's callback or on the response closing. Not Promise.race with a
+  // promise of 'close': every race adds a reaction to that promise, kept until the response
+  // closes, i.e. one per chunk for the whole download.
+  let closed = response.destroyed;
+  let wake: (() => void) | undefined;
+  response.once('close', () => {
+    closed = true;
+    wake?.();
+  });
+  const settled = async (promise: Promise<unknown>): Promise<boolean> => {
+    if (!closed) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        void promise.then(() => resolve());
+      });
+      wake = undefined;
+    }
+    return !closed && !response.destroyed;
+  };
   const hash = check === undefined ? undefined : createHash('sha256');
   let size = SMALL;
-  let buffers = [take(size), take(size)];
-  const written: Promise<unknown>[] = [Promise.resolve(), Promise.resolve()];
+  let buffers = [take(size)];
+  // Buffers go back to the pool only once no write holds them: `pending` counts the writes the
+  // socket has not called back yet; the last callback after the pump is done gives them back.
+  let pending = 0;
+  let done = false;
+  let held = buffers;
+  let written: Promise<unknown>[] = [Promise.resolve()];
+  const write = (buffer: Buffer): Promise<void> => {
+    pending += 1;
+    return new Promise<void>((resolve) =>
+      response.write(buffer, () => {
+        pending -= 1;
+        if (done && pending === 0) for (const free of held) give(free);
+        resolve();
+      }),
+    );
+  };
   let unhurried = 0;
+  let since = performance.now();
   try {
     let position = start;
     let turn = 0;
     while (position <= end) {
       // the buffer's previous write must be done before it is overwritten
       const waitedFrom = performance.now();
-      if ((await Promise.race([written[turn], closed])) === 'closed' || response.destroyed) return false;
-      const slow = performance.now() - waitedFrom > SLOW_WAIT_MS;
-      unhurried = slow ? 0 : unhurried;
-      if ((size === SMALL && unhurried >= PROVEN_FAST_BYTES) || (size === LARGE && slow)) {
-        // Change gear only with both buffers free: a buffer a write still holds cannot be reused.
-        if ((await Promise.race([Promise.all(written), closed])) === 'closed') return false;
+      if (!(await settled(written[turn] as Promise<unknown>))) return false;
+      const now = performance.now();
+      const slow = now - waitedFrom > SLOW_WAIT_MS;
+      if (slow) {
+        unhurried = 0;
+        since = now;
+      }
+      let gear: number | undefined;
+      if (size === LARGE && slow) gear = SMALL;
+      else if (size === SMALL && unhurried >= PROVEN_FAST_BYTES) {
+        if (unhurried / Math.max(now - since, 1) >= FAST_BYTES_PER_MS && largePairsLent < LARGE_PAIRS) gear = LARGE;
+        unhurried = 0;
+        since = now;
+      }
+      if (gear !== undefined) {
+        // Change gear only with every buffer free: a buffer a write still holds cannot be reused.
+        if (!(await settled(Promise.all(written)))) return false;
         for (const buffer of buffers) give(buffer);
-        size = size === SMALL ? LARGE : SMALL;
-        buffers = [take(size), take(size)];
+        largePairsLent += gear === LARGE ? 1 : -1;
+        size = gear;
+        buffers = held = size === LARGE ? [take(size), take(size)] : [take(size)];
+        written = buffers.map(() => Promise.resolve());
+        turn = 0;
       }
       const buffer = buffers[turn] as Buffer;
       const { bytesRead } = await handle.read(buffer, 0, Math.min(size, end - position + 1), position);
@@ -78,18 +155,18 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
           if (found !== check) throw new DigestMismatch(check as string, found);
         }
       }
-      written[turn] = new Promise<void>((resolve) => response.write(buffer.subarray(0, bytesRead), () => resolve()));
-      turn ^= 1;
+      written[turn] = write(buffer.subarray(0, bytesRead));
+      turn = (turn + 1) % buffers.length;
     }
-    if ((await Promise.race([Promise.all(written), closed])) === 'closed') return false;
+    if (!(await settled(Promise.all(written)))) return false;
     await new Promise<void>((resolve) => response.end(resolve));
     return true;
   } finally {
-    // A buffer still referenced by an unfinished write (aborted client) is not returned to the pool.
-    const held = buffers;
-    void Promise.race([Promise.all(written), closed]).then((outcome) => {
-      if (outcome !== 'closed') for (const buffer of held) give(buffer);
-    });
+    // The budget is given back now; the buffers once no write holds them. A write the socket
+    // never calls back (an aborted client) leaves them to the GC.
+    if (size === LARGE) largePairsLent -= 1;
+    done = true;
+    if (pending === 0) for (const buffer of held) give(buffer);
   }
 }
 
@@ -111,10 +188,12 @@ export async function hashFile(handle: FileHandle, start: number, end: number): 
 }
 
 function take(size: number): Buffer {
+  bytesHeld += size;
   return pools.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
 function give(buffer: Buffer): void {
+  bytesHeld -= buffer.length;
   const pool = pools.get(buffer.length);
   if (pool && pool.length < (POOL_LIMIT[buffer.length] ?? 0)) pool.push(buffer);
 }

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { open, writeFile } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pumpFile, pumpUsage } from '../src/registry/file-pump.js';
+import { tempDir } from './helpers/cli.js';
+
+// The blob pump against clients whose pace the test sets exactly: a response that calls a write
+// back when the test says so. The bytes each one is given are hashed as they are written (the
+// pump reuses its buffers, so a copy made later would see other bytes).
+
+const MiB = 1024 * 1024;
+
+/** A ServerResponse as the pump uses it; `delay` sets when each write is called back. */
+class Client extends EventEmitter {
+  destroyed = false;
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  largestWrite = 0;
+  /** 'now': called back at once; a number: after that many ms; 'stall': held until release(). */
+  delay: 'now' | number | 'stall' = 'now';
+  /** Stops calling writes back once this many bytes were written to it. */
+  stallAt = Infinity;
+  readonly #held: (() => void)[] = [];
+  ended = false;
+
+  write(chunk: Buffer, callback: () => void): boolean {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    this.largestWrite = Math.max(this.largestWrite, chunk.length);
+    if (this.bytes >= this.stallAt) this.delay = 'stall';
+    if (this.delay === 'stall') this.#held.push(callback);
+    else if (this.delay === 'now') setImmediate(callback);
+    else setTimeout(callback, this.delay);
+    return false;
+  }
+
+  end(callback: () => void): void {
+    this.ended = true;
+    setImmediate(() => {
+      callback();
+      this.emit('close');
+    });
+  }
+
+  release(): void {
+    this.stallAt = Infinity;
+    this.delay = 'now';
+    for (const callback of this.#held.splice(0)) setImmediate(callback);
+  }
+
+  get digest(): string {
+    return `sha256:${this.hash.digest('hex')}`;
+  }
+}
+
+async function blobFile(t: { after: (fn: () => Promise<void>) => void }, size: number): Promise<{ path: string; digest: string }> {
+  const path = join(await tempDir(t), 'blob');
+  const bytes = randomBytes(size);
+  await writeFile(path, bytes);
+  return { path, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+}
+
+async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+test('clients that read fast and then stall hold at most the budget of large buffers; every byte is right once they read again', async (t) => {
+  const size = 24 * MiB;
+  const blob = await blobFile(t, size);
+  const handle = await open(blob.path, 'r');
+  t.after(() => handle.close());
+  const { largePairs, large, small } = pumpUsage();
+  const before = pumpUsage().bytesHeld;
+  const clients: Client[] = [];
+  const pumps: Promise<boolean>[] = [];
+  // One after another, so that each one alone is fast: each reads 20 MiB at once, then stops.
+  for (let i = 0; i < largePairs + 4; i++) {
+    const client = new Client();
+    client.stallAt = 20 * MiB;
+    clients.push(client);
+    pumps.push(pumpFile(handle, client as unknown as ServerResponse, 0, size - 1));
+    await until(`client ${i} to take 20 MiB`, () => client.delay === 'stall');
+  }
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const stalled = pumpUsage();
+  t.diagnostic(`largest writes (KiB): ${clients.map((client) => client.largestWrite / 1024).join(' ')}`);
+  t.diagnostic(`stalled: ${stalled.largePairsLent} large pairs lent, ${((stalled.bytesHeld - before) / MiB).toFixed(1)} MiB held`);
+  // the first `largePairs` earned large buffers; the budget held the others to one small buffer
+  assert.equal(stalled.largePairsLent, largePairs);
+  assert.ok(stalled.bytesHeld - before <= largePairs * 2 * large + 4 * small, `${stalled.bytesHeld - before} bytes held`);
+  assert.ok(clients.slice(0, largePairs).every((client) => client.largestWrite === large));
+  assert.ok(clients.slice(largePairs).every((client) => client.largestWrite === small));
+
+  for (const client of clients) client.release();
+  assert.deepEqual(await Promise.all(pumps), clients.map(() => true));
+  for (const client of clients) {
+    assert.equal(client.bytes, size);
+    assert.equal(client.digest, blob.digest);
+    assert.ok(client.ended);
+  }
+  assert.equal(pumpUsage().largePairsLent, 0);
+  assert.equal(pumpUsage().bytesHeld, before, 'every buffer back in the pool');
+});
+
+test('a client that never makes the pump wait long but reads at a few MB/s keeps one small buffer; a fast one earns large ones', async (t) => {
+  const size = 20 * MiB;
+  const blob = await blobFile(t, size);
+  const handle = await open(blob.path, 'r');
+  t.after(() => handle.close());
+  const { largePairsLent, small, large } = pumpUsage();
+  // each write called back after 10 ms (under the 20 ms that counts as a wait): ~12 MB/s
+  const slow = new Client();
+  slow.delay = 10;
+  const fast = new Client();
+  const [slowDone, fastDone] = await Promise.all([
+    pumpFile(handle, slow as unknown as ServerResponse, 0, size - 1),
+    pumpFile(handle, fast as unknown as ServerResponse, 0, size - 1),
+  ]);
+  t.diagnostic(`largest write: slow client ${slow.largestWrite} bytes, fast client ${fast.largestWrite} bytes`);
+  assert.ok(slowDone && fastDone);
+  assert.equal(slow.largestWrite, small, 'the slow client was only ever sent through the small buffer');
+  assert.equal(fast.largestWrite, large, 'the fast client earned large buffers');
+  for (const client of [slow, fast]) assert.equal(client.digest, blob.digest);
+  assert.equal(pumpUsage().largePairsLent, largePairsLent);
+});
+
+test('a client that goes away mid-blob: the pump stops, and gives back its large buffers', async (t) => {
+  const size = 24 * MiB;
+  const blob = await blobFile(t, size);
+  const handle = await open(blob.path, 'r');
+  t.after(() => handle.close());
+  const { largePairsLent, bytesHeld } = pumpUsage();
+  const client = new Client();
+  client.stallAt = 20 * MiB;
+  const pump = pumpFile(handle, client as unknown as ServerResponse, 0, size - 1);
+  await until('the pump to hold a large pair', () => pumpUsage().largePairsLent === largePairsLent + 1);
+  client.destroyed = true;
+  client.emit('close');
+  assert.equal(await pump, false);
+  assert.equal(pumpUsage().largePairsLent, largePairsLent, 'the budget is given back at once');
+  client.release(); // the socket lets go of its writes: the buffers go back to the pool
+  await until('buffers back', () => pumpUsage().bytesHeld === bytesHeld);
+});
