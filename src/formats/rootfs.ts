@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { buildImageConfig, buildImageManifest, defaultCreated, type ImageSettings } from '../image/config.js';
 import { ChunkPool } from '../image/chunk-pool.js';
-import { PACK_CHUNK, packTree, walkTree, type TreeEntry } from '../image/layer-pack.js';
+import { collectTree, PACK_CHUNK, packTree } from '../image/layer-pack.js';
 import { HashingStream } from '../image/digest.js';
 import { MediaType, layerMediaType } from '../image/media-types.js';
 import { ParallelGzip } from '../image/parallel-gzip.js';
@@ -55,13 +55,17 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   const compression = options.compression ?? 'gzip';
   const noZstd = compression === 'zstd' ? zstdProblem() : undefined;
   if (noZstd !== undefined) throw new LoadError(input, `cannot be packed with --compression zstd: ${noZstd}`, 'run cartorio on Node.js 24, or use --compression gzip');
-  // The tree is listed as it is packed (the first files are read while the rest is listed), so
-  // the total is not known at the start.
-  options.onStart?.(undefined);
+  let tree;
+  try {
+    tree = collectTree(input);
+  } catch (error) {
+    throw treeError(input, error);
+  }
+  options.onStart?.(tree.contentBytes);
   const mtime = options.mtime ?? clampedMtime();
   // The tar's 1 MiB chunks go to another thread and come back to be filled again.
   const pool = new ChunkPool(PACK_CHUNK);
-  const tar = packTree(listing(input), { pool, ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
+  const tar = packTree(tree.entries, { pool, ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
   try {
     if (compression === 'none') {
       // The blob is the tar itself: its digest is the diff_id, hashed once.
@@ -79,15 +83,6 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
     return { mediaType: layerMediaType(compression), ...blob, diffId: gzip.diffId() };
   } catch (error) {
     throw asLoadError(input, error);
-  }
-}
-
-// The directory's entries; a listing error (a link out of the tree, a name not UTF-8) said for the operator.
-function* listing(input: string): Generator<TreeEntry> {
-  try {
-    yield* walkTree(input);
-  } catch (error) {
-    throw treeError(input, error);
   }
 }
 
