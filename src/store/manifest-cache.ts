@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { sha256Digest } from '../image/digest.js';
 import { type ParsedManifest, parseManifest } from '../image/manifest.js';
 import { blobPath, isNotFound } from './layout.js';
@@ -46,15 +46,8 @@ export class ManifestCache {
       return { bytes: hit.bytes };
     }
     const path = blobPath(dir, digest);
-    let bytes: Buffer;
-    try {
-      const info = await stat(path);
-      if (info.size > MAX_MANIFEST_BYTES) throw new Error(`stored manifest ${path} is ${info.size} bytes, over the ${MAX_MANIFEST_BYTES} limit; run \`cartorio verify\``);
-      bytes = await readFile(path);
-    } catch (error) {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    }
+    const bytes = await readSmallFile(path);
+    if (bytes === undefined) return undefined;
     // Serving bytes whose digest is not the one announced would make every client fail with a
     // confusing digest error; a corrupt store is the operator's problem, said in the log.
     if (sha256Digest(bytes) !== digest) throw new Error(`stored manifest ${path} does not match its digest ${digest}; run \`cartorio verify\``);
@@ -77,5 +70,26 @@ export class ManifestCache {
       this.#entries.delete(key);
       this.#bytes -= value.bytes.length;
     }
+  }
+}
+
+// open, fstat, one read, close: a miss costs four trips to the thread pool, not six (stat + readFile).
+async function readSmallFile(path: string): Promise<Buffer | undefined> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size > MAX_MANIFEST_BYTES) throw new Error(`stored manifest ${path} is ${size} bytes, over the ${MAX_MANIFEST_BYTES} limit; run \`cartorio verify\``);
+    const bytes = Buffer.allocUnsafeSlow(size);
+    const { bytesRead } = await handle.read(bytes, 0, size, 0);
+    // A file shorter than its stat said (replaced meanwhile): what was read is checked like any bytes.
+    return bytesRead === size ? bytes : bytes.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
   }
 }

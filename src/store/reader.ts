@@ -148,11 +148,14 @@ async function readSnapshot(name: string, dir: string, cache: ManifestCache, pre
   const index = await readLayoutIndex(dir);
   if (!index) return undefined;
   const tagged = new Map<string, string>();
+  let repeated = false;
   for (const { digest, annotations } of index.manifests) {
     const ref = annotations?.[REF_NAME];
-    if (ref !== undefined && isSha256Digest(digest)) tagged.set(ref, digest);
+    if (ref === undefined || !isSha256Digest(digest)) continue;
+    repeated ||= tagged.has(ref);
+    tagged.set(ref, digest);
   }
-  const shared = await sharedIndexes(dir, index.manifests, cache);
+  const shared = repeated ? await sharedIndexes(dir, index.manifests, cache) : [];
   for (const { ref, descriptor } of shared) tagged.set(ref, descriptor.digest);
   const roots = shared.length === 0 ? index.manifests : [...index.manifests, ...shared.map(({ descriptor }) => descriptor)];
   return new StoreSnapshot(name, dir, roots, tagged, cache, previous);
@@ -160,7 +163,8 @@ async function readSnapshot(name: string, dir: string, cache: ManifestCache, pre
 
 // A multi-platform get (the resource's `in`, issue 16) lists an index's platform manifests in
 // index.json under one ref name and keeps the index itself in blobs/: that ref names the index
-// whose manifests are exactly those. Stores never repeat a ref name, so they never pay for this.
+// whose manifests are exactly those. Stores never repeat a ref name, so they never pay for this
+// (called only when a ref name repeats).
 async function sharedIndexes(dir: string, manifests: Descriptor[], cache: ManifestCache): Promise<{ ref: string; descriptor: Descriptor }[]> {
   const byRef = new Map<string, string[]>();
   for (const { annotations, digest } of manifests) {
