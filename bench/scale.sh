@@ -17,8 +17,8 @@
 # copied with hard links, plus .repositories. Built once in $BENCH_DIR/scale (SCALE_REBUILD=1 anew).
 # Env: RUNS (3, medians), DURATION (10s per wrk run), FLEET (300), FLEET_SECONDS (30), PULLS (1000),
 # SCALE_REPOS (10000), SCALE_TAGS (10000), BENCH_DIR (/tmp/cartorio-bench), SCALE_SECTIONS (abcdefg: the
-# sections to run, e.g. SCALE_SECTIONS=fg for the fleet and the 1 000 pulls only; a-e need the servers
-# of a fresh start only, so any subset works).
+# letters of the sections to run; d is the peak after whichever of a-c ran), CARTORIO (the CLI to
+# measure: "node $ROOT/dist/src/cli/main.js").
 # Only 127.0.0.1 is contacted; every server started here is stopped by PID on exit.
 # Run it as `flock /tmp/cartorio-heavy.lock bash bench/scale.sh` (or SECTIONS=scale bash bench/run.sh).
 set -euo pipefail
@@ -26,11 +26,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=${BENCH_DIR:-/tmp/cartorio-bench}/scale
 RUNS=${RUNS:-3}; DURATION=${DURATION:-10s}
 FLEET=${FLEET:-300}; FLEET_SECONDS=${FLEET_SECONDS:-30}; PULLS=${PULLS:-1000}
-SECTIONS=${SCALE_SECTIONS:-abcdefg}
-run() { [[ $SECTIONS == *$1* ]]; }
 NREPOS=${SCALE_REPOS:-10000}; NTAGS=${SCALE_TAGS:-10000}; TAGCOPIES=10
 CART_PORT=${CART_PORT:-5411}; DIST_PORT=${DIST_PORT:-5412}
-CLI="node $ROOT/dist/src/cli/main.js"
+CLI=${CARTORIO:-node $ROOT/dist/src/cli/main.js}
+SECTIONS_=${SCALE_SECTIONS:-abcdefg}
+has() { [[ $SECTIONS_ == *"$1"* ]]; }
 for t in umoci skopeo docker-registry wrk curl jq openssl; do
   command -v $t >/dev/null || { echo "bench: missing $t: apt-get install -y umoci skopeo docker-registry wrk curl jq openssl" >&2; exit 1; }
 done
@@ -152,7 +152,7 @@ for f in paths-ns paths-name; do for l in 1 2 3 5 10; do [ "$(check "$C$(sed -n 
 t1=$(sed -n 7p "$W/paths-tags"); [ "$(check "$C$t1")" = "$(check "$D$t1")" ] || { echo "bench: tag digests differ" >&2; exit 1; }
 
 # ---------- a. catalog ----------
-if run a; then
+if has a; then
 say "a. _catalog paging"
 cl=(); co=(); cd_=()
 for r in $(seq "$RUNS"); do
@@ -167,10 +167,10 @@ done
 header "## a. full _catalog paging, n=1000 (wall ms, lower is better)"
 row "$cn names, $cp_ pages (cartorio) / $dn, $dp pages (Distr.)" "$(m "${cl[@]}")" "$(m "${cd_[@]}")" ms 0 "Distribution 2.8"
 row "store without .repositories ($on names): walked" "$(m "${co[@]}")" "$(m "${cd_[@]}")" ms 0 "Distribution 2.8"
-
 fi
+
 # ---------- b. random repository ----------
-if run b; then
+if has b; then
 say "b. random-repository manifest GET"
 declare -A R P
 for r in $(seq "$RUNS"); do
@@ -192,10 +192,10 @@ row "as clients ask (?ns=HOST / host-less path): req/s" "$(mr n)" "$(mr d)" req/
 row "as clients ask: p99" "$(mp n)" "$(mp d)" ms 0 "Distr., stored name"
 row "store without .repositories: req/s" "$(mr o)" "$(mr d)" req/s 1 "Distribution 2.8"
 row "store without .repositories: p99" "$(mp o)" "$(mp d)" ms 0 "Distribution 2.8"
-
 fi
+
 # ---------- c. 10 000 tags ----------
-if run c; then
+if has c; then
 say "c. a repository of $NTAGS tags"
 tl=(); td=(); declare -A TR TP
 for r in $(seq "$RUNS"); do
@@ -210,16 +210,16 @@ header "## c. one repository of $NTAGS tags, each its own manifest"
 row "tags/list paging n=1000: $tcn (Distr.: $tdn)" "$(m "${tl[@]}")" "$(m "${td[@]}")" ms 0 "Distribution 2.8"
 row "manifest GET by random tag, wrk -c32: req/s" "$(printf '%s\n' ${TR[c]} | median)" "$(printf '%s\n' ${TR[d]} | median)" req/s 1 "Distribution 2.8"
 row "manifest GET by random tag: p99" "$(printf '%s\n' ${TP[c]} | median)" "$(printf '%s\n' ${TP[d]} | median)" ms 0 "Distribution 2.8"
-
 fi
+
 # ---------- d. RSS ----------
-if run d; then
+if has d; then
 header "## d. server peak RSS after a-c (MB, VmHWM, lower is better)"
 row "serving $NREPOS repositories + $NTAGS tags" "$(hwm "$cart_pid")" "$(hwm "$dist_pid")" MB 0 "Distribution 2.8"
-
 fi
+
 # ---------- e. 100 000 tags ----------
-if run e; then
+if has e; then
 say "e. $((TAGCOPIES * NTAGS)) tags"
 s=$(now_ms)
 for c in $(seq 0 $((TAGCOPIES - 1))); do
@@ -232,10 +232,15 @@ echo
 echo "## e. $((TAGCOPIES * NTAGS)) tags ($TAGCOPIES repositories × $NTAGS, each tag its own manifest)"
 echo "first full tags/list of all $TAGCOPIES: $first ms; then random manifest GET over all of them, wrk -c32 $DURATION: $x req/s, p99 $y ms"
 echo "cartorio serve RSS now: $(rss "$cart_pid") MB, peak $(hwm "$cart_pid") MB (target ≤ 200 MB)"
-
+# a pull also GETs blobs: the server then knows every blob each repository's manifests reach
+cfg=$(curl -fsS -H "$A" "$C/v2/bench/tags-0/manifests/t-00000" | jq -r .config.digest)
+s=$(now_ms)
+for c in $(seq 0 $((TAGCOPIES - 1))); do curl -fsS -o /dev/null "$C/v2/bench/tags-$c/blobs/$cfg"; done
+echo "then one blob GET in each of the $TAGCOPIES (the server reads what all $((TAGCOPIES * NTAGS)) manifests reference): $(( $(now_ms) - s )) ms; RSS now: $(rss "$cart_pid") MB, peak $(hwm "$cart_pid") MB"
 fi
+
 # ---------- f. fleet ----------
-if run f; then
+if has f; then
 fdig=$(jq -r '.manifests[0].digest' "$store/bench/fleet/index.json")
 blob=$(jq -r '.layers | max_by(.size) | .digest' "$store/bench/fleet/blobs/sha256/${fdig#sha256:}")
 bsize=$(stat -c %s "$store/bench/fleet/blobs/sha256/${blob#sha256:}")
@@ -259,10 +264,10 @@ header "## f. fleet: $FLEET clients × curl --limit-rate 2M of a $((bsize / 1048
 row "server peak RSS (fresh server; VmHWM)" "$fc_rss" "$fd_rss" MB 0 "Distribution 2.8"
 row "MB delivered in ${FLEET_SECONDS} s (non-200 answers: $fc_err / $fd_err)" "$fc_mb" "$fd_mb" MB 1 "Distribution 2.8"
 row "one unlimited curl of the layer (median of 3)" "$one_c" "$one_d" MB/s 1 "Distribution 2.8"
-
 fi
+
 # ---------- g. 1 000 pulls ----------
-if run g; then
+if has g; then
 say "g. $PULLS concurrent pulls of bench/tiny"
 tsize=$(jq '[.layers[].size] | add' "$store/bench/tiny/blobs/sha256/$(jq -r '.manifests[0].digest' "$store/bench/tiny/index.json" | cut -d: -f2)")
 start_servers

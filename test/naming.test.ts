@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { normalizeRepositoryName, parseImageReference, requestCandidates } from '../src/image/reference.js';
 import { type ImageSource, ServedImages } from '../src/store/image-source.js';
-import type { RepositorySnapshot } from '../src/store/reader.js';
+import type { RepositorySnapshot } from '../src/store/snapshot.js';
 
 // DESIGN §2: a name keeps its registry; Docker Hub's spellings normalise; host-less stays host-less.
 const NAMES: [string, string | undefined][] = [

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { isIndexMediaType } from '../image/media-types.js';
-import { StoreReader, type RepositorySnapshot } from '../store/reader.js';
+import { StoreReader } from '../store/reader.js';
+import type { RepositorySnapshot } from '../store/snapshot.js';
 import { parseManifest } from '../image/manifest.js';
 import { action, examples, existingStore, storeOption } from './common.js';
 
@@ -28,8 +29,9 @@ export function listCommand(): Command {
         if (!snapshot) continue;
         for (const tag of snapshot.tags) {
           const digest = snapshot.tagged.get(tag) ?? '';
-          const manifest = snapshot.manifests.get(digest);
-          rows.push({ repository: name, tag, digest, mediaType: manifest?.descriptor.mediaType ?? '', size: pullSize(snapshot, digest, new Set()) });
+          const manifest = await snapshot.manifest(digest).catch(() => undefined);
+          if (!manifest) continue;
+          rows.push({ repository: name, tag, digest, mediaType: manifest.descriptor.mediaType, size: await pullSize(snapshot, digest, new Set()) });
         }
       }
       if (flags.json) {
@@ -42,14 +44,14 @@ export function listCommand(): Command {
     }));
 }
 
-function pullSize(snapshot: RepositorySnapshot, digest: string, counted: Set<string>): number {
-  const manifest = snapshot.manifests.get(digest);
+async function pullSize(snapshot: RepositorySnapshot, digest: string, counted: Set<string>): Promise<number> {
+  const manifest = await snapshot.manifest(digest).catch(() => undefined);
   if (!manifest || counted.has(digest)) return 0;
   counted.add(digest);
   const { children } = parseManifest(manifest.bytes, manifest.descriptor.mediaType, digest);
   let total = manifest.bytes.length;
   for (const child of children) {
-    if (isIndexMediaType(manifest.descriptor.mediaType)) total += pullSize(snapshot, child.digest, counted);
+    if (isIndexMediaType(manifest.descriptor.mediaType)) total += await pullSize(snapshot, child.digest, counted);
     else if (!counted.has(child.digest)) {
       counted.add(child.digest);
       total += child.size;

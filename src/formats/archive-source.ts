@@ -7,7 +7,7 @@ import { MediaType, isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { normalizeRepositoryName } from '../image/reference.js';
 import type { BlobLocation, ImageSource } from '../store/image-source.js';
-import { referrerDescriptor, type RepositorySnapshot, type StoredManifest } from '../store/reader.js';
+import { BuiltSnapshot, referrerDescriptor, type RepositorySnapshot, type StoredManifest } from '../store/snapshot.js';
 import { buildLegacyImage, inflatedDigest, nameFromDockerManifest, parseDockerManifest } from './docker-archive.js';
 import { LoadError } from './load-error.js';
 import { MAX_INDEX_BYTES, imagesFromIndex, parseLayoutIndex } from './oci-index.js';
@@ -33,7 +33,7 @@ interface OpenArchive {
 interface Served {
   archives: OpenArchive[];
   names: readonly string[];
-  snapshots: Map<string, RepositorySnapshot>;
+  snapshots: Map<string, BuiltSnapshot>;
   /** Where each blob is; several places when archives share it: a refused one gives way to the next. */
   locations: Map<string, BlobLocation[]>;
   /** Gzip legacy layers whose compressed digest is only claimed by their file name: their diff_id, to check with --verify. */
@@ -403,13 +403,13 @@ function followLinks(path: string, entries: Map<string, TarEntry>, name: string)
 }
 
 // Every repository's snapshot, from the images of every archive; a tag given twice is refused.
-function snapshotsOf(images: FoundImage[], collected: Collected): { names: readonly string[]; snapshots: Map<string, RepositorySnapshot> } {
-  const snapshots = new Map<string, RepositorySnapshot>();
+function snapshotsOf(images: FoundImage[], collected: Collected): { names: readonly string[]; snapshots: Map<string, BuiltSnapshot> } {
+  const snapshots = new Map<string, BuiltSnapshot>();
   const tagSource = new Map<string, string>();
   for (const image of images) {
     let snapshot = snapshots.get(image.repository);
     if (!snapshot) {
-      snapshot = { name: image.repository, tags: [], tagged: new Map(), manifests: new Map(), blobs: new Map(), referrers: new Map(), problems: [] };
+      snapshot = new BuiltSnapshot(image.repository);
       snapshots.set(image.repository, snapshot);
     }
     for (const tag of image.tags) {
@@ -426,7 +426,7 @@ function snapshotsOf(images: FoundImage[], collected: Collected): { names: reado
   return { names: [...snapshots.keys()].sort(), snapshots };
 }
 
-function addReachable(snapshot: RepositorySnapshot, descriptor: Descriptor, collected: Collected, depth: number): void {
+function addReachable(snapshot: BuiltSnapshot, descriptor: Descriptor, collected: Collected, depth: number): void {
   const { digest } = descriptor;
   if (snapshot.blobs.has(digest) || depth > 8) return;
   const stored = collected.manifests.get(digest);

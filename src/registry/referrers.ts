@@ -13,7 +13,7 @@ import { queryParam, sendJson } from './respond.js';
  */
 export async function listReferrers(repository: RequestedRepository, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const snapshot = repository.name !== undefined ? await repository.source?.repository(repository.name) : undefined;
-  const all = snapshot?.referrers.get(digest) ?? [];
+  const all = (await snapshot?.contents())?.referrers.get(digest) ?? [];
   const artifactType = queryParam(request, 'artifactType');
   const manifests = artifactType === undefined ? all : all.filter((descriptor) => descriptor.artifactType === artifactType);
   if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');

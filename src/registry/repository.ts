@@ -1,6 +1,6 @@
 import type { ImageSource } from '../store/image-source.js';
 import type { ServedImages } from '../store/image-source.js';
-import type { RepositorySnapshot } from '../store/reader.js';
+import type { RepositorySnapshot } from '../store/snapshot.js';
 import { nameAmbiguous, nameUnknown } from './errors.js';
 
 /** The repository a request is about: the name asked for, and where that name resolved. */

@@ -60,7 +60,7 @@ export class FileStore implements ImageStore {
 
   async findManifest(repository: string, digest: string): Promise<Descriptor | undefined> {
     await this.#checkRoot();
-    return (await this.#reader.repository(repository))?.manifests.get(digest)?.descriptor;
+    return (await (await this.#reader.repository(repository))?.manifest(digest))?.descriptor;
   }
 
   async pull(repository: string, root: Descriptor, dest: string, tag: string): Promise<{ blobs: number; bytes: number }> {
@@ -79,9 +79,9 @@ export class FileStore implements ImageStore {
 
   async push(repository: string, layout: string, _root: Descriptor, tags: string[]): Promise<PushReport> {
     await this.#checkRoot();
-    const before = new Set((await this.#reader.repository(repository))?.blobs.keys() ?? []);
+    const before = new Set((await (await this.#reader.repository(repository))?.contents())?.blobs.keys() ?? []);
     await loadIntoStore(this.#root, [layout], { format: 'oci-layout', name: repository, tags });
-    const after = (await this.#reader.repository(repository))?.blobs.keys() ?? [];
+    const after = (await (await this.#reader.repository(repository))?.contents())?.blobs.keys() ?? [];
     let uploaded = 0;
     let skipped = 0;
     for (const digest of after) {

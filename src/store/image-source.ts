@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { hostlessAliases, requestCandidates } from '../image/reference.js';
-import type { RepositorySnapshot } from './reader.js';
+import type { RepositorySnapshot } from './snapshot.js';
 
 /**
  * Where a blob's bytes are: `size` bytes at `offset` in the file at `path`. `proven` is true when

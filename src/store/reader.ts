@@ -1,38 +1,15 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSha256Digest } from '../image/digest.js';
-import { parseManifest, subjectOf } from '../image/manifest.js';
-import { MediaType, isIndexMediaType, isManifestMediaType } from '../image/media-types.js';
+import { MediaType, isIndexMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { isRepositoryName } from '../image/reference.js';
 import type { BlobLocation, ImageSource } from './image-source.js';
 import { REF_NAME, blobPath, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
+import { MAX_MANIFEST_BYTES, ManifestCache } from './manifest-cache.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
+import { type RepositorySnapshot, StoreSnapshot } from './snapshot.js';
 
-/** A stored manifest: its descriptor (media type from the index or parent) and its exact bytes. */
-export interface StoredManifest {
-  descriptor: Descriptor;
-  bytes: Buffer;
-}
-
-/** Everything a server needs to answer for one repository, read once per index.json change. */
-export interface RepositorySnapshot {
-  name: string;
-  /** Tags in lexical order (the order tags/list pages through). */
-  tags: string[];
-  /** Tag → digest of the manifest or index it names. */
-  tagged: Map<string, string>;
-  /** Every manifest and index reachable from index.json, by digest. */
-  manifests: Map<string, StoredManifest>;
-  /** Every blob reachable from index.json (configs, layers, and the manifests themselves). */
-  blobs: Map<string, number>;
-  /** Subject digest → descriptors of the manifests that name it as `subject` (referrers API). */
-  referrers: Map<string, Descriptor[]>;
-  /** Broken references found while reading; the rest of the repository is still served. */
-  problems: string[];
-}
-
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** A store written before `.repositories` existed is walked at most this often. */
 const WALK_INTERVAL_MS = 1000;
 
@@ -45,7 +22,9 @@ export class StoreReader implements ImageSource {
   /** The store directory; for a reader over layouts, where they are described (for messages). */
   readonly root: string;
   readonly #layouts: Map<string, string> | undefined;
-  readonly #cache = new Map<string, { key: string; snapshot: RepositorySnapshot }>();
+  /** Per repository: the index.json version read (inode, mtime, size) and its snapshot, shared by every request. */
+  readonly #cache = new Map<string, { key: string; snapshot: Promise<StoreSnapshot | undefined> }>();
+  readonly #manifests = new ManifestCache();
   #names: { key: string; names: readonly string[]; at: number } | undefined;
   #walking: Promise<readonly string[]> | undefined;
 
@@ -130,8 +109,15 @@ export class StoreReader implements ImageSource {
     const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
     const cached = this.#cache.get(name);
     if (cached?.key === key) return cached.snapshot;
-    const snapshot = await readSnapshot(name, dir);
-    if (snapshot) this.#cache.set(name, { key, snapshot });
+    // One read per version of index.json, however many requests arrive while it runs.
+    const previous = cached?.snapshot.catch(() => undefined);
+    const snapshot = (async () => readSnapshot(name, dir, this.#manifests, await previous))();
+    const entry = { key, snapshot };
+    this.#cache.set(name, entry);
+    snapshot.then(
+      (read) => read === undefined && this.#cache.get(name) === entry && this.#cache.delete(name),
+      () => this.#cache.get(name) === entry && this.#cache.delete(name),
+    );
     return snapshot;
   }
 
@@ -139,7 +125,7 @@ export class StoreReader implements ImageSource {
   async blob(name: string, digest: string): Promise<BlobLocation | undefined> {
     if (!isSha256Digest(digest)) return undefined;
     const snapshot = await this.repository(name);
-    if (!snapshot?.blobs.has(digest)) return undefined;
+    if (!snapshot || !(await snapshot.contents()).blobs.has(digest)) return undefined;
     const path = blobPath(this.#dirOf(snapshot.name) ?? '', digest);
     try {
       const info = await stat(path);
@@ -157,37 +143,42 @@ export class StoreReader implements ImageSource {
   }
 }
 
-async function readSnapshot(name: string, dir: string): Promise<RepositorySnapshot | undefined> {
+// The snapshot of one version of index.json: tags and roots from the index alone.
+async function readSnapshot(name: string, dir: string, cache: ManifestCache, previous: StoreSnapshot | undefined): Promise<StoreSnapshot | undefined> {
   const index = await readLayoutIndex(dir);
   if (!index) return undefined;
-  const snapshot: RepositorySnapshot = {
-    name, tags: [], tagged: new Map(), manifests: new Map(), blobs: new Map(), referrers: new Map(), problems: [],
-  };
-  for (const descriptor of index.manifests) {
-    const ref = descriptor.annotations?.[REF_NAME];
-    const loaded = await visit(dir, descriptor, snapshot, 0);
-    if (loaded && ref !== undefined) snapshot.tagged.set(ref, descriptor.digest);
+  const tagged = new Map<string, string>();
+  let repeated = false;
+  for (const { digest, annotations } of index.manifests) {
+    const ref = annotations?.[REF_NAME];
+    if (ref === undefined || !isSha256Digest(digest)) continue;
+    repeated ||= tagged.has(ref);
+    tagged.set(ref, digest);
   }
-  await tagSharedIndexes(dir, index.manifests, snapshot);
-  snapshot.tags = [...snapshot.tagged.keys()].sort();
-  return snapshot;
+  const shared = repeated ? await sharedIndexes(dir, index.manifests, cache) : [];
+  for (const { ref, descriptor } of shared) tagged.set(ref, descriptor.digest);
+  const roots = shared.length === 0 ? index.manifests : [...index.manifests, ...shared.map(({ descriptor }) => descriptor)];
+  return new StoreSnapshot(name, dir, roots, tagged, cache, previous);
 }
 
 // A multi-platform get (the resource's `in`, issue 16) lists an index's platform manifests in
 // index.json under one ref name and keeps the index itself in blobs/: that ref names the index
-// whose manifests are exactly those. Stores never repeat a ref name, so they never pay for this.
-async function tagSharedIndexes(dir: string, manifests: Descriptor[], snapshot: RepositorySnapshot): Promise<void> {
+// whose manifests are exactly those. Stores never repeat a ref name, so they never pay for this
+// (called only when a ref name repeats).
+async function sharedIndexes(dir: string, manifests: Descriptor[], cache: ManifestCache): Promise<{ ref: string; descriptor: Descriptor }[]> {
   const byRef = new Map<string, string[]>();
   for (const { annotations, digest } of manifests) {
     const ref = annotations?.[REF_NAME];
     if (ref !== undefined) byRef.set(ref, [...(byRef.get(ref) ?? []), digest]);
   }
   const shared = [...byRef].filter(([, digests]) => digests.length > 1).map(([ref, digests]) => [ref, digests.sort().join(',')] as const);
-  if (shared.length === 0) return;
+  const found: { ref: string; descriptor: Descriptor }[] = [];
+  if (shared.length === 0) return found;
   for (const name of await readdir(join(dir, 'blobs', 'sha256')).catch(() => [] as string[])) {
     const digest = `sha256:${name}`;
     const path = join(dir, 'blobs', 'sha256', name);
-    if (!isSha256Digest(digest) || snapshot.manifests.has(digest) || ((await stat(path).catch(() => undefined))?.size ?? Infinity) > MAX_MANIFEST_BYTES) continue;
+    const size = (await stat(path).catch(() => undefined))?.size ?? Infinity;
+    if (!isSha256Digest(digest) || size > MAX_MANIFEST_BYTES) continue;
     let data: { mediaType?: unknown; manifests?: Array<{ digest?: unknown }> };
     try {
       data = JSON.parse((await readFile(path)).toString('utf8')) as typeof data;
@@ -198,59 +189,11 @@ async function tagSharedIndexes(dir: string, manifests: Descriptor[], snapshot: 
     if (!Array.isArray(data.manifests) || typeof mediaType !== 'string' || !isIndexMediaType(mediaType)) continue;
     const listed = data.manifests.map((m) => String(m.digest)).sort().join(',');
     for (const [ref, digests] of shared) {
-      if (digests === listed && (await visit(dir, { mediaType, digest, size: (await stat(path)).size }, snapshot, 0))) snapshot.tagged.set(ref, digest);
+      if (digests !== listed) continue;
+      // Only an index that is what its name says and parses is tagged.
+      const usable = await cache.read(dir, digest, mediaType).catch(() => undefined);
+      if (usable) found.push({ ref, descriptor: { mediaType, digest, size } });
     }
   }
-}
-
-// Loads one descriptor (and what it references) into the snapshot; false when it is unusable.
-async function visit(dir: string, descriptor: Descriptor, snapshot: RepositorySnapshot, depth: number): Promise<boolean> {
-  const { digest, mediaType } = descriptor;
-  if (!isSha256Digest(digest)) {
-    snapshot.problems.push(`${digest}: unsupported digest`);
-    return false;
-  }
-  if (snapshot.blobs.has(digest)) return true;
-  if (!isManifestMediaType(mediaType) || depth > 8) {
-    snapshot.blobs.set(digest, descriptor.size);
-    return true;
-  }
-  let bytes: Buffer;
-  try {
-    if (descriptor.size > MAX_MANIFEST_BYTES) throw new Error(`manifest is ${descriptor.size} bytes`);
-    bytes = await readFile(blobPath(dir, digest));
-  } catch (error) {
-    snapshot.problems.push(`${mediaType} ${digest}: ${(error as Error).message}`);
-    return false;
-  }
-  let parsed;
-  try {
-    parsed = parseManifest(bytes, mediaType, digest);
-  } catch (error) {
-    snapshot.problems.push((error as Error).message);
-    return false;
-  }
-  snapshot.manifests.set(digest, { descriptor: { mediaType, digest, size: bytes.length }, bytes });
-  snapshot.blobs.set(digest, bytes.length);
-  const subject = subjectOf(parsed);
-  if (subject) {
-    const list = snapshot.referrers.get(subject.digest) ?? [];
-    list.push(referrerDescriptor(descriptor, bytes.length, parsed));
-    snapshot.referrers.set(subject.digest, list);
-  }
-  for (const child of parsed.children) await visit(dir, child, snapshot, depth + 1);
-  return true;
-}
-
-/** distribution-spec "Listing Referrers": artifactType is the manifest's, else its config's media type. */
-export function referrerDescriptor(descriptor: Descriptor, size: number, parsed: ReturnType<typeof parseManifest>): Descriptor {
-  const body = parsed.kind === 'index' ? parsed.index : parsed.manifest;
-  const artifactType = body.artifactType ?? (parsed.kind === 'image' && parsed.manifest.config.mediaType !== MediaType.ociEmpty ? parsed.manifest.config.mediaType : undefined);
-  return {
-    mediaType: descriptor.mediaType,
-    digest: descriptor.digest,
-    size,
-    ...(artifactType !== undefined && { artifactType }),
-    ...(body.annotations !== undefined && { annotations: body.annotations }),
-  };
+  return found;
 }
