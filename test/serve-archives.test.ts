@@ -245,6 +245,14 @@ test('compressed tarballs, rootfs tarballs and clashing names are refused with o
   assert.equal(gzip.code, 1);
   assert.match(gzip.stderr, /images\.tar\.gz: is gzip-compressed: a compressed tarball cannot be served in place/);
   assert.match(gzip.stderr, /cartorio load --store DIR .*gunzip -k/);
+  assert.match(gzip.stderr, /^cartorio serve: [^\n]*\n  hint: [^\n]*\n$/, 'one line and its hint');
+  // zstd by Debian's zstd(1), as `docker save | zstd` or a .tar.zst download would be.
+  const zst = join(dir, 'images.tar.zst');
+  assert.equal((await run('zstd', ['-q', '-o', zst, join(FIXTURES, 'busybox-docker.tar')])).code, 0);
+  const zstd = await cartorio(['serve', '--listen', '127.0.0.1:0', zst]);
+  assert.equal(zstd.code, 1);
+  assert.match(zstd.stderr, /images\.tar\.zst: is zstd-compressed: a compressed tarball cannot be served in place/);
+  assert.match(zstd.stderr, /^cartorio serve: [^\n]*\n  hint: load it \(cartorio load --store DIR \S*images\.tar\.zst, .*\(zstd -d \S*images\.tar\.zst\)\n$/, 'one line and its hint');
   const rootfs = await cartorio(['serve', '--listen', '127.0.0.1:0', join(FIXTURES, 'rootfs.tar')]);
   assert.equal(rootfs.code, 1);
   assert.match(rootfs.stderr, /rootfs\.tar: is not an image archive/);
