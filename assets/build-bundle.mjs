@@ -28,7 +28,20 @@ const tarHeaders = {
     }));
   },
 };
-const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders] };
+// src/image/validate.ts loads Ajv through createRequire only when a schema has no precompiled
+// validator; in a bundle that becomes a plain require('ajv'), which esbuild bundles (still lazily).
+const lazyAjv = {
+  name: 'lazy-ajv',
+  setup(bundler) {
+    bundler.onLoad({ filter: /[\\/]image[\\/]validate\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      const lazy = "createRequire(import.meta.url)('ajv')";
+      if (!text.includes(lazy)) throw new Error(`build-bundle: ${args.path} no longer loads Ajv by ${lazy}; update the lazy-ajv plugin`);
+      return { contents: text.replace(lazy, "require('ajv')"), loader: 'js', resolveDir: dirname(args.path) };
+    });
+  },
+};
+const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders, lazyAjv] };
 
 const resourceEntry = join(out, '.resource-entry.mjs');
 await mkdir(out, { recursive: true });

@@ -1,25 +1,51 @@
-import { Ajv, type ErrorObject, type Schema, type ValidateFunction } from 'ajv';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { Ajv as AjvType, ErrorObject, Schema, ValidateFunction } from 'ajv';
+import { precompiled } from './validators.generated.js';
+
+/** The options of cartorio's own Ajv; assets/build-validators.mjs compiles with the same. */
+export const AJV_OPTIONS = { allErrors: true, strict: true, allowUnionTypes: true } as const;
+/** A document with more problems than this is described by its first ones and a count. */
+const MAX_PROBLEMS = 8;
 
 /**
  * cartorio's own Ajv instance for every JSON that comes from outside (input files, Concourse
  * payloads). Unlike fastify's route Ajv it never strips or coerces: a bad document is rejected.
+ * Loaded only when a schema has no precompiled validator (importing Ajv and compiling the
+ * schemas a `serve FILE.tar` needs cost ~150 ms of its start-up).
  */
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
-/** A document with more problems than this is described by its first ones and a count. */
-const MAX_PROBLEMS = 8;
+let ajv: AjvType | undefined;
+function runtimeAjv(): AjvType {
+  // Through require, so nothing loads Ajv until it is needed; the bundles (assets/build-bundle.mjs) make this a bundled require.
+  if (ajv === undefined) {
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv');
+    ajv = new Ajv(AJV_OPTIONS);
+  }
+  return ajv;
+}
+
+/** Every schema given to compileValidator, for assets/build-validators.mjs. */
+export const compiledSchemas: { schema: Schema; what: string }[] = [];
+
+/** The key of a schema's precompiled validator: the hash of its JSON. */
+export function schemaKey(schema: Schema): string {
+  return createHash('sha256').update(JSON.stringify(schema)).digest('hex').slice(0, 24);
+}
 
 /** Checks untrusted JSON against a schema; returns it typed or throws naming what and where. */
 export type Validator<T> = (data: unknown, where: string) => T;
 
 /**
- * A validator for `schema`, compiled on first use: compiling every schema at import cost a load
- * ~60 ms of start-up for documents most inputs never have. `what` names the document in errors
- * ("manifest", "metadata.json").
+ * A validator for `schema`: the one assets/build-validators.mjs compiled ahead of time into
+ * validators.generated.ts (Ajv standalone code, same options), else compiled by Ajv on first use
+ * (a schema changed since; test/validate.test.ts says when to regenerate). `what` names the
+ * document in errors ("manifest", "metadata.json").
  */
 export function compileValidator<T>(schema: Schema, what: string): Validator<T> {
+  compiledSchemas.push({ schema, what });
   let check: ValidateFunction | undefined;
   return (data, where) => {
-    check ??= ajv.compile(schema);
+    check ??= (precompiled[schemaKey(schema)] as ValidateFunction | undefined) ?? runtimeAjv().compile(schema);
     if (check(data)) return data as T;
     throw new Error(`${where}: invalid ${what}: ${describeAjvErrors(check.errors ?? [])}`);
   };
