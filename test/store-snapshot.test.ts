@@ -10,7 +10,7 @@ import { ServedImages } from '../src/store/image-source.js';
 import { updateIndex } from '../src/store/index-file.js';
 import { ManifestCache } from '../src/store/manifest-cache.js';
 import { StoreReader } from '../src/store/reader.js';
-import { tempDir } from './helpers/cli.js';
+import { cartorio, tempDir } from './helpers/cli.js';
 import { BUSYBOX_1, BUSYBOX_ARM64, BUSYBOX_MULTI, makeRegistryStore, storedBlob, type RegistryStore } from './helpers/registry-store.js';
 
 // Snapshots of a store (src/store/snapshot.ts): tags from index.json alone, manifests read on
@@ -87,6 +87,12 @@ test('tags/list needs no manifest; a missing manifest is MANIFEST_UNKNOWN and th
   const reader = new StoreReader(root);
   const contents = await (await reader.repository('busybox'))?.contents();
   assert.ok(contents?.problems.some((problem) => problem.includes(BUSYBOX_ARM64) && problem.includes('no such file')), contents?.problems.join('\n'));
+  // `list` shows what a pull gets, and says which tag it leaves out and why.
+  const listed = await cartorio(['list', '--store', root]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.doesNotMatch(listed.stdout, /\barm64\b/);
+  assert.match(listed.stdout, /^busybox\s+1\s/m);
+  assert.match(listed.stderr, /busybox:arm64 \(sha256:[0-9a-f]{64}\) is not served: its manifest is missing; run `cartorio verify`/);
 });
 
 test('what a repository can serve is what its index.json reaches: children of an index, referrers, no stray blob', async () => {

@@ -29,7 +29,11 @@ export function listCommand(): Command {
         if (!snapshot) continue;
         for (const tag of snapshot.tags) {
           const digest = snapshot.tagged.get(tag) ?? '';
-          const manifest = await snapshot.manifest(digest).catch(() => undefined);
+          const manifest = await snapshot.manifest(digest).then((found) => found ?? Promise.reject(new Error('its manifest is missing'))).catch((error: unknown) => {
+            // Listed tags are what a pull can get; a broken one is said, not dropped silently.
+            process.stderr.write(`cartorio list: ${name}:${tag} (${digest}) is not served: ${(error as Error).message}; run \`cartorio verify\`\n`);
+            return undefined;
+          });
           if (!manifest) continue;
           rows.push({ repository: name, tag, digest, mediaType: manifest.descriptor.mediaType, size: await pullSize(snapshot, digest, new Set()) });
         }

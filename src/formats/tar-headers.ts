@@ -145,7 +145,6 @@ function cString(content: Buffer): string {
   return content.subarray(0, end < 0 ? content.length : end).toString('utf8');
 }
 
-
 /** Bytes read ahead for the next headers: 64 KiB hold the headers of ~20 small layers. */
 const WINDOW = 64 * 1024;
 
