@@ -57,7 +57,8 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
   const snapshot = await snapshotOf(repository);
   const blob = await repository.source?.blob(snapshot.name, digest);
   if (!blob) {
-    const built = snapshot.manifests.get(digest);
+    // Checked against its digest like any manifest the snapshot gives (a store's is a file, found above).
+    const built = await snapshot.manifest(digest);
     if (built) return serveBytes(built.bytes, digest, request, reply);
     throw blobUnknown(digest);
   }

@@ -32,11 +32,6 @@ export interface RepositorySnapshot {
   /** Tag → digest of the manifest or index it names. */
   readonly tagged: ReadonlyMap<string, string>;
   /**
-   * Manifests held in memory because they have no file (an archive's, built at start); empty for
-   * a store, whose manifests are read by `manifest()`. The blob route falls back to these.
-   */
-  readonly manifests: ReadonlyMap<string, StoredManifest>;
-  /**
    * Manifest or index `digest` if it is reachable from index.json and there: its bytes, checked
    * against the digest. Throws when the stored bytes are corrupt (never served).
    */
@@ -53,6 +48,7 @@ export class BuiltSnapshot implements RepositorySnapshot, RepositoryContents {
   readonly name: string;
   tags: string[] = [];
   readonly tagged = new Map<string, string>();
+  /** Manifests held in memory (an archive's; a legacy docker save's have no file at all). */
   readonly manifests = new Map<string, StoredManifest>();
   readonly blobs = new Map<string, number>();
   readonly referrers = new Map<string, Descriptor[]>();
@@ -104,7 +100,6 @@ export class StoreSnapshot implements RepositorySnapshot {
   readonly name: string;
   readonly tags: readonly string[];
   readonly tagged: ReadonlyMap<string, string>;
-  readonly manifests: ReadonlyMap<string, StoredManifest> = new Map();
   readonly #dir: string;
   /** Root digest → its type and size from index.json (only what the walk and manifest() need). */
   readonly #roots: ReadonlyMap<string, Descriptor>;
