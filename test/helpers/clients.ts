@@ -21,28 +21,53 @@ export interface Server {
 
 /**
  * Starts the real CLI, `cartorio serve --listen 127.0.0.1:0 --ready-file F`, and waits for the
- * ready file. Stopped with SIGTERM (by PID) in `t.after`, which also checks it exits cleanly.
+ * ready file. Stopped with SIGTERM (by PID) in `t.after`.
  */
 export async function startServe(t: After, dir: string, store: string, extra: string[] = []): Promise<Server> {
   await mkdir(dir, { recursive: true });
   const readyFile = join(dir, `ready-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-  const child = spawn(process.execPath, [CLI, 'serve', '--store', store, '--listen', '127.0.0.1:0', '--ready-file', readyFile, '--log-level', 'warn', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const started = startChild(t, process.execPath, [CLI, 'serve', '--store', store, '--listen', '127.0.0.1:0', '--ready-file', readyFile, '--log-level', 'warn', ...extra]);
+  const address = await whenReady(started, readyFileContent(readyFile), 'cartorio serve');
+  return { address, pid: started.child.pid ?? 0, logs: started.stderr };
+}
+
+/** A child process a test started, and what it wrote to stderr so far. */
+export interface TestChild {
+  child: ChildProcess;
+  stderr: () => string;
+}
+
+/** Spawns `command args…` (stdout ignored, stderr kept); stopped by PID in `t.after`: SIGTERM, SIGKILL after 15 s. */
+export function startChild(t: After, command: string, args: string[], options: { cwd?: string } = {}): TestChild {
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: options.cwd });
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  child.stdout.resume();
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.after(() => stopChild(child, exited));
-  for (let i = 0; i < 200; i++) {
-    const address = await readFile(readyFile, 'utf8').catch(() => '');
-    if (address !== '') return { address, pid: child.pid ?? 0, logs: () => stderr };
-    if (child.exitCode !== null) break;
+  return { child, stderr: () => stderr };
+}
+
+/**
+ * What `ready` gives once it gives something, asked every 50 ms, `attempts` times at most; fails
+ * naming `what` and with the child's stderr when the child exits first or never gets ready.
+ */
+export async function whenReady<T>(started: TestChild, ready: () => Promise<T | undefined>, what: string, attempts = 200): Promise<T> {
+  for (let i = 0; i < attempts; i++) {
+    const value = await ready();
+    if (value !== undefined) return value;
+    if (started.child.exitCode !== null) break;
     await sleep(50);
   }
-  throw new Error(`cartorio serve did not become ready: ${stderr}`);
+  throw new Error(`${what} did not become ready: ${started.stderr()}`);
+}
+
+/** For `whenReady`: the address a server wrote to its --ready-file, once it has. */
+export function readyFileContent(file: string): () => Promise<string | undefined> {
+  return async () => (await readFile(file, 'utf8').catch(() => '')) || undefined;
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
-  if (child.exitCode !== null || child.pid === undefined) return;
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   process.kill(child.pid, 'SIGTERM');
   const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)]);
   if (code === 'timeout') process.kill(child.pid, 'SIGKILL');

@@ -1,9 +1,7 @@
-import { spawn } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT, run, type RunResult } from './cli.js';
-import type { After } from './clients.js';
+import { readyFileContent, startChild, whenReady, type After } from './clients.js';
 
 /** assets/check, assets/in, assets/out of the checkout (they run dist/src/resource). */
 export const ASSETS = join(ROOT, 'assets');
@@ -66,21 +64,7 @@ export interface LaunchedServer {
  * stopped by PID with SIGTERM in `t.after`.
  */
 export async function launchServe(t: After, command: string, args: string[], readyFile: string, options: { cwd?: string } = {}): Promise<LaunchedServer> {
-  const child = spawn(command, [...args, '--listen', '127.0.0.1:0', '--ready-file', readyFile, '--log-level', 'warn', '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'], cwd: options.cwd });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGTERM');
-      await Promise.race([exited, sleep(10_000)]);
-    }
-  });
-  for (let i = 0; i < 200; i++) {
-    const address = await readFile(readyFile, 'utf8').catch(() => '');
-    if (address !== '') return { address, stderr: () => stderr };
-    if (child.exitCode !== null) break;
-    await sleep(50);
-  }
-  throw new Error(`${command} ${args.join(' ')} did not become ready: ${stderr}`);
+  const started = startChild(t, command, [...args, '--listen', '127.0.0.1:0', '--ready-file', readyFile, '--log-level', 'warn', '--quiet'], options);
+  const address = await whenReady(started, readyFileContent(readyFile), `${command} ${args.join(' ')}`);
+  return { address, stderr: started.stderr };
 }

@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from './cli.js';
-import type { After } from './clients.js';
+import { startChild, whenReady, type After } from './clients.js';
 
 /** A name only the test proxy can resolve (its own /etc/hosts, in its own mount namespace). */
 export const PROXY_ONLY_HOST = 'registry.cartorio.test';
@@ -46,22 +44,9 @@ export async function startTinyproxy(t: After, dir: string, port: number): Promi
   const log = join(dir, 'tinyproxy.log');
   await writeFile(hosts, `127.0.0.1 localhost\n127.0.0.1 ${PROXY_ONLY_HOST}\n`);
   await writeFile(conf, [`Port ${port}`, 'Listen 127.0.0.1', 'Timeout 60', `LogFile "${log}"`, 'LogLevel Connect', 'MaxClients 20', 'Allow 127.0.0.1', 'DisableViaHeader Yes', ''].join('\n'));
-  const child = spawn('unshare', ['-m', 'sh', '-c', `mount --bind ${hosts} /etc/hosts && exec tinyproxy -d -c ${conf}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  t.after(async () => {
-    if (child.exitCode === null && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGTERM');
-      await Promise.race([exited, sleep(5000)]);
-    }
-  });
-  for (let i = 0; i < 100; i++) {
-    if (await canConnect(port)) return log;
-    if (child.exitCode !== null) break;
-    await sleep(50);
-  }
-  throw new Error(`tinyproxy did not start on 127.0.0.1:${port}: ${stderr}`);
+  const started = startChild(t, 'unshare', ['-m', 'sh', '-c', `mount --bind ${hosts} /etc/hosts && exec tinyproxy -d -c ${conf}`]);
+  await whenReady(started, async () => ((await canConnect(port)) ? true : undefined), `tinyproxy on 127.0.0.1:${port}`, 100);
+  return log;
 }
 
 function canConnect(port: number): Promise<boolean> {
