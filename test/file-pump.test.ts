@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { open, writeFile } from 'node:fs/promises';
+import { type FileHandle, open, writeFile } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -57,11 +57,14 @@ class Client extends EventEmitter {
   }
 }
 
-async function blobFile(t: { after: (fn: () => Promise<void>) => void }, size: number): Promise<{ path: string; digest: string }> {
+// A file of `size` random bytes, opened for the pump (closed after the test), and its digest.
+async function openBlob(t: { after: (fn: () => Promise<void>) => void }, size: number): Promise<{ handle: FileHandle; digest: string }> {
   const path = join(await tempDir(t), 'blob');
   const bytes = randomBytes(size);
   await writeFile(path, bytes);
-  return { path, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+  const handle = await open(path, 'r');
+  t.after(() => handle.close());
+  return { handle, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
 }
 
 async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
@@ -74,9 +77,8 @@ async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void
 
 test('clients that read fast and then stall hold at most the budget of large buffers; every byte is right once they read again', async (t) => {
   const size = 24 * MiB;
-  const blob = await blobFile(t, size);
-  const handle = await open(blob.path, 'r');
-  t.after(() => handle.close());
+  const blob = await openBlob(t, size);
+  const { handle } = blob;
   const { largePairs, large, small } = pumpUsage();
   const before = pumpUsage().bytesHeld;
   const clients: Client[] = [];
@@ -112,9 +114,8 @@ test('clients that read fast and then stall hold at most the budget of large buf
 
 test('a client that never makes the pump wait long but reads at a few MB/s keeps one small buffer; a fast one earns large ones', async (t) => {
   const size = 20 * MiB;
-  const blob = await blobFile(t, size);
-  const handle = await open(blob.path, 'r');
-  t.after(() => handle.close());
+  const blob = await openBlob(t, size);
+  const { handle } = blob;
   const { largePairsLent, small, large } = pumpUsage();
   // each write called back after 10 ms (under the 20 ms that counts as a wait): ~12 MB/s
   const slow = new Client();
@@ -134,9 +135,8 @@ test('a client that never makes the pump wait long but reads at a few MB/s keeps
 
 test('a client that goes away mid-blob: the pump stops, and gives back its large buffers', async (t) => {
   const size = 24 * MiB;
-  const blob = await blobFile(t, size);
-  const handle = await open(blob.path, 'r');
-  t.after(() => handle.close());
+  const blob = await openBlob(t, size);
+  const { handle } = blob;
   const { largePairsLent, bytesHeld } = pumpUsage();
   const client = new Client();
   client.stallAt = 20 * MiB;
