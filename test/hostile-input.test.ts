@@ -10,7 +10,6 @@ import { createZstdCompress, gzipSync } from 'node:zlib';
 import { LayerCheck } from '../src/formats/layer-check.js';
 import { CLI, FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
 import { expectRefusedLoads, type RefusalCase } from './helpers/refusals.js';
-import { snapshotTree } from './helpers/snapshot.js';
 import { writeTar } from './helpers/tars.js';
 
 // The hostile-input corpus, beyond test/bad-input.test.ts: damaged headers mid-archive, links

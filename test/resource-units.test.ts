@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { RootfsWriter } from '../src/resource/extract.js';
 import { readAdditionalTags, resolveImagePath } from '../src/resource/image-path.js';
 import { validateCheckRequest, validateInRequest, validateOutRequest } from '../src/resource/schema.js';
 import { launcherScript } from '../src/resource/server-bundle.js';
-import { ROOT, cartorio, tempDir } from './helpers/cli.js';
+import { ROOT, tempDir } from './helpers/cli.js';
 import { snapshotTree } from './helpers/snapshot.js';
 import { writeTar, type TarEntry } from './helpers/tars.js';
 

@@ -1,4 +1,4 @@
-import { header, readBody, type HttpResponse } from './http-transport.js';
+import { readBody, type HttpResponse } from './http-transport.js';
 
 /** The registry's own error, from the distribution-spec body `{"errors":[{code,message,detail}]}`. */
 export interface RegistryErrorBody {
