@@ -30,6 +30,6 @@ COPY --from=build /src/assets/check /src/assets/in /src/assets/out /src/assets/c
 COPY --from=build /src/dist/bundle/cartorio/package.json /opt/resource/package.json
 # A server of 100 000 tags stays under 200 MB RSS: Node 24 would grow its young generation to 64 MB+
 # (SERVER_NODE_FLAGS in src/resource/server-bundle.ts; the bundle_server launcher passes the same).
-ENV NODE_OPTIONS=--max-semi-space-size=8
+ENV NODE_OPTIONS=--max-semi-space-size=4
 RUN ln -s /opt/resource/cartorio /usr/local/bin/cartorio && cartorio --version
 CMD ["cartorio", "--help"]

@@ -96,8 +96,8 @@ test('params.additional_tags: a list, or a file of whitespace-separated tags', a
 test('the bundle_server launcher runs node through its own loader, from wherever it is called', () => {
   const script = launcherScript('ld-linux-x86-64.so.2');
   assert.match(script, /^#!\/bin\/sh\n/);
-  assert.match(script, /exec "\$r\/lib\/ld-linux-x86-64.so.2" --library-path "\$r\/lib" "\$r\/node" --max-semi-space-size=8 "\$r\/dist\/src\/cli\/main.mjs" "\$@"/);
-  assert.match(launcherScript(undefined), /exec "\$r\/node" --max-semi-space-size=8 "\$r\/dist\/src\/cli\/main.mjs" "\$@"/);
+  assert.match(script, /exec "\$r\/lib\/ld-linux-x86-64.so.2" --library-path "\$r\/lib" "\$r\/node" --max-semi-space-size=4 "\$r\/dist\/src\/cli\/main.mjs" "\$@"/);
+  assert.match(launcherScript(undefined), /exec "\$r\/node" --max-semi-space-size=4 "\$r\/dist\/src\/cli\/main.mjs" "\$@"/);
 });
 
 // Layers are hand-built (tars.ts, fixed mtimes) for the cases real tools do not make on purpose.

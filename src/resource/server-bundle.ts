@@ -94,12 +94,12 @@ export async function writeServerBundle(dest: string, runtime: NodeRuntime, cliB
 }
 
 /**
- * Node.js flags for a process that may serve: Node 24 grows its young generation to 64–128 MB on a
- * machine with this much memory, which a server walking 100 000 manifests then holds as RSS
- * (237 MB against 184 MB with 8 MB semi-spaces, same throughput; bench/results.md). The resource
- * image sets the same in NODE_OPTIONS (Dockerfile).
+ * Node.js flags for a process that may serve: Node 24 grows its young generation to 64 MB or more,
+ * which a server that walked 100 000 manifests then holds as RSS (peak 307 MB against 186 MB with
+ * 4 MB semi-spaces, at the same request rate; bench/results.md). The resource image sets the same
+ * in NODE_OPTIONS (Dockerfile).
  */
-export const SERVER_NODE_FLAGS = '--max-semi-space-size=8';
+export const SERVER_NODE_FLAGS = '--max-semi-space-size=4';
 
 /** The /bin/sh launcher: finds its own directory, then runs the bundled CLI on the bundled node. */
 export function launcherScript(loader: string | undefined): string {
