@@ -43,7 +43,8 @@ export class TreeWalk {
   /** Called once, when the walk has listed everything, with the total size of the files' contents. */
   onListed: ((contentBytes: number) => void) | undefined;
 
-  constructor(root: string) {
+  /** `batch`: entries per message (tests make it small, to cross many batch edges). */
+  constructor(root: string, { batch = BATCH }: { batch?: number } = {}) {
     this.#root = root.length > 1 ? root.replace(/\/+$/, '') : root;
     const { port1, port2 } = new MessageChannel();
     this.#port = port1;
@@ -54,7 +55,7 @@ export class TreeWalk {
       this.#wake();
     });
     this.#worker = startSourceWorker(walkWorker);
-    this.#worker.postMessage({ root, port: port2, batch: BATCH }, [port2]);
+    this.#worker.postMessage({ root, port: port2, batch }, [port2]);
     this.#worker.on('error', (error) => {
       this.#failure ??= error;
       this.#wake();
@@ -155,9 +156,11 @@ export class TreeWalkError extends Error {
 function walkWorker(require: NodeJS.Require): void {
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fs = require('node:fs') as typeof import('node:fs');
-  const { join } = require('node:path') as typeof import('node:path');
   (parentPort as NonNullable<typeof parentPort>).once('message', ({ root, port, batch }: { root: string; port: MessagePort; batch: number }) => {
     const fields = 10;
+    const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO } = fs.constants;
+    const KIND_OF_FORMAT: number[] = [];
+    for (const [format, kind] of [[S_IFREG, 0], [S_IFDIR, 1], [S_IFLNK, 2], [S_IFCHR, 3], [S_IFBLK, 4], [S_IFIFO, 5]] as const) KIND_OF_FORMAT[format >>> 12] = kind;
     let numbers = new Float64Array(batch * fields);
     let names: string[] = [];
     let targets: string[] = [];
@@ -173,10 +176,9 @@ function walkWorker(require: NodeJS.Require): void {
     const visit = (dir: string, prefix: string): void => {
       const entries = fs.readdirSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       for (const name of entries) {
-        const absolute = join(dir, name);
+        const absolute = dir.endsWith('/') ? dir + name : `${dir}/${name}`;
         const stats = fs.lstatSync(absolute);
-        const kind = stats.isFile() ? 0 : stats.isDirectory() ? 1 : stats.isSymbolicLink() ? 2
-          : stats.isCharacterDevice() ? 3 : stats.isBlockDevice() ? 4 : stats.isFIFO() ? 5 : -1;
+        const kind = KIND_OF_FORMAT[(stats.mode & S_IFMT) >>> 12] ?? -1;
         if (kind < 0) continue; // sockets cannot be archived; tar skips them too
         const path = prefix === '' ? name : `${prefix}/${name}`;
         if (kind === 2) targets.push(fs.readlinkSync(absolute));
