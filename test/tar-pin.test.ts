@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, linkSync, lchownSync, lutimesSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, lchownSync, lutimesSync, mkdirSync, renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { collectTree, packTree } from '../src/image/layer-pack.js';
@@ -112,6 +112,22 @@ test('a TreeWalk fails as collectTree does: a symlink out of the tree, a root th
   assert.throws(() => collectTree(root), /symlink "a\/b\/escape" -> "..\/..\/..\/etc\/passwd" points outside the rootfs/);
   await assert.rejects(drain(new TreeWalk(root, { batch: 4 })), (error: unknown) => error instanceof TreeWalkError && /symlink "a\/b\/escape" -> "..\/..\/..\/etc\/passwd" points outside the rootfs/.test(error.message));
   await assert.rejects(drain(new TreeWalk(join(dir, 'missing'))), (error: unknown) => error instanceof TreeWalkError && error.code === 'ENOENT' && error.path === join(dir, 'missing'));
+});
+
+// The first entries are listed here while the thread starts, then dropped from its list: a tree
+// changed in between fails the pack instead of giving an entry twice or not at all.
+test('a TreeWalk whose tree changes between its two listings fails, naming the entry', async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, 'tree');
+  mkdirSync(root);
+  for (const name of ['a', 'b', 'c']) writeFileSync(join(root, name), name);
+  const walk = new TreeWalk(root);
+  const first = walk.next();
+  assert.equal(typeof first === 'object' && first.path, 'a', 'listed here, before the thread has started');
+  renameSync(join(root, 'a'), join(root, 'a2'));
+  await assert.rejects(async () => {
+    for await (const chunk of packTree(walk)) void chunk;
+  }, (error: unknown) => error instanceof TreeWalkError && /changed while being listed: "a" was listed, then "a2" in its place/.test(error.message));
 });
 
 // chunk-end-grows: header + content end exactly at the 1 MiB chunk's end, so the growth check is a read of its own.

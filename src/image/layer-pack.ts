@@ -57,9 +57,13 @@ export interface PackOptions {
  * async, see bench/run.sh for the whole load).
  */
 export function collectTree(root: string): { entries: TreeEntry[]; contentBytes: number } {
-  const entries: TreeEntry[] = [];
-  let contentBytes = 0;
-  const visit = (dir: string, prefix: string): void => {
+  const entries = [...listTree(root)];
+  return { entries, contentBytes: entries.reduce((sum, entry) => sum + entry.stats.size, 0) };
+}
+
+/** collectTree's entries one at a time, listed as they are asked for. */
+export function* listTree(root: string): Generator<TreeEntry> {
+  function* visit(dir: string, prefix: string): Generator<TreeEntry> {
     const names = readdirSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     for (const name of names) {
       const absolute = join(dir, name);
@@ -69,13 +73,11 @@ export function collectTree(root: string): { entries: TreeEntry[]; contentBytes:
       const compact = entryStats(stats, target);
       if (!compact) continue;
       if (target !== undefined && symlinkEscapes(path, target)) throw new Error(`symlink "${path}" -> "${target}" points outside the rootfs`);
-      entries.push({ path, absolute, stats: compact });
-      contentBytes += compact.size;
-      if (compact.kind === 'directory') visit(absolute, path);
+      yield { path, absolute, stats: compact };
+      if (compact.kind === 'directory') yield* visit(absolute, path);
     }
-  };
-  visit(root, '');
-  return { entries, contentBytes };
+  }
+  yield* visit(root, '');
 }
 
 /**

@@ -1,5 +1,5 @@
 import { receiveMessageOnPort, MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
-import type { EntryStats, TreeEntry } from './layer-pack.js';
+import { listTree, type EntryStats, type TreeEntry } from './layer-pack.js';
 import { startSourceWorker } from './source-worker.js';
 import { symlinkEscapes } from './tar-paths.js';
 
@@ -40,6 +40,11 @@ export class TreeWalk {
   #exited = false;
   #waiting: (() => void) | undefined;
   #closed = false;
+  // While the thread starts (~100 ms), this thread lists the tree's first entries itself; the
+  // same entries are then dropped from the thread's list, checked name by name.
+  #local: Generator<TreeEntry> | undefined;
+  readonly #listedHere: string[] = [];
+  #dropped = 0;
   /** Called once, when the walk has listed everything, with the total size of the files' contents. */
   onListed: ((contentBytes: number) => void) | undefined;
 
@@ -54,6 +59,7 @@ export class TreeWalk {
       this.#queue.push(message);
       this.#wake();
     });
+    this.#local = listTree(root);
     this.#worker = startSourceWorker(walkWorker);
     this.#worker.postMessage({ root, port: port2, batch }, [port2]);
     this.#worker.on('error', (error) => {
@@ -68,6 +74,41 @@ export class TreeWalk {
   }
 
   next(): TreeEntry | undefined | typeof NOT_YET {
+    if (this.#local) {
+      const entry = this.#queue.length === 0 && !this.#failure && !this.#exited ? this.#nextHere() : undefined;
+      if (entry) return entry;
+      this.#local.return(undefined);
+      this.#local = undefined;
+    }
+    for (;;) {
+      const entry = this.#nextListed();
+      if (this.#dropped === this.#listedHere.length) return entry;
+      if (entry === NOT_YET) return NOT_YET;
+      const expected = this.#listedHere[this.#dropped++];
+      if (entry?.path !== expected) throw new TreeWalkError(`changed while being listed: "${expected}" was listed, then ${entry ? `"${entry.path}"` : 'nothing'} in its place; pack it again when nothing writes to it`);
+    }
+  }
+
+  // The next entry this thread lists itself, until the walking thread has sent its first message.
+  #nextHere(): TreeEntry | undefined {
+    const received = receiveMessageOnPort(this.#port) as { message: WalkMessage } | undefined;
+    if (received) {
+      this.#queue.push(received.message);
+      return undefined;
+    }
+    let next;
+    try {
+      next = (this.#local as Generator<TreeEntry>).next();
+    } catch (error) {
+      const { message, code, path } = error as NodeJS.ErrnoException;
+      throw Object.assign(new TreeWalkError(message, { cause: error }), { code, path });
+    }
+    if (next.done) return undefined;
+    this.#listedHere.push(next.value.path);
+    return next.value;
+  }
+
+  #nextListed(): TreeEntry | undefined | typeof NOT_YET {
     while (!this.#batch || this.#at === this.#batch.count) {
       if (this.#contentBytes !== undefined) return undefined;
       const message = this.#queue.shift() ?? (receiveMessageOnPort(this.#port) as { message: WalkMessage } | undefined)?.message;
