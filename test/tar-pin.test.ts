@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, linkSync, lchownSync, lutimesSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, lchownSync, lutimesSync, mkdirSync, renameSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { collectTree, packTree } from '../src/image/layer-pack.js';
+import { TreeWalk, TreeWalkError } from '../src/image/tree-walk.js';
 import { tempDir } from './helpers/cli.js';
 
 // The tar a directory packs into is part of the layer's digest, so of every image built from a
@@ -76,9 +77,11 @@ function makeFixtureTree(root: string): string[] {
   return paths;
 }
 
-async function packedDigest(root: string, mtime?: Date): Promise<string> {
+// As listed by collectTree, or by a TreeWalk on its own thread (as `load` packs a directory).
+async function packedDigest(root: string, mtime?: Date, batch?: number): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of packTree(collectTree(root).entries, mtime ? { mtime } : {})) hash.update(chunk as Buffer);
+  const entries = batch === undefined ? collectTree(root).entries : new TreeWalk(root, { batch });
+  for await (const chunk of packTree(entries, mtime ? { mtime } : {})) hash.update(chunk as Buffer);
   return 'sha256:' + hash.digest('hex');
 }
 
@@ -90,6 +93,41 @@ test('a fixture tree packs to the bytes the packer has always written', async (t
   makeFixtureTree(root);
   assert.equal(await packedDigest(root), 'sha256:086817403948f77997267f884d5846f8a6f74bed83b7871ceea0873576053684', 'each entry with its own mtime');
   assert.equal(await packedDigest(root, new Date(0)), 'sha256:4cc119b36da1fe8a11667ef2522f9ba8af30b141e3730f0941445a4bb115be44', 'every entry at the epoch (as a put packs)');
+  // Listed on another thread, in batches of 1, 3 and 512 entries (symlinks on both sides of a batch edge).
+  for (const batch of [1, 3, 512]) {
+    assert.equal(await packedDigest(root, undefined, batch), 'sha256:086817403948f77997267f884d5846f8a6f74bed83b7871ceea0873576053684', `listed by a TreeWalk, batches of ${batch}`);
+  }
+  assert.equal(await packedDigest(root, new Date(0), 2), 'sha256:4cc119b36da1fe8a11667ef2522f9ba8af30b141e3730f0941445a4bb115be44', 'listed by a TreeWalk, at the epoch');
+});
+
+test('a TreeWalk fails as collectTree does: a symlink out of the tree, a root that is not there', async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, 'tree');
+  mkdirSync(join(root, 'a/b'), { recursive: true });
+  for (let i = 0; i < 20; i++) writeFileSync(join(root, `a/f${i}`), 'x');
+  symlinkSync('../../../etc/passwd', join(root, 'a/b/escape'));
+  const drain = async (entries: TreeWalk): Promise<void> => {
+    for await (const chunk of packTree(entries)) void chunk;
+  };
+  assert.throws(() => collectTree(root), /symlink "a\/b\/escape" -> "..\/..\/..\/etc\/passwd" points outside the rootfs/);
+  await assert.rejects(drain(new TreeWalk(root, { batch: 4 })), (error: unknown) => error instanceof TreeWalkError && /symlink "a\/b\/escape" -> "..\/..\/..\/etc\/passwd" points outside the rootfs/.test(error.message));
+  await assert.rejects(drain(new TreeWalk(join(dir, 'missing'))), (error: unknown) => error instanceof TreeWalkError && error.code === 'ENOENT' && error.path === join(dir, 'missing'));
+});
+
+// The first entries are listed here while the thread starts, then dropped from its list: a tree
+// changed in between fails the pack instead of giving an entry twice or not at all.
+test('a TreeWalk whose tree changes between its two listings fails, naming the entry', async (t) => {
+  const dir = await tempDir(t);
+  const root = join(dir, 'tree');
+  mkdirSync(root);
+  for (const name of ['a', 'b', 'c']) writeFileSync(join(root, name), name);
+  const walk = new TreeWalk(root);
+  const first = walk.next();
+  assert.equal(typeof first === 'object' && first.path, 'a', 'listed here, before the thread has started');
+  renameSync(join(root, 'a'), join(root, 'a2'));
+  await assert.rejects(async () => {
+    for await (const chunk of packTree(walk)) void chunk;
+  }, (error: unknown) => error instanceof TreeWalkError && /changed while being listed: "a" was listed, then "a2" in its place/.test(error.message));
 });
 
 // chunk-end-grows: header + content end exactly at the 1 MiB chunk's end, so the growth check is a read of its own.

@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { buildImageConfig, buildImageManifest, defaultCreated, type ImageSettings } from '../image/config.js';
 import { ChunkPool } from '../image/chunk-pool.js';
-import { collectTree, PACK_CHUNK, packTree } from '../image/layer-pack.js';
+import { PACK_CHUNK, packTree } from '../image/layer-pack.js';
+import { TreeWalk, TreeWalkError } from '../image/tree-walk.js';
 import { HashingStream } from '../image/digest.js';
 import { MediaType, layerMediaType } from '../image/media-types.js';
 import { ParallelGzip } from '../image/parallel-gzip.js';
@@ -55,17 +56,20 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
   const compression = options.compression ?? 'gzip';
   const noZstd = compression === 'zstd' ? zstdProblem() : undefined;
   if (noZstd !== undefined) throw new LoadError(input, `cannot be packed with --compression zstd: ${noZstd}`, 'run cartorio on Node.js 24, or use --compression gzip');
-  let tree;
-  try {
-    tree = collectTree(input);
-  } catch (error) {
-    throw treeError(input, error);
-  }
-  options.onStart?.(tree.contentBytes);
+  // Listed on another thread while it is packed; the progress total comes when the listing ends.
+  const walk = new TreeWalk(input);
+  let listed = false;
+  let early = 0;
+  walk.onListed = (contentBytes) => {
+    listed = true;
+    options.onStart?.(contentBytes);
+    if (early > 0) options.onBytes?.(early);
+  };
+  const onBytes = options.onBytes && ((bytes: number): void => (listed ? options.onBytes?.(bytes) : void (early += bytes)));
   const mtime = options.mtime ?? clampedMtime();
   // The tar's 1 MiB chunks go to another thread and come back to be filled again.
   const pool = new ChunkPool(PACK_CHUNK);
-  const tar = packTree(tree.entries, { pool, ...(mtime && { mtime }), ...(options.onBytes && { onBytes: options.onBytes }) });
+  const tar = packTree(walk, { pool, ...(mtime && { mtime }), ...(onBytes && { onBytes }) });
   try {
     if (compression === 'none') {
       // The blob is the tar itself: its digest is the diff_id, hashed once.
@@ -82,7 +86,7 @@ export async function packDirectory(input: string, ingest: Ingest, options: Load
     const blob = await ingest.writeStream(tar, { where: input, through: [gzip] });
     return { mediaType: layerMediaType(compression), ...blob, diffId: gzip.diffId() };
   } catch (error) {
-    throw asLoadError(input, error);
+    throw error instanceof TreeWalkError ? treeError(input, error) : asLoadError(input, error);
   }
 }
 

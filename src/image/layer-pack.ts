@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { ChunkPool } from './chunk-pool.js';
 import { tarHeaders, type EncodableHeader } from './tar-headers.js';
 import { symlinkEscapes } from './tar-paths.js';
+import { NOT_YET, TreeWalk } from './tree-walk.js';
 
 /** One file-system object to put in a layer, in the order it will be written. */
 export interface TreeEntry {
@@ -56,9 +57,13 @@ export interface PackOptions {
  * async, see bench/run.sh for the whole load).
  */
 export function collectTree(root: string): { entries: TreeEntry[]; contentBytes: number } {
-  const entries: TreeEntry[] = [];
-  let contentBytes = 0;
-  const visit = (dir: string, prefix: string): void => {
+  const entries = [...listTree(root)];
+  return { entries, contentBytes: entries.reduce((sum, entry) => sum + entry.stats.size, 0) };
+}
+
+/** collectTree's entries one at a time, listed as they are asked for. */
+export function* listTree(root: string): Generator<TreeEntry> {
+  function* visit(dir: string, prefix: string): Generator<TreeEntry> {
     const names = readdirSync(dir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     for (const name of names) {
       const absolute = join(dir, name);
@@ -68,13 +73,11 @@ export function collectTree(root: string): { entries: TreeEntry[]; contentBytes:
       const compact = entryStats(stats, target);
       if (!compact) continue;
       if (target !== undefined && symlinkEscapes(path, target)) throw new Error(`symlink "${path}" -> "${target}" points outside the rootfs`);
-      entries.push({ path, absolute, stats: compact });
-      contentBytes += compact.size;
-      if (compact.kind === 'directory') visit(absolute, path);
+      yield { path, absolute, stats: compact };
+      if (compact.kind === 'directory') yield* visit(absolute, path);
     }
-  };
-  visit(root, '');
-  return { entries, contentBytes };
+  }
+  yield* visit(root, '');
 }
 
 /**
@@ -89,8 +92,20 @@ export function collectTree(root: string): { entries: TreeEntry[]; contentBytes:
  * whole PACK_CHUNK-byte buffer taken from `options.pool`, the consumer's to keep, to hand to
  * another thread, or to give back to the pool once done with it.
  */
-export function packTree(entries: TreeEntry[], options: PackOptions = {}): Readable {
-  return Readable.from(new TarWriter(options).chunks(entries), { objectMode: false });
+export function packTree(entries: TreeEntry[] | TreeWalk, options: PackOptions = {}): Readable {
+  return Readable.from(pack(new TarWriter(options), entries), { objectMode: false });
+}
+
+// The writer's chunks; where it waits for a TreeWalk to list more, it hands out the promise of that.
+async function* pack(writer: TarWriter, entries: TreeEntry[] | TreeWalk): AsyncGenerator<Buffer> {
+  try {
+    for (const piece of writer.chunks(entries)) {
+      if (piece instanceof Promise) await piece;
+      else yield piece;
+    }
+  } finally {
+    if (entries instanceof TreeWalk) entries.close();
+  }
 }
 
 /** Size of the chunks packTree emits (the same as a gzip block, so a block is a chunk, not copied). */
@@ -110,9 +125,17 @@ class TarWriter {
     this.#chunk = this.#pool.take();
   }
 
-  *chunks(entries: TreeEntry[]): Generator<Buffer> {
+  *chunks(entries: TreeEntry[] | TreeWalk): Generator<Buffer | Promise<void>> {
     const seenInodes = new Map<string, string>();
-    for (const entry of entries) {
+    let index = 0;
+    const next = entries instanceof TreeWalk ? () => entries.next() : () => entries[index++];
+    for (;;) {
+      let entry = next();
+      while (entry === NOT_YET) {
+        yield (entries as TreeWalk).arrival();
+        entry = next();
+      }
+      if (entry === undefined) break;
       const { stats } = entry;
       // pack.entry's defaults: a mode of 0 is written as 0644 (0755 for a directory).
       const header = {
