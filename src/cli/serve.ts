@@ -9,7 +9,6 @@ import { CopyPool } from '../store/copy-pool.js';
 import { type ImageSource, ServedImages } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
 import { CliError, action, examples, storeOption, storePath } from './common.js';
-import { flushCompileCache } from './compile-cache.js';
 
 /** The registry's modules (fastify, ~150 ms to load): imported while the archives are being read. */
 type Registry = [typeof import('../registry/app.js'), typeof import('../registry/auth.js')];
@@ -134,7 +133,6 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
     throw new CliError(`cannot listen on ${options.listen}: ${(error as Error).message}`);
   }
   const address = formatAddress(app.server.address() as AddressInfo);
-  flushCompileCache();
   // Basic auth sends the password in every request; off this machine that wants TLS.
   if (htpasswd && !tls && !/^(127\.|\[::1\]|localhost)/.test(address)) {
     app.log.warn({ address }, '--htpasswd without --tls-cert: passwords cross the network in clear text');
