@@ -41,6 +41,21 @@ const lazyAjv = {
     });
   },
 };
+// The CLI never loads these fastify dependencies: its registry has no route schemas (it gives fastify
+// its own compilers, src/registry/app.ts) and never calls inject(). Left out of the CLI bundle they
+// are ~500 KB less to read and parse at every start; a call that reached one would fail loudly.
+const NEVER_LOADED = ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'];
+const leaveOut = {
+  name: 'leave-out',
+  setup(bundler) {
+    const filter = new RegExp(`^(${NEVER_LOADED.map((name) => name.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    bundler.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'left-out' }));
+    bundler.onLoad({ filter: /.*/, namespace: 'left-out' }, (args) => ({
+      contents: `module.exports = function () { throw new Error(${JSON.stringify(`${args.path} is not in the cartorio bundle (assets/build-bundle.mjs)`)}); };\n`,
+      loader: 'js',
+    }));
+  },
+};
 const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders, lazyAjv] };
 
 const resourceEntry = join(out, '.resource-entry.mjs');
@@ -48,7 +63,14 @@ await mkdir(out, { recursive: true });
 await writeFile(resourceEntry, ['check', 'in', 'out'].map((c) => `export * from ${JSON.stringify(join(root, 'dist', 'src', 'resource', `${c}.js`))};`).join('\n') + '\n');
 await build({ ...common, entryPoints: [resourceEntry], outfile: join(out, 'resource.mjs') });
 await rm(resourceEntry);
-await build({ ...common, entryPoints: [join(root, 'dist', 'src', 'cli', 'main.js')], outfile: join(out, 'cartorio', 'dist', 'src', 'cli', 'main.mjs') });
+// Whitespace minified (names and messages kept): a third less to read and parse at every start.
+await build({
+  ...common,
+  plugins: [...common.plugins, leaveOut],
+  minifyWhitespace: true,
+  entryPoints: [join(root, 'dist', 'src', 'cli', 'main.js')],
+  outfile: join(out, 'cartorio', 'dist', 'src', 'cli', 'main.mjs'),
+});
 const { name, version, license } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
 await writeFile(join(out, 'cartorio', 'package.json'), JSON.stringify({ name, version, license, type: 'module', private: true }, null, 2) + '\n');
 process.stdout.write(`${out}\n`);

@@ -14,6 +14,12 @@
 #   50 tarballs of 200 layers served in place vs the same images loaded into a store and served,
 #   after the same pulls: peak RSS and start-up.
 #
+# "ready" polls as a client would: `skopeo inspect` is re-run 10 ms after each failed attempt (a
+# failing one takes ~65 ms, mostly skopeo's own start), the same for every way measured. Polling the
+# port first and then running one skopeo inspect was weighed (session 4) and not taken: it adds
+# skopeo's start-up after readiness on every side (~20 ms later on average) and changes no ratio's
+# meaning.
+#
 # Env: TARBALL (default: bench/run.sh's 472 MB image if built, else one built here), RUNS (3),
 # SECTIONS ("ready gig blob many"), MANY (50), MANY_LAYERS (200),
 # BENCH_DIR (/tmp/cartorio-bench-serve). Only 127.0.0.1 is contacted; servers are stopped by PID.

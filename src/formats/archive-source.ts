@@ -298,7 +298,8 @@ async function legacyImage(path: string, entry: Parameters<typeof buildLegacyIma
       const found = file(name);
       if (!found) return undefined;
       if (!isSha256Digest(diffId)) throw new LoadError(path, `config of layer "${name}" gives diff_id "${diffId}", which is not a sha256 digest`);
-      const head = await read({ ...found, size: Math.min(2, found.size) }, 'layer');
+      // Usually already read with the tar headers (the 50 × 200-layer case: no read per layer).
+      const head = found.head ?? (await read({ ...found, size: Math.min(2, found.size) }, 'layer'));
       const gzip = head[0] === 0x1f && head[1] === 0x8b;
       let digest = diffId;
       let location: BlobLocation;

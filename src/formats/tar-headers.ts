@@ -17,7 +17,12 @@ export interface TarEntry {
   size: number;
   dataOffset: number;
   linkname: string;
+  /** The first bytes of the content (up to HEAD_BYTES), when the read of the headers already held them. */
+  head?: Buffer;
 }
+
+/** Enough of an entry's content to tell a gzip or zstd layer by its magic number. */
+export const HEAD_BYTES = 4;
 
 /**
  * Every entry of an uncompressed tar, read from its headers alone by seeking from one header to
@@ -78,7 +83,8 @@ export async function readTarHeaders(input: string, handle: FileHandle, fileSize
     if (type === 'directory') continue;
     if (seen.has(path)) throw new LoadError(input, `entry "${path}" appears twice in the archive`);
     seen.add(path);
-    entries.push({ path, type, size: type === 'file' ? size : 0, dataOffset, linkname });
+    const head = type === 'file' ? window.held(dataOffset, Math.min(HEAD_BYTES, size)) : undefined;
+    entries.push({ path, type, size: type === 'file' ? size : 0, dataOffset, linkname, ...(head && { head }) });
   }
   return entries;
 }
@@ -171,5 +177,11 @@ class ReadWindow {
       this.#length = bytesRead;
     }
     return this.#bytes.copy(into, 0, offset - this.#start, Math.min(offset - this.#start + BLOCK, this.#length));
+  }
+
+  /** A copy of `length` bytes at `offset` if the last read holds them all, else undefined (no read). */
+  held(offset: number, length: number): Buffer | undefined {
+    if (offset < this.#start || offset + length > this.#start + this.#length) return undefined;
+    return Buffer.from(this.#bytes.subarray(offset - this.#start, offset - this.#start + length));
   }
 }
