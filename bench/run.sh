@@ -93,9 +93,12 @@ for r in $(seq "$RUNS"); do
   # cartorio, skopeo and cp each go first, second and third in turn: on this VM a write of 500 MB
   # runs slower right after another (cp + fsync: ~400 ms first, up to 1 400 ms third)
   orders=("c s p" "s p c" "p c s")
+  # Every step starts with a `sync` (not timed): cartorio's fsyncs must not pay for the writeback
+  # a peer left behind (skopeo writes without fsync), and no peer for cartorio's.
   for who in ${orders[$(( (r - 1) % 3 ))]}; do
+    sync
     if [ $who = c ]; then
-      sync; s=$(now_ms); /usr/bin/time -f %M -o "$W/rss" $CLI load -q --store "$W/s-c" "$tarball"; L_C+=($(( $(now_ms) - s ))); RSS+=($(cat "$W/rss"))
+      s=$(now_ms); /usr/bin/time -f %M -o "$W/rss" $CLI load -q --store "$W/s-c" "$tarball"; L_C+=($(( $(now_ms) - s ))); RSS+=($(cat "$W/rss"))
     elif [ $who = s ]; then
       L_S+=($(elapsed_ms skopeo copy -q "docker-archive:$tarball" "oci:$W/s-sk:1"))
     else
@@ -105,6 +108,7 @@ for r in $(seq "$RUNS"); do
   L_SHA+=($(elapsed_ms sha256sum "$tarball"))
   rm -rf "$W/s1-c" "$W/s1-sk" "$W/copy1.tar"; sync
   for who in ${orders[$(( (r - 1) % 3 ))]}; do
+    sync
     if [ $who = c ]; then L1_C+=($(elapsed_ms $CLI load -q --store "$W/s1-c" "$single"))
     elif [ $who = s ]; then L1_S+=($(elapsed_ms skopeo copy -q "docker-archive:$single" "oci:$W/s1-sk:1"))
     else L1_CP+=($(elapsed_ms bash -c "cp '$single' '$W/copy1.tar' && sync '$W/copy1.tar'")); fi
@@ -114,13 +118,13 @@ for r in $(seq "$RUNS"); do
   rm -rf "$W/s-dir" "$W/s-dirgz" "$W/s-dirgz1" "$W/tar-copy.tar"
   for who in $([ $((r % 2)) = 1 ] && echo "c t" || echo "t c"); do
     if [ $who = c ]; then
-      L_DIR+=($(elapsed_ms $CLI load -q --store "$W/s-dir" "$img/share" --name bench/dir --compression none))
-      L_DIRGZ+=($(elapsed_ms $CLI load -q --store "$W/s-dirgz" "$img/share" --name bench/dir))
+      sync; L_DIR+=($(elapsed_ms $CLI load -q --store "$W/s-dir" "$img/share" --name bench/dir --compression none))
+      sync; L_DIRGZ+=($(elapsed_ms $CLI load -q --store "$W/s-dirgz" "$img/share" --name bench/dir))
       # one core: the gzip worker threads share it with the tar (the layer is the same bytes)
-      L_DIRGZ1+=($(elapsed_ms taskset -c 0 $CLI load -q --store "$W/s-dirgz1" "$img/share" --name bench/dir))
+      sync; L_DIRGZ1+=($(elapsed_ms taskset -c 0 $CLI load -q --store "$W/s-dirgz1" "$img/share" --name bench/dir))
     else
-      L_TAR+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | sha256sum"))
-      L_TARW+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | tee '$W/tar-copy.tar' | sha256sum && sync '$W/tar-copy.tar'"))
+      sync; L_TAR+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | sha256sum"))
+      sync; L_TARW+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | tee '$W/tar-copy.tar' | sha256sum && sync '$W/tar-copy.tar'"))
       L_TARGZ+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -1 > /dev/null"))
       L_TARGZ6+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -6 > /dev/null"))
       L_PIGZ2+=($(elapsed_ms taskset -c 0,1 bash -c "tar -C '$img/share' -c . | pigz -6 -p 2 > /dev/null"))
