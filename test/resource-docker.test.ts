@@ -35,10 +35,10 @@ test('the resource image behaves like the checkout', async (t) => {
     const { version: expected } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
     assert.match(version.stdout.trim(), new RegExp(`^${expected.replace(/\./g, '\\.')}\nNode\\.js v${IMAGE_NODE_MAJOR}\\.\\d+\\.\\d+ \\(supported: `));
     // The image's NODE_OPTIONS caps the young generation (Node 24 alone grows it to 64 MB or more
-    // under this churn): the largest new space seen, in MiB, is at most 2 × 4.
+    // under this churn): the largest new space seen stays near 2 × 4 MiB (8–10 measured, 64+ without).
     const churn = "const v8=require('node:v8');let k=[],m=0;for(let i=0;i<1.5e6;i++){k.push({i,s:'x'+i});if(k.length>2e5)k=k.slice(1e5);if(i%1e4===0)m=Math.max(m,v8.getHeapSpaceStatistics().find((s)=>s.space_name==='new_space').space_size)}console.log(m>>20)";
     const young = await docker(['run', '--rm', '--network', 'none', IMAGE, 'node', '-e', churn]);
-    assert.ok(young.code === 0 && Number(young.stdout) > 0 && Number(young.stdout) <= 8, `new space ${young.stdout.trim()} MiB: ${young.stderr}`);
+    assert.ok(young.code === 0 && Number(young.stdout) > 0 && Number(young.stdout) <= 16, `new space ${young.stdout.trim()} MiB: ${young.stderr}`);
   });
 
   // The same absolute paths inside and out, so one payload serves both.
