@@ -77,10 +77,12 @@ function makeFixtureTree(root: string): string[] {
   return paths;
 }
 
-// As listed by collectTree, or by a TreeWalk on its own thread (as `load` packs a directory).
-async function packedDigest(root: string, mtime?: Date, batch?: number): Promise<string> {
+// As listed by collectTree, or by a TreeWalk (as `load` packs a directory); `headStart` false: every
+// entry as the TreeWalk's thread encodes it (with the head start, this small tree is listed whole
+// on this thread before the other has started).
+async function packedDigest(root: string, mtime?: Date, batch?: number, headStart = true): Promise<string> {
   const hash = createHash('sha256');
-  const entries = batch === undefined ? collectTree(root).entries : new TreeWalk(root, { batch });
+  const entries = batch === undefined ? collectTree(root).entries : new TreeWalk(root, { batch, headStart });
   for await (const chunk of packTree(entries, mtime ? { mtime } : {})) hash.update(chunk as Buffer);
   return 'sha256:' + hash.digest('hex');
 }
@@ -96,8 +98,10 @@ test('a fixture tree packs to the bytes the packer has always written', async (t
   // Listed on another thread, in batches of 1, 3 and 512 entries (symlinks on both sides of a batch edge).
   for (const batch of [1, 3, 512]) {
     assert.equal(await packedDigest(root, undefined, batch), 'sha256:086817403948f77997267f884d5846f8a6f74bed83b7871ceea0873576053684', `listed by a TreeWalk, batches of ${batch}`);
+    assert.equal(await packedDigest(root, undefined, batch, false), 'sha256:086817403948f77997267f884d5846f8a6f74bed83b7871ceea0873576053684', `listed by a TreeWalk's thread alone, batches of ${batch}`);
   }
   assert.equal(await packedDigest(root, new Date(0), 2), 'sha256:4cc119b36da1fe8a11667ef2522f9ba8af30b141e3730f0941445a4bb115be44', 'listed by a TreeWalk, at the epoch');
+  assert.equal(await packedDigest(root, new Date(0), 2, false), 'sha256:4cc119b36da1fe8a11667ef2522f9ba8af30b141e3730f0941445a4bb115be44', "listed by a TreeWalk's thread alone, at the epoch");
 });
 
 test('a TreeWalk fails as collectTree does: a symlink out of the tree, a root that is not there', async (t) => {

@@ -48,8 +48,12 @@ export class TreeWalk {
   /** Called once, when the walk has listed everything, with the total size of the files' contents. */
   onListed: ((contentBytes: number) => void) | undefined;
 
-  /** `batch`: entries per message (tests make it small, to cross many batch edges). */
-  constructor(root: string, { batch = BATCH }: { batch?: number } = {}) {
+  /**
+   * `batch`: entries per message (tests make it small, to cross many batch edges). `headStart`
+   * false: every entry comes from the thread (tests: a small tree is otherwise listed here whole
+   * before the thread has started, and the thread's encoding of entries is never packed).
+   */
+  constructor(root: string, { batch = BATCH, headStart = true }: { batch?: number; headStart?: boolean } = {}) {
     this.#root = root.length > 1 ? root.replace(/\/+$/, '') : root;
     const { port1, port2 } = new MessageChannel();
     this.#port = port1;
@@ -59,7 +63,7 @@ export class TreeWalk {
       this.#queue.push(message);
       this.#wake();
     });
-    this.#local = listTree(root);
+    this.#local = headStart ? listTree(root) : undefined;
     this.#worker = startSourceWorker(walkWorker);
     this.#worker.postMessage({ root, port: port2, batch }, [port2]);
     this.#worker.on('error', (error) => {
