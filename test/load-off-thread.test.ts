@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
+import { CLI, FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
+import { WRITE_MAX, pieces } from '../src/store/blob-file.js';
 import { expectRefusedLoads } from './helpers/refusals.js';
 
 // Work a load does on worker threads (src/store/copy-pool.ts): layers of 8 MiB and more in an
@@ -142,4 +143,36 @@ test('damaged big layers are refused and the store is left as it was', async (t)
       problem: /truncated/,
     },
   ]);
+});
+
+test('no write call hands the kernel more than 512 KiB of a blob (bigger ones cost 3× the system time, src/store/blob-file.ts)', async (t) => {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  const log = join(dir, 'strace');
+  // The 12 and 9 MiB layers go through the copy pool's threads, the 2 MiB one through BlobFile;
+  // the directory through the off-thread sink (uncompressed) and BlobFile (gzip).
+  const loads = [
+    [DOCKER],
+    [join(FIXTURES, 'rootfs'), '--name', 'dir/packed', '--tag', 'plain', '--compression', 'none'],
+    [join(FIXTURES, 'rootfs'), '--name', 'dir/packed', '--tag', 'gzip', '--compression', 'gzip'],
+  ];
+  const sizes: number[] = [];
+  for (const args of loads) {
+    const traced = await run('strace', ['-f', '-qq', '-o', log, '-e', 'trace=write,writev,pwrite64,pwritev,pwritev2', process.execPath, CLI, 'load', '-q', '--store', store, ...args]);
+    assert.equal(traced.code, 0, traced.stderr);
+    for (const line of (await readFile(log, 'utf8')).split('\n')) {
+      // a call on one thread while another runs is logged as `<unfinished ...>`, then `<... pwrite64 resumed>) = N`
+      const written = /^\d+\s+(?:<\.\.\. )?p?writev?(?:64|2)?[( ].* = (\d+)$/.exec(line);
+      if (written) sizes.push(Number(written[1]));
+    }
+  }
+  assert.ok(sizes.filter((size) => size === 512 * 1024).length > 30, `expected the layers in 512 KiB writes, saw ${sizes.length} writes`);
+  assert.equal(Math.max(...sizes), 512 * 1024);
+});
+
+test('BlobFile regroups a writev into runs of at most WRITE_MAX bytes, in order', () => {
+  const buffers = [Buffer.from('abc'), Buffer.from('defgh'), Buffer.from('ij')];
+  const runs = [...pieces(buffers, 4)];
+  assert.deepEqual(runs.map((run) => run.map((buffer) => buffer.toString())), [['abc', 'd'], ['efgh'], ['ij']]);
+  assert.deepEqual([...pieces([Buffer.alloc(WRITE_MAX * 2 + 1)], WRITE_MAX)].map((run) => run.reduce((sum, buffer) => sum + buffer.length, 0)), [WRITE_MAX, WRITE_MAX, 1]);
 });

@@ -257,9 +257,10 @@ const CHUNKS_IN_FLIGHT = 8;
  * The worker (started by `startSourceWorker`: only `require` and Node built-ins). It writes blobs
  * two ways: a `range` of a file, which it reads itself in 1 MiB chunks into reused buffers (for
  * CopyPool), or the chunks of an `open` … `end` stream it is sent (for OffThreadBlobSink). Either
- * way each chunk is hashed, written at its position with up to four writes in flight, and flushed
- * to disk every 32 MiB in the background (as BlobFile does); the digest is reported once the
- * bytes are written, and the blob reported durable once the rest is flushed.
+ * way each chunk is hashed, written at its position (in writes of at most 512 KiB) with up to
+ * four chunks in flight, and flushed to disk every 32 MiB in the background (as BlobFile does);
+ * the digest is reported once the bytes are written, and the blob reported durable once the rest
+ * is flushed.
  */
 function copyWorker(require: NodeJS.Require): void {
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
@@ -269,6 +270,7 @@ function copyWorker(require: NodeJS.Require): void {
   const CHUNK = 1024 * 1024;
   const FLUSH_EVERY = 32 * 1024 * 1024;
   const WRITES_IN_FLIGHT = 4;
+  const WRITE_MAX = 512 * 1024; // blob-file.ts's WRITE_MAX (the worker cannot import it): bigger writes cost 3× the system time
   const port = parentPort as NonNullable<typeof parentPort>;
   // Chunk buffers of range copies are reused: a fresh 1 MiB buffer per read costs a page fault
   // per 4 KiB, which measured as a third of a load's system time.
@@ -302,8 +304,11 @@ function copyWorker(require: NodeJS.Require): void {
       const at = this.size;
       this.size += chunk.length;
       const write = this.#file.then(async (file) => {
-        const { bytesWritten } = await file.write(chunk, 0, chunk.length, at);
-        if (bytesWritten !== chunk.length) throw new Error(`short write (${bytesWritten} of ${chunk.length} bytes); is the disk full?`);
+        for (let offset = 0; offset < chunk.length; offset += WRITE_MAX) {
+          const length = Math.min(WRITE_MAX, chunk.length - offset);
+          const { bytesWritten } = await file.write(chunk, offset, length, at + offset);
+          if (bytesWritten !== length) throw new Error(`short write (${bytesWritten} of ${length} bytes); is the disk full?`);
+        }
         this.#unflushed += chunk.length;
         if (this.#unflushed >= FLUSH_EVERY && !this.#flushing) {
           this.#unflushed = 0;
