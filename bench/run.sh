@@ -88,13 +88,16 @@ echo "# image: docker-save tarball of $((tar_bytes / 1048576)) MB (usr/share doc
 declare -a L1_C L1_S L1_CP L1_SHA L_C L_S L_CP L_SHA L_DIR L_TAR L_TARW L_DIRGZ L_TARGZ L_TARGZ6 L_PIGZ2 L_DIRGZ1 L_TARGZ6_1 L_PIGZ1 RSS
 # every measure reads the same inputs from the page cache: warm it once, then alternate orders
 cat "$tarball" > /dev/null; tar -C "$img/share" -c . > /dev/null
+# This VM's disk writes blocks the file system has just freed at ~1 GB/s and other blocks at
+# ~270 MB/s (cp + fsync of 472 MB: 0.44 s after `rm` of an earlier copy, 1.7 s with it kept;
+# bench/results.md, session 5). So every measure that writes removes its output (not timed) before
+# the next one starts, and each writes where the one before it was: none inherits the other's
+# luck. Every step also starts with a `sync` (not timed): cartorio's fsyncs must not pay for the
+# writeback a peer left behind (skopeo writes without fsync), and no peer for cartorio's.
 for r in $(seq "$RUNS"); do
-  rm -rf "$W/s-c" "$W/s-sk" "$W/copy.tar"; sync
-  # cartorio, skopeo and cp each go first, second and third in turn: on this VM a write of 500 MB
-  # runs slower right after another (cp + fsync: ~400 ms first, up to 1 400 ms third)
+  rm -rf "$W/s-c" "$W/s-sk" "$W/copy.tar" "$W/s-dir" "$W/s-dirgz" "$W/s-dirgz1" "$W/tar-copy.tar"; sync
+  # cartorio, skopeo and cp each go first, second and third in turn
   orders=("c s p" "s p c" "p c s")
-  # Every step starts with a `sync` (not timed): cartorio's fsyncs must not pay for the writeback
-  # a peer left behind (skopeo writes without fsync), and no peer for cartorio's.
   for who in ${orders[$(( (r - 1) % 3 ))]}; do
     sync
     if [ $who = c ]; then
@@ -104,27 +107,26 @@ for r in $(seq "$RUNS"); do
     else
       L_CP+=($(elapsed_ms bash -c "cp '$tarball' '$W/copy.tar' && sync '$W/copy.tar'"))
     fi
+    rm -rf "$W/s-c" "$W/s-sk" "$W/copy.tar"
   done
   L_SHA+=($(elapsed_ms sha256sum "$tarball"))
-  rm -rf "$W/s1-c" "$W/s1-sk" "$W/copy1.tar"; sync
   for who in ${orders[$(( (r - 1) % 3 ))]}; do
     sync
     if [ $who = c ]; then L1_C+=($(elapsed_ms $CLI load -q --store "$W/s1-c" "$single"))
     elif [ $who = s ]; then L1_S+=($(elapsed_ms skopeo copy -q "docker-archive:$single" "oci:$W/s1-sk:1"))
     else L1_CP+=($(elapsed_ms bash -c "cp '$single' '$W/copy1.tar' && sync '$W/copy1.tar'")); fi
+    rm -rf "$W/s1-c" "$W/s1-sk" "$W/copy1.tar"
   done
   L1_SHA+=($(elapsed_ms sha256sum "$single"))
-  rm -rf "$W/s1-c" "$W/s1-sk" "$W/copy1.tar"
-  rm -rf "$W/s-dir" "$W/s-dirgz" "$W/s-dirgz1" "$W/tar-copy.tar"
   for who in $([ $((r % 2)) = 1 ] && echo "c t" || echo "t c"); do
     if [ $who = c ]; then
-      sync; L_DIR+=($(elapsed_ms $CLI load -q --store "$W/s-dir" "$img/share" --name bench/dir --compression none))
+      sync; L_DIR+=($(elapsed_ms $CLI load -q --store "$W/s-dir" "$img/share" --name bench/dir --compression none)); rm -rf "$W/s-dir"
       sync; L_DIRGZ+=($(elapsed_ms $CLI load -q --store "$W/s-dirgz" "$img/share" --name bench/dir))
       # one core: the gzip worker threads share it with the tar (the layer is the same bytes)
       sync; L_DIRGZ1+=($(elapsed_ms taskset -c 0 $CLI load -q --store "$W/s-dirgz1" "$img/share" --name bench/dir))
     else
       sync; L_TAR+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | sha256sum"))
-      sync; L_TARW+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | tee '$W/tar-copy.tar' | sha256sum && sync '$W/tar-copy.tar'"))
+      sync; L_TARW+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | tee '$W/tar-copy.tar' | sha256sum && sync '$W/tar-copy.tar'")); rm -f "$W/tar-copy.tar"
       L_TARGZ+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -1 > /dev/null"))
       L_TARGZ6+=($(elapsed_ms bash -c "tar -C '$img/share' -c . | gzip -6 > /dev/null"))
       L_PIGZ2+=($(elapsed_ms taskset -c 0,1 bash -c "tar -C '$img/share' -c . | pigz -6 -p 2 > /dev/null"))
@@ -156,6 +158,7 @@ row "gzip image: 2 cores vs 1 core (scaling)" "$(m "${L_DIRGZ[@]}")" "$(m "${L_D
 
 # ---------- servers: cartorio, Distribution (seeded by skopeo), nginx (static files) ----------
 store=$W/s-c
+$CLI load -q --store "$store" "$tarball"
 $CLI load -q --store "$store" "$img/oci" --name bench/medium --tag medium 2>/dev/null || true
 $CLI load -q --store "$W/s-med" "$tarball" >/dev/null
 rm -f "$W/ready"
