@@ -200,7 +200,7 @@ class TarWriter {
     ustar.copy(this.#chunk, this.#filled);
     this.#chunk.fill(0, at + size, at + size + padding(size));
     this.#filled = at + size + padding(size);
-    this.#options.onBytes?.(size);
+    if (size > 0) this.#options.onBytes?.(size);
     return true;
   }
 

@@ -257,10 +257,10 @@ const CHUNKS_IN_FLIGHT = 8;
  * The worker (started by `startSourceWorker`: only `require` and Node built-ins). It writes blobs
  * two ways: a `range` of a file, which it reads itself in 1 MiB chunks into reused buffers (for
  * CopyPool), or the chunks of an `open` … `end` stream it is sent (for OffThreadBlobSink). Either
- * way each chunk is hashed, written at its position (in writes of at most 512 KiB) with up to
- * four chunks in flight, and flushed to disk every 32 MiB in the background (as BlobFile does);
- * the digest is reported once the bytes are written, and the blob reported durable once the rest
- * is flushed.
+ * way each chunk is hashed and written at its position, in writes of at most 512 KiB (a range
+ * keeps up to four chunks in flight, a stream as many as its sender allows), and flushed to disk
+ * every 32 MiB in the background (as BlobFile does); the digest is reported once the bytes are
+ * written, and the blob reported durable once the rest is flushed.
  */
 function copyWorker(require: NodeJS.Require): void {
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
