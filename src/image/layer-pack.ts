@@ -177,13 +177,12 @@ class TarWriter {
     return true;
   }
 
-  // As #header then #file, for a file whose header, bytes, padding and probe byte fit.
+  // As #header then #file, for a file whose header, bytes, padding and probe byte fit. (A read
+  // that fails ends the pack, so the header already written is never handed out.)
   #smallFile(header: EncodableHeader, path: string): boolean {
     const size = header.size;
-    const at = this.#filled + 512;
-    if (at + size + Math.max(padding(size), 1) > CHUNK) return false;
-    const ustar = tarHeaders.encode(header);
-    if (!ustar) return false;
+    if (this.#filled + 512 + size + Math.max(padding(size), 1) > CHUNK || !this.#smallHeader(header)) return false;
+    const at = this.#filled;
     const fd = openSync(path, 'r');
     try {
       // Every read asks for one byte more than is left: a file that grew fills it.
@@ -197,7 +196,6 @@ class TarWriter {
     } finally {
       closeSync(fd);
     }
-    ustar.copy(this.#chunk, this.#filled);
     this.#chunk.fill(0, at + size, at + size + padding(size));
     this.#filled = at + size + padding(size);
     if (size > 0) this.#options.onBytes?.(size);
