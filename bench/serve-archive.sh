@@ -13,6 +13,8 @@
 #   GET: hashed while streaming; later GETs: proven) vs from the store, alternating; "memory flat":
 #   50 tarballs of 200 layers served in place vs the same images loaded into a store and served,
 #   after the same pulls: peak RSS and start-up.
+#   floor: the ready time of a bare node:http server answering one skopeo inspect from memory, the
+#   floor under `serve`'s, against the bundled `serve IMAGE.tar`, `load` alone and `node -e 0`.
 #
 # "ready" polls as a client would: `skopeo inspect` is re-run 10 ms after each failed attempt (a
 # failing one takes ~65 ms, mostly skopeo's own start), the same for every way measured. Polling the
@@ -21,14 +23,14 @@
 # meaning.
 #
 # Env: TARBALL (default: bench/run.sh's 472 MB image if built, else one built here), RUNS (3),
-# SECTIONS ("ready gig blob many"), MANY (50), MANY_LAYERS (200),
+# SECTIONS ("ready gig blob many floor"), MANY (50), MANY_LAYERS (200),
 # BENCH_DIR (/tmp/cartorio-bench-serve). Only 127.0.0.1 is contacted; servers are stopped by PID.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=${BENCH_DIR:-/tmp/cartorio-bench-serve}
 RUNS=${RUNS:-3}
 PORT=${PORT:-5411}; DIST_PORT=${DIST_PORT:-5412}
-SECTIONS=${SECTIONS:-ready gig blob many}
+SECTIONS=${SECTIONS:-ready gig blob many floor}
 DIST_CLI="node $ROOT/dist/src/cli/main.js"
 BUNDLE_CLI="node $ROOT/dist/bundle/cartorio/dist/src/cli/main.mjs"
 CLI=$DIST_CLI
@@ -164,6 +166,48 @@ if has gig; then
   done
   echo "| ready, $(( $(stat -c %s "$gig") / 1048576 )) MB tarball | $(m "${GIP[@]}") ms | load + serve: $(m "${GLS[@]}") ms | $(ratio "$(m "${GLS[@]}")" "$(m "${GIP[@]}")")× |"
   echo "| ready, $(( $(stat -c %s "$gig") / 1048576 )) MB, bundled CLI | $(m "${BGIP[@]}") ms | load + serve, bundled: $(m "${BGLS[@]}") ms | $(ratio "$(m "${BGLS[@]}")" "$(m "${BGIP[@]}")")× |"
+  rm -rf "$W/store"
+fi
+
+# ---------- the floor under "ready" (issue 13's 4×): a bare node:http server ----------
+# It holds the manifest, config and tag list of the big tarball in memory and answers exactly one
+# `skopeo inspect`: whatever cartorio does, `serve` cannot be ready sooner. Interleaved with the
+# bundled `serve IMAGE.tar`, the bundled `load` alone and `node -e 0`.
+if has floor; then
+  CLI=$BUNDLE_CLI
+  rm -rf "$W/store"; $CLI load -q --store "$W/store" "$big" >/dev/null
+  repo=${big_ref%:*}; tag=${big_ref##*:}
+  index=$(find "$W/store" -name index.json -path "*/$repo/index.json" | head -1)
+  blob() { cat "$W/store/.blobs/blobs/sha256/${1#sha256:}"; }
+  blob "$(jq -r '.manifests[0].digest' "$index")" > "$W/floor-manifest.json"
+  blob "$(jq -r .config.digest "$W/floor-manifest.json")" > "$W/floor-config.json"
+  cat > "$W/floor.cjs" <<NODE
+const http = require('node:http');
+const fs = require('node:fs');
+const manifest = fs.readFileSync('$W/floor-manifest.json');
+const config = fs.readFileSync('$W/floor-config.json');
+const { mediaType, config: { digest } } = JSON.parse(manifest);
+http.createServer((req, res) => {
+  const send = (type, body) => { res.writeHead(200, { 'content-type': type, 'content-length': body.length, 'docker-distribution-api-version': 'registry/2.0' }); res.end(req.method === 'HEAD' ? undefined : body); };
+  if (req.url === '/v2/') return send('application/json', Buffer.from('{}'));
+  if (req.url.endsWith('/tags/list')) return send('application/json', Buffer.from(JSON.stringify({ name: '$repo', tags: ['$tag'] })));
+  if (req.url.includes('/manifests/')) return send(mediaType, manifest);
+  if (req.url.endsWith('/blobs/' + digest)) return send('application/octet-stream', config);
+  res.writeHead(404); res.end();
+}).listen($PORT, '127.0.0.1');
+NODE
+  declare -a FF FS FL FN
+  for r in $(seq "$RUNS"); do
+    sync; s=$(now_ms); node "$W/floor.cjs" & p=$!; pids+=($p); FF+=("$(until_inspect "$s" "127.0.0.1:$PORT/$big_ref")"); stop $p
+    read -r a _ _ < <(serve_in_place "$big" "$big_ref" ready); FS+=("$a")
+    rm -rf "$W/store"; sync; s=$(now_ms); $CLI load -q --store "$W/store" "$big" >/dev/null; FL+=($(( $(now_ms) - s )))
+    s=$(now_ms); node -e 0; FN+=($(( $(now_ms) - s )))
+    echo "# floor run $r: floor ${FF[-1]} ms, serve in place ${FS[-1]} ms, load ${FL[-1]} ms, node -e 0 ${FN[-1]} ms" >&2
+  done
+  f=$(m "${FF[@]}"); sv=$(m "${FS[@]}"); l=$(m "${FL[@]}")
+  echo "| ready floor: bare node:http holding one skopeo inspect's answers | bundled: $sv ms | floor: $f ms (node -e 0: $(m "${FN[@]}") ms) | $(ratio "$f" "$sv")× |"
+  echo "| load alone, bundled | | $l ms | ratio now (load + serve) / serve ≈ $(ratio "$((l + sv))" "$sv")× |"
+  echo "# saving x ms in every process start gives (load + serve − 2x) / (serve − x): 4× needs x ≥ $(( (4 * sv - l - sv) / 2 )) ms of the $((sv - f)) ms cartorio adds above the floor" >&2
   rm -rf "$W/store"
 fi
 
