@@ -12,7 +12,8 @@
 # Start-up (cartorio --version, a small load; Node.js 20 vs 24, compile cache or not): bench/startup.sh.
 #
 # Env: RUNS (3) repetitions, alternating A/B order, medians reported; DURATION (10s) per wrk run;
-# SECTIONS=load stops after section 1;
+# SECTIONS=load stops after section 1; SECTIONS=serve skips it (sections 2-5 only);
+# SERVE_ARGS: more options for cartorio serve (e.g. "--workers 1"; the default is --workers auto);
 # BENCH_DIR (/tmp/cartorio-bench) for the image and stores (the image is built once and kept).
 # Only 127.0.0.1 is contacted; every server started here is stopped by PID on exit.
 set -euo pipefail
@@ -85,6 +86,7 @@ echo "# cartorio bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(free -
 echo "# image: docker-save tarball of $((tar_bytes / 1048576)) MB (usr/share docs+locales+man, 150 MB random), built by umoci + skopeo; the same files as one layer: $(( $(stat -c %s "$single") / 1048576 )) MB"
 
 # ---------- 1. load ----------
+if [ "${SECTIONS:-all}" != serve ]; then
 declare -a L1_C L1_S L1_CP L1_SHA L_C L_S L_CP L_SHA L_DIR L_TAR L_TARW L_DIRGZ L_TARGZ L_TARGZ6 L_PIGZ2 L_DIRGZ1 L_TARGZ6_1 L_PIGZ1 RSS
 # every measure reads the same inputs from the page cache: warm it once, then alternate orders
 cat "$tarball" > /dev/null; tar -C "$img/share" -c . > /dev/null
@@ -154,7 +156,11 @@ row "rootfs dir → gzip image vs tar|pigz -6 -p 2" "$(m "${L_DIRGZ[@]}")" "$(m 
 row "1 core: rootfs dir → gzip image vs tar|gzip -6" "$(m "${L_DIRGZ1[@]}")" "$(m "${L_TARGZ6_1[@]}")" ms 0 "taskset -c 0 tar | gzip -6"
 row "1 core: rootfs dir → gzip image vs tar|pigz -6 -p 1" "$(m "${L_DIRGZ1[@]}")" "$(m "${L_PIGZ1[@]}")" ms 0 "taskset -c 0 tar | pigz -p 1"
 row "gzip image: 2 cores vs 1 core (scaling)" "$(m "${L_DIRGZ[@]}")" "$(m "${L_DIRGZ1[@]}")" ms 0 "cartorio on 1 core"
+fi
 [ "${SECTIONS:-all}" = load ] && exit 0
+m() { printf '%s\n' "$@" | median; }
+# peak RSS of serve: every process of it (the primary and its workers), each one's VmHWM summed
+tree_hwm() { local p; for p in "$1" $(pgrep -P "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status"; done | awk '{s+=$1} END {printf "%.0f", s/1024}'; }
 
 # ---------- servers: cartorio, Distribution (seeded by skopeo), nginx (static files) ----------
 store=$W/s-c
@@ -162,7 +168,7 @@ $CLI load -q --store "$store" "$tarball"
 $CLI load -q --store "$store" "$img/oci" --name bench/medium --tag medium 2>/dev/null || true
 $CLI load -q --store "$W/s-med" "$tarball" >/dev/null
 rm -f "$W/ready"
-$CLI serve --store "$store" --listen "127.0.0.1:$CART_PORT" --ready-file "$W/ready" --log-level error --quiet 2>"$W/serve.log" &
+$CLI serve --store "$store" --listen "127.0.0.1:$CART_PORT" --ready-file "$W/ready" --log-level error --quiet ${SERVE_ARGS:-} 2>"$W/serve.log" &
 serve_pid=$!; pids+=("$serve_pid")
 for _ in $(seq 100); do [ -s "$W/ready" ] && break; sleep 0.1; done
 [ -s "$W/ready" ] || { echo "bench: cartorio serve did not start: $(tail -3 "$W/serve.log")" >&2; exit 1; }
@@ -215,11 +221,12 @@ blob_measure() { # KEY FUNC ARGS-without-url
 }
 blob_measure c1 wrk_mbs 1 1
 blob_measure c4 wrk_mbs 4 2
+blob_measure c8 wrk_mbs 8 2
 blob_measure curl curl_mbs
 mv_() { printf '%s\n' ${V[$1]} | median; }
 header "## 2. blob GET of a $((bsize / 1048576)) MB layer over loopback (MB/s, higher is better)"
-for k in c1 c4 curl; do
-  label="wrk -c${k#c} -t$([ $k = c4 ] && echo 2 || echo 1)"; [ $k = curl ] && label="curl, one download (median of 5)"
+for k in c1 c4 c8 curl; do
+  label="wrk -c${k#c} -t$([ $k = c1 ] && echo 1 || echo 2)"; [ $k = curl ] && label="curl, one download (median of 5)"
   row "$label vs Distribution" "$(mv_ $k-c)" "$(mv_ $k-d)" MB/s 1 "Distribution 2.8"
   row "$label vs nginx sendfile" "$(mv_ $k-c)" "$(mv_ $k-n)" MB/s 1 "nginx 1.22 sendfile"
 done
@@ -263,8 +270,8 @@ for n in 1 8 32; do
 done
 
 # ---------- 5. memory ----------
-serve_hwm=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$serve_pid/status")
+serve_hwm=$(tree_hwm "$serve_pid")
 echo
 echo "## 5. peak RSS"
-echo "cartorio load of the $((tar_bytes / 1048576)) MB tarball: $(( $(m "${RSS[@]}") / 1024 )) MB (median of $RUNS, /usr/bin/time)"
-echo "cartorio serve after sections 2-4 (blob GETs, manifest GETs at c256, 32 concurrent pulls): ${serve_hwm} MB (VmHWM)"
+[ "${SECTIONS:-all}" = serve ] || echo "cartorio load of the $((tar_bytes / 1048576)) MB tarball: $(( $(m "${RSS[@]}") / 1024 )) MB (median of $RUNS, /usr/bin/time)"
+echo "cartorio serve after sections 2-4 (blob GETs, manifest GETs at c256, 32 concurrent pulls): ${serve_hwm} MB (VmHWM, summed over its $(( $(pgrep -c -P "$serve_pid") + 1 )) processes)"

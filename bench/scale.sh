@@ -18,7 +18,8 @@
 # Env: RUNS (3, medians), DURATION (10s per wrk run), FLEET (300), FLEET_SECONDS (30), PULLS (1000),
 # SCALE_REPOS (10000), SCALE_TAGS (10000), BENCH_DIR (/tmp/cartorio-bench), SCALE_SECTIONS (abcdefg: the
 # letters of the sections to run; d is the peak after whichever of a-c ran), CARTORIO (the CLI to
-# measure: "node $ROOT/dist/src/cli/main.js").
+# measure: "node $ROOT/dist/src/cli/main.js"), SERVE_ARGS (more options for cartorio serve, e.g. "--workers 1").
+# cartorio's RSS figures are summed over all its processes (the primary and its workers).
 # Only 127.0.0.1 is contacted; every server started here is stopped by PID on exit.
 # Run it as `flock /tmp/cartorio-heavy.lock bash bench/scale.sh` (or SECTIONS=scale bash bench/run.sh).
 set -euo pipefail
@@ -105,13 +106,15 @@ row() { # LABEL CARTORIO PEER UNIT HIGHER_IS_BETTER(1|0) PEERNAME
   printf '| %-52s | %10s %-5s | %-18s %10s | %6s× |\n' "$1" "$2" "$4" "$6" "$3" "$ratio"
 }
 header() { printf '\n%s\n| %-52s | %-16s | %-29s | %-7s |\n|%s|%s|%s|%s|\n' "$1" measure cartorio peer ratio "$(printf -- '-%.0s' {1..54})" "$(printf -- '-%.0s' {1..18})" "$(printf -- '-%.0s' {1..31})" "---------"; }
-hwm() { awk '/VmHWM/ {printf "%.0f\n", $2/1024}' "/proc/$1/status"; }
-rss() { awk '/VmRSS/ {printf "%.0f\n", $2/1024}' "/proc/$1/status"; }
+# a process and its children (serve's workers), summed: for serve, the whole server's memory
+tree() { local p; for p in "$2" $(pgrep -P "$2"); do awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/status"; done | awk '{s+=$1} END {printf "%.0f\n", s/1024}'; }
+hwm() { tree VmHWM "$1"; }
+rss() { tree VmRSS "$1"; }
 
 start_servers() { # fresh processes: VmHWM then measures only what follows
   [ -n "$cart_pid" ] && { kill "$cart_pid"; wait "$cart_pid" 2>/dev/null || true; }
   rm -f "$W/ready"
-  $CLI serve --store "$store" --listen "127.0.0.1:$CART_PORT" --ready-file "$W/ready" --log-level error --quiet 2>"$W/serve.log" &
+  $CLI serve --store "$store" --listen "127.0.0.1:$CART_PORT" --ready-file "$W/ready" --log-level error --quiet ${SERVE_ARGS:-} 2>"$W/serve.log" &
   cart_pid=$!
   "$ROOT/test/helpers/start-distribution.sh" --stop "$DIST_PORT"
   dist_pid=$("$ROOT/test/helpers/start-distribution.sh" "$DIST_PORT" "$dist")

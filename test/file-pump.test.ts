@@ -20,8 +20,10 @@ class Client extends EventEmitter {
   readonly hash = createHash('sha256');
   bytes = 0;
   largestWrite = 0;
-  /** 'now': called back at once; a number: after that many ms; 'stall': held until release(). */
-  delay: 'now' | number | 'stall' = 'now';
+  /** Every write's size, in order. */
+  readonly writes: number[] = [];
+  /** 'now': called back at once; a number: after that many ms; 'stall': held until release(); bytesPerMs: at that pace. */
+  delay: 'now' | number | 'stall' | { bytesPerMs: number } = 'now';
   /** Stops calling writes back once this many bytes were written to it. */
   stallAt = Infinity;
   readonly #held: (() => void)[] = [];
@@ -31,10 +33,12 @@ class Client extends EventEmitter {
     this.hash.update(chunk);
     this.bytes += chunk.length;
     this.largestWrite = Math.max(this.largestWrite, chunk.length);
+    this.writes.push(chunk.length);
     if (this.bytes >= this.stallAt) this.delay = 'stall';
     if (this.delay === 'stall') this.#held.push(callback);
     else if (this.delay === 'now') setImmediate(callback);
-    else setTimeout(callback, this.delay);
+    else if (typeof this.delay === 'number') setTimeout(callback, this.delay);
+    else setTimeout(callback, chunk.length / this.delay.bytesPerMs);
     return false;
   }
 
@@ -112,23 +116,27 @@ test('clients that read fast and then stall hold at most the budget of large buf
   assert.equal(pumpUsage().bytesHeld, before, 'every buffer back in the pool');
 });
 
-test('a client that never makes the pump wait long but reads at a few MB/s keeps one small buffer; a fast one earns large ones', async (t) => {
+test('a client that reads at a few MB/s is down to one small buffer after its first large writes; a fast one keeps large ones', async (t) => {
   const size = 20 * MiB;
   const blob = await openBlob(t, size);
   const { handle } = blob;
   const { largePairsLent, small, large } = pumpUsage();
-  // each write called back after 10 ms (under the 20 ms that counts as a wait): ~12 MB/s
+  // ~13 MB/s: a 128 KiB write is called back after 10 ms (under the 20 ms that counts as a wait), a 1 MiB one after 80 ms
   const slow = new Client();
-  slow.delay = 10;
+  slow.delay = { bytesPerMs: small / 10 };
   const fast = new Client();
   const [slowDone, fastDone] = await Promise.all([
     pumpFile(handle, slow as unknown as ServerResponse, 0, size - 1),
     pumpFile(handle, fast as unknown as ServerResponse, 0, size - 1),
   ]);
-  t.diagnostic(`largest write: slow client ${slow.largestWrite} bytes, fast client ${fast.largestWrite} bytes`);
+  const slowLarge = slow.writes.filter((bytes) => bytes > small).length;
+  t.diagnostic(`slow client: ${slowLarge} large writes of ${slow.writes.length}; fast client: largest ${fast.largestWrite}, smallest ${Math.min(...fast.writes.slice(0, -1))}`);
   assert.ok(slowDone && fastDone);
-  assert.equal(slow.largestWrite, small, 'the slow client was only ever sent through the small buffer');
-  assert.equal(fast.largestWrite, large, 'the fast client earned large buffers');
+  // both started large (pairs were free); the slow one gave its pair back at its first long wait
+  assert.equal(slow.writes[0], large);
+  assert.ok(slowLarge <= 2, `${slowLarge} large writes to the slow client`);
+  assert.ok(slow.writes.slice(2).every((bytes) => bytes <= small), 'after its first wait, the slow client was sent through the small buffer only');
+  assert.ok(fast.writes.slice(0, -1).every((bytes) => bytes === large), 'the fast client had large buffers from its first byte');
   for (const client of [slow, fast]) assert.equal(client.digest, blob.digest);
   assert.equal(pumpUsage().largePairsLent, largePairsLent);
 });

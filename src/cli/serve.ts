@@ -8,7 +8,9 @@ import { nameServedLayouts } from '../formats/served-layouts.js';
 import { CopyPool } from '../store/copy-pool.js';
 import { type ImageSource, ServedImages } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
+import { Metrics } from '../registry/metrics.js';
 import { CliError, action, examples, storeOption, storePath } from './common.js';
+import { type Verdict, WorkerGroup, WorkerLink, autoWorkers, parseWorkers, stopOnSignals, workerAddress } from './serve-workers.js';
 
 /** The registry's modules (fastify, ~150 ms to load): imported while the archives are being read. */
 type Registry = [typeof import('../registry/app.js'), typeof import('../registry/auth.js')];
@@ -23,6 +25,7 @@ interface ServeOptions {
   logLevel: string;
   quiet?: boolean;
   verify?: boolean;
+  workers: number | 'auto';
 }
 
 /** What one `serve` serves, for the banner and the signal handlers. */
@@ -34,8 +37,6 @@ interface Sources {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-/** In-flight downloads get this long to finish after SIGTERM before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 10_000;
 
 /** `cartorio serve`: the read-only registry over a store. */
 export function serveCommand(): Command {
@@ -50,7 +51,9 @@ export function serveCommand(): Command {
         '  DIR       an OCI layout, or a get output holding oci/.\n' +
         'Layers whose digest an archive only claims are hashed as they\n' +
         'stream, never sent whole when they do not match.\n' +
-        'SIGHUP re-reads the archive files (after replacing one).',
+        'SIGHUP re-reads the archive files (after replacing one).\n' +
+        'Several processes share the port (--workers): SIGHUP and SIGTERM go to\n' +
+        'the first one, which passes them on and replaces a worker that dies.',
     )
     .argument('[inputs...]', 'archives and layouts to serve: [NAME=]FILE.tar or [NAME=]DIR')
     .addOption(storeOption())
@@ -60,6 +63,10 @@ export function serveCommand(): Command {
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--htpasswd <file>', 'require HTTP Basic auth from this htpasswd file (bcrypt entries, htpasswd -B)')
     .option('--verify', 'hash every layer of the archives on worker threads at start, while already serving; /healthz and the log tell when it is done and what failed')
+    // auto, not 1: one Node.js process serves on one core, and a registry answering many small
+    // requests is CPU-bound (manifest GETs at c32: 1 process used 1 of 2 cores while Distribution's
+    // Go server used both). Where pods or replicas are the unit of scale, give --workers 1.
+    .addOption(new Option('--workers <n|auto>', 'processes serving the port: auto = the cores this process may use (CPU affinity and cgroup cpu.max quota), 1 = a single process').env('CARTORIO_WORKERS').argParser(parseWorkers).default('auto'))
     .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
     .option('-q, --quiet', 'do not print the address and pull commands on stdout')
     .addHelpText('after', examples([
@@ -71,7 +78,8 @@ export function serveCommand(): Command {
       'cartorio serve myapp=image/image.tar             # oci-build-task output, under the name myapp',
       'cartorio serve ./app-image/oci tools/kit=./kit-layout   # a Concourse get output and a layout',
       'cartorio serve --store /srv/images extra.tar     # a store and an archive together',
-      'kill -HUP $(pidof cartorio)                      # after replacing app.tar: serve the new file',
+      'kill -HUP <pid of serve>                         # after replacing app.tar: serve the new file',
+      'cartorio serve --workers 1 --store /srv/images   # one process (a pod of a Deployment)',
       'docker pull 127.0.0.1:5000/busybox:1             # 127.0.0.0/8 needs no insecure-registries entry',
     ]))
     .action(action('serve', async (inputs: string[], options: ServeOptions, command: Command) => {
@@ -115,24 +123,66 @@ async function openSources(inputs: string[], store: string | undefined): Promise
 
 async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }, { parseHtpasswd }]: Registry): Promise<void> {
   const { images, archives } = sources;
-  const { host, port } = parseListen(options.listen);
+  // A worker listens where the primary already does; only the primary speaks to the user.
+  const shared = workerAddress();
+  const { host, port } = parseListen(shared ?? options.listen);
+  const count = shared !== undefined ? 1 : options.workers === 'auto' ? await autoWorkers() : options.workers;
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together');
   const tls = options.tlsCert !== undefined && options.tlsKey !== undefined
     ? { cert: await readInput(options.tlsCert, '--tls-cert'), key: await readInput(options.tlsKey, '--tls-key') }
     : undefined;
   const htpasswd = options.htpasswd === undefined ? undefined : parseHtpasswd((await readInput(options.htpasswd, '--htpasswd')).toString('utf8'), options.htpasswd);
-  const app = buildRegistry({
-    images,
-    logger: { level: options.logLevel, stream: process.stderr },
-    ...(htpasswd && { htpasswd }),
-    ...(tls && { tls }),
-  });
+  const metrics = new Metrics();
+  const logger = { level: options.logLevel, stream: process.stderr };
+  let group: WorkerGroup | undefined;
+  let link: WorkerLink | undefined;
+  if (shared !== undefined) {
+    link = new WorkerLink({
+      own: () => metrics.snapshot(),
+      reload: () => archives && void reloadArchives(archives, app),
+      verdict: (v: Verdict) => archives?.adoptVerdict(v.digest, v.path, v.offset, v.problem, v.status),
+    });
+  } else if (count > 1) {
+    group = new WorkerGroup(count, { info: (d, m) => app.log.info(d, m), error: (d, m) => app.log.error(d, m) }, () => metrics.snapshot());
+  }
+  const app = buildRegistry({ images, logger, metrics, ...((group ?? link) && { group: group ?? link }), ...(htpasswd && { htpasswd }), ...(tls && { tls }) });
   try {
-    await app.listen({ host, port });
+    // SO_REUSEPORT on every process of a group; a worker binds its own socket (exclusive), not the primary's.
+    await app.listen({ host, port, ...(count > 1 || shared !== undefined ? { reusePort: true } : {}), ...(shared !== undefined && { exclusive: true }) });
   } catch (error) {
-    throw new CliError(`cannot listen on ${options.listen}: ${(error as Error).message}`);
+    throw new CliError(`cannot listen on ${shared ?? options.listen}: ${(error as Error).message}`);
   }
   const address = formatAddress(app.server.address() as AddressInfo);
+  const stopped = stopOnSignals(app, group, link);
+  if (link) {
+    // SIGHUP is the primary's to pass on (a terminal's hangup reaches every process of the group).
+    process.on('SIGHUP', () => undefined);
+    link.listening();
+  } else {
+    await group?.start(address).catch(async (error: unknown) => {
+      await Promise.all([group?.stop(), app.close()]);
+      throw error;
+    });
+    await announce(sources, options, app, address, htpasswd !== undefined, tls !== undefined, count);
+    if (archives) {
+      process.on('SIGHUP', () => {
+        group?.broadcast({ type: 'reload' });
+        void reloadArchives(archives, app);
+      });
+      // --verify hashes once, in the primary; every worker refuses what it finds.
+      if (options.verify) void verifyArchives(archives, app, group);
+    }
+  }
+  await stopped;
+  await archives?.close();
+  if (options.readyFile !== undefined && !link) await rm(options.readyFile, { force: true });
+  // The IPC channel to the primary would keep a worker's event loop alive.
+  if (link && process.connected) process.disconnect();
+}
+
+// The primary, once every process listens: warnings, the ready file, the banner.
+async function announce(sources: Sources, options: ServeOptions, app: FastifyInstance, address: string, htpasswd: boolean, tls: boolean, workers: number): Promise<void> {
+  const archives = sources.archives;
   // Basic auth sends the password in every request; off this machine that wants TLS.
   if (htpasswd && !tls && !/^(127\.|\[::1\]|localhost)/.test(address)) {
     app.log.warn({ address }, '--htpasswd without --tls-cert: passwords cross the network in clear text');
@@ -140,28 +190,9 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
   const storeState = sources.store === undefined ? undefined : await describeStore(sources.store);
   if (storeState) app.log.warn({ store: sources.store }, `store ${storeState}: images loaded into it are served live, without a restart`);
   if (archives) app.log.info({ archives: archives.paths, repositories: (await archives.repositoryNames()).length, startupMs: Math.round(performance.now()) }, 'serving archives in place');
+  if (workers > 1) app.log.info({ address, workers }, `${workers} processes serve ${address}`);
   if (options.readyFile !== undefined) await writeReadyFile(options.readyFile, address);
-  if (!options.quiet) process.stdout.write(await banner(sources, address, tls !== undefined, storeState));
-  if (archives) {
-    process.on('SIGHUP', () => void reloadArchives(archives, app));
-    if (options.verify) void verifyArchives(archives, app);
-  }
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals): void => {
-      app.log.info({ signal }, 'shutting down');
-      process.once(signal, () => process.exit(1)); // a second signal: stop now
-      setTimeout(() => {
-        app.log.warn('requests still running after the grace period; exiting');
-        process.exit(0);
-      }, SHUTDOWN_GRACE_MS).unref();
-      app.close().then(resolve, resolve);
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  await stopped;
-  await archives?.close();
-  if (options.readyFile !== undefined) await rm(options.readyFile, { force: true });
+  if (!options.quiet) process.stdout.write(await banner(sources, address, tls, storeState));
 }
 
 const BANNER_TAGS = 5;
@@ -212,7 +243,7 @@ async function reloadArchives(archives: ArchiveSource, app: FastifyInstance): Pr
 }
 
 // --verify: every unproven layer hashed on worker threads, from the archive's open descriptor.
-async function verifyArchives(archives: ArchiveSource, app: FastifyInstance): Promise<void> {
+async function verifyArchives(archives: ArchiveSource, app: FastifyInstance, group: WorkerGroup | undefined): Promise<void> {
   const pool = new CopyPool();
   const started = performance.now();
   app.log.info({ archives: archives.paths }, 'verifying every layer of the archives while serving');
@@ -220,10 +251,14 @@ async function verifyArchives(archives: ArchiveSource, app: FastifyInstance): Pr
     const failed = await archives.verify(
       async (location) => (await pool.copy({ input: location.path, offset: location.offset, size: location.size, ...(location.handle && { fd: location.handle.fd }) }).copied).digest,
       (location, digest, problem) => {
+        const status = archives.verificationStatus();
+        if (group && status) group.broadcast({ type: 'verdict', digest, path: location.path, offset: location.offset, ...(problem !== undefined && { problem }), status });
         if (problem !== undefined) app.log.error({ archive: location.path, entry: location.origin, digest, problem }, 'verification: blob does not match its digest; refused from now on');
       },
     );
     const summary = { failed: failed.length, ms: Math.round(performance.now() - started) };
+    const status = archives.verificationStatus();
+    if (group && status) group.broadcast({ type: 'verdict', digest: '', path: '', offset: -1, status }); // done: the final status
     if (failed.length > 0) app.log.error({ ...summary, blobs: failed.slice(0, 20) }, 'verification finished: some blobs do not match their digest and are refused');
     else app.log.info(summary, 'verification finished: every blob matches its digest');
   } finally {

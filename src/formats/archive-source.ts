@@ -73,10 +73,18 @@ function addLocation(collected: Collected, digest: string, location: BlobLocatio
  * only claims (a diff_id, a file name) is a location with `proven: false`: the server hashes it
  * as it streams. Repositories of all archives are merged; a tag given to two images is refused.
  */
+/** How far `--verify` got: blobs checked of the total, and what failed. */
+export interface VerificationStatus {
+  state: 'running' | 'done';
+  checked: number;
+  total: number;
+  failed: string[];
+}
+
 export class ArchiveSource implements ImageSource {
   readonly #arguments: string[];
   #served: Served;
-  #verification: { state: 'running' | 'done'; checked: number; total: number; failed: string[] } | undefined;
+  #verification: VerificationStatus | undefined;
 
   private constructor(args: string[], served: Served) {
     this.#arguments = args;
@@ -140,6 +148,26 @@ export class ArchiveSource implements ImageSource {
     return verification && { verification: { ...verification, failed: verification.failed.slice(0, 20) } };
   }
 
+  /** A copy of how far `verify` got, to pass to the other processes serving the same archives. */
+  verificationStatus(): VerificationStatus | undefined {
+    const status = this.#verification;
+    return status && { ...status, failed: [...status.failed] };
+  }
+
+  /**
+   * Applies what `verify` found in another process serving the same archives (one process hashes,
+   * every process refuses what failed): the blob at `path` and `offset` is proven, or refused for
+   * `problem`; `status` is that process's progress, for /healthz.
+   */
+  adoptVerdict(digest: string, path: string, offset: number, problem: string | undefined, status: VerificationStatus): void {
+    const location = this.#served.locations.get(digest)?.find((each) => each.path === path && each.offset === offset);
+    if (location !== undefined) {
+      if (problem === undefined) location.proven = true;
+      else location.refused ??= problem;
+    }
+    this.#verification = status;
+  }
+
   /**
    * Hashes every blob not yet proven (`--verify`), `hash` doing the work (worker threads), while
    * the server already serves. Mismatches are refused from then on. Resolves with what failed.
@@ -147,7 +175,7 @@ export class ArchiveSource implements ImageSource {
   async verify(hash: (location: BlobLocation) => Promise<string>, log: (location: BlobLocation, digest: string, problem?: string) => void): Promise<string[]> {
     const served = this.#served;
     const pending = [...served.locations].flatMap(([digest, list]) => list.map((location) => [digest, location] as const)).filter(([, location]) => !location.proven && location.refused === undefined);
-    const status = { state: 'running' as 'running' | 'done', checked: 0, total: pending.length, failed: [] as string[] };
+    const status: VerificationStatus = { state: 'running', checked: 0, total: pending.length, failed: [] };
     this.#verification = status;
     await Promise.all(pending.map(async ([digest, location]) => {
       let problem: string | undefined;

@@ -5,7 +5,7 @@ import { serveBlob } from './blobs.js';
 import { listCatalog } from './catalog.js';
 import { RegistryError, badRequest, internalError, routeUnknown, uriTooLong, writeUnsupported } from './errors.js';
 import { serveManifest } from './manifests.js';
-import { Metrics } from './metrics.js';
+import { Metrics, renderMetrics, type MetricsSnapshot } from './metrics.js';
 import { parseV2Path, rawPath, spellsRoute } from './paths.js';
 import { listReferrers } from './referrers.js';
 import { queryParam, sendJson } from './respond.js';
@@ -24,6 +24,18 @@ export interface RegistryOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Connection limits; the defaults suit a registry on a network (tests shorten them). */
   timeouts?: Partial<Timeouts>;
+  /** This process's counts; given when the caller also reads them (the other processes of a group ask for them). */
+  metrics?: Metrics;
+  /** The other processes serving the same port, when there are several. */
+  group?: ProcessGroup;
+}
+
+/** What one process of a server of several (one port, many processes) knows about the others. */
+export interface ProcessGroup {
+  /** The counts of every other process serving the port that answered in time. */
+  peerMetrics(): Promise<MetricsSnapshot[]>;
+  /** Processes serving now, and how many should be: /healthz fails while one is missing. */
+  processes(): { up: number; want: number };
 }
 
 /** How long a client may take, in milliseconds (Node's http.Server settings of the same names). */
@@ -77,7 +89,8 @@ function noSchemas(): never {
 export function buildRegistry(options: RegistryOptions): FastifyInstance {
   const images = options.images;
   const auth = options.htpasswd ? new BasicAuth(options.htpasswd, options.realm ?? DEFAULT_REALM) : undefined;
-  const metrics = new Metrics();
+  const metrics = options.metrics ?? new Metrics();
+  const group = options.group;
   const routeLabels = new WeakMap<FastifyRequest, string>();
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const server = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: timeouts.headersTimeout, connectionsCheckingInterval: timeouts.connectionsCheckingInterval };
@@ -189,9 +202,16 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
   app.route({ method: ['GET', 'HEAD'], url: '/healthz', handler: async (request, reply) => {
     // The store directory going away (an unmounted volume) is the one failure a probe can see.
     const ok = await images.available();
-    return sendJson(request, reply.code(ok ? 200 : 503), { status: ok ? 'ok' : 'store unavailable', ...images.health() });
+    // A worker that died is being replaced; until then the server answers with less than it should.
+    const processes = group?.processes();
+    const whole = processes === undefined || processes.up >= processes.want;
+    const status = !ok ? 'store unavailable' : whole ? 'ok' : 'workers down';
+    return sendJson(request, reply.code(ok && whole ? 200 : 503), { status, ...(processes && { workers: processes }), ...images.health() });
   } });
-  app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));
+  app.get('/metrics', async (_request, reply) => {
+    const snapshots = [metrics.snapshot(), ...(group ? await group.peerMetrics() : [])];
+    return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(renderMetrics(snapshots));
+  });
   return app;
 }
 

@@ -1,0 +1,299 @@
+import cluster, { type Worker } from 'node:cluster';
+import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { ProcessGroup } from '../registry/app.js';
+import type { MetricsSnapshot } from '../registry/metrics.js';
+import type { VerificationStatus } from '../formats/archive-source.js';
+import { CliError } from './common.js';
+
+/**
+ * `serve --workers N`: one port served by N processes. The first process (the primary) opens the
+ * sources, listens, and serves at once, as a single process would; it then forks N-1 workers
+ * that open the same sources and listen on the same address with SO_REUSEPORT, so the kernel
+ * spreads new connections over the processes' own accept queues (Linux ≥ 3.9). node:cluster's
+ * round-robin was the alternative: its primary accepts every connection and hands it to a worker
+ * over IPC, a hop per connection, and the primary cannot serve itself.
+ *
+ * The primary supervises: a worker that dies is logged and replaced; SIGTERM and SIGHUP are
+ * passed on; /metrics and /healthz answered by any process speak for all of them, over IPC.
+ */
+
+/** The environment variable that tells a forked process it is a worker, and the address to share. */
+const WORKER_ENV = 'CARTORIO_WORKER_LISTEN';
+/** A scrape waits this long for each process's counts; one that does not answer is left out. */
+const METRICS_WAIT_MS = 1_000;
+/** A worker that dies sooner than this after it started is replaced only after RESTART_DELAY_MS. */
+const YOUNG_DEATH_MS = 5_000;
+const RESTART_DELAY_MS = 1_000;
+const MAX_WORKERS = 256;
+/** In-flight downloads get this long to finish after SIGTERM before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** Messages between the primary and its workers (JSON over the cluster IPC channel). */
+type Message =
+  | { type: 'listening' }
+  | { type: 'metrics-request'; id: number }
+  | { type: 'metrics-reply'; id: number; snapshots: MetricsSnapshot[] }
+  | { type: 'metrics-collect'; id: number }
+  | { type: 'metrics'; id: number; snapshot: MetricsSnapshot }
+  | { type: 'processes'; up: number; want: number }
+  | { type: 'reload' }
+  | { type: 'verdict'; digest: string; path: string; offset: number; problem?: string; status: VerificationStatus };
+
+export type Verdict = Extract<Message, { type: 'verdict' }>;
+
+/** `--workers`: `auto` or a count from 1. */
+export function parseWorkers(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || count < 1 || count > MAX_WORKERS) throw new CliError(`--workers "${value}" is not a count of processes`, `give auto or a number from 1 to ${MAX_WORKERS}`);
+  return count;
+}
+
+/**
+ * Cores allowed by a cgroup v2 `cpu.max` ("QUOTA PERIOD" in microseconds, or "max PERIOD" for no
+ * limit); undefined when there is no limit or the text is not understood.
+ */
+export function parseCpuMax(text: string): number | undefined {
+  const [quota, period = '100000'] = text.trim().split(/\s+/);
+  if (quota === undefined || quota === 'max' || !/^\d+$/.test(quota) || !/^\d+$/.test(period)) return undefined;
+  const cores = Number(quota) / Number(period);
+  return Number.isFinite(cores) && cores > 0 ? cores : undefined;
+}
+
+/** Processes for `auto`: the cores this process may run on, capped by a CPU quota rounded up (1.5 cores are used whole only by 2). */
+export function workersFor(cores: number, quota: number | undefined): number {
+  return Math.max(1, Math.min(cores, quota === undefined ? cores : Math.ceil(quota)));
+}
+
+/**
+ * `--workers auto`: os.availableParallelism() (the CPUs of this process's affinity mask) and the
+ * tightest cgroup v2 cpu.max from this process's cgroup up to the root (a container's limit may be
+ * set on a parent). Only on Linux, where SO_REUSEPORT spreads connections; 1 elsewhere.
+ */
+export async function autoWorkers(): Promise<number> {
+  if (process.platform !== 'linux') return 1;
+  return workersFor(availableParallelism(), await cgroupCpuQuota());
+}
+
+async function cgroupCpuQuota(): Promise<number | undefined> {
+  const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
+  const line = self.split('\n').find((each) => each.startsWith('0::'));
+  if (line === undefined) return undefined;
+  let quota: number | undefined;
+  for (let dir = line.slice(3).trim() || '/'; ; dir = dirname(dir)) {
+    const text = await readFile(join('/sys/fs/cgroup', dir, 'cpu.max'), 'utf8').catch(() => undefined);
+    const cores = text === undefined ? undefined : parseCpuMax(text);
+    if (cores !== undefined) quota = Math.min(quota ?? cores, cores);
+    if (dir === '/' || dir === '.') return quota;
+  }
+}
+
+/** The address a worker is to share, when this process is one (undefined in the primary). */
+export function workerAddress(): string | undefined {
+  return cluster.isWorker ? process.env[WORKER_ENV] : undefined;
+}
+
+interface Log {
+  info(details: object, message: string): void;
+  error(details: object, message: string): void;
+}
+
+/** The server, as far as stopping it goes. */
+interface Closable {
+  log: { info(details: object, message: string): void; warn(message: string): void };
+  close(): Promise<unknown>;
+}
+
+interface Member {
+  worker: Worker;
+  started: number;
+  listening: boolean;
+}
+
+/** The primary's side: forks, watches and replaces the workers; answers for all of them. */
+export class WorkerGroup implements ProcessGroup {
+  readonly #members = new Map<number, Member>();
+  readonly #want: number;
+  #address = '';
+  readonly #log: Log;
+  readonly #own: () => MetricsSnapshot;
+  readonly #waiting = new Map<number, (snapshot: MetricsSnapshot) => void>();
+  #nextId = 0;
+  #stopping = false;
+  #up = 1;
+
+  /** `count` processes in all, the primary (this one) included. */
+  constructor(count: number, log: Log, own: () => MetricsSnapshot) {
+    this.#want = count;
+    this.#log = log;
+    this.#own = own;
+  }
+
+  /**
+   * Forks every worker at once, to listen on `address` where the primary already does; resolves
+   * when all listen, rejects if one exits before it does.
+   */
+  start(address: string): Promise<void> {
+    this.#address = address;
+    const starting = Array.from({ length: this.#want - 1 }, () => this.#fork());
+    return Promise.all(starting).then(() => undefined);
+  }
+
+  processes(): { up: number; want: number } {
+    return { up: this.#up, want: this.#want };
+  }
+
+  async peerMetrics(except?: Worker): Promise<MetricsSnapshot[]> {
+    const asked = [...this.#members.values()].filter((member) => member.listening && member.worker !== except);
+    const answers = await Promise.all(asked.map((member) => this.#collect(member.worker)));
+    return answers.filter((snapshot): snapshot is MetricsSnapshot => snapshot !== undefined);
+  }
+
+  /** Sends the message to every worker (SIGHUP's reload, --verify's verdicts). */
+  broadcast(message: Message): void {
+    for (const { worker } of this.#members.values()) if (worker.isConnected()) worker.send(message);
+  }
+
+  /** SIGTERM to every worker (each drains its own requests); resolves when all have exited. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const exits = [...this.#members.values()].map(({ worker }) => new Promise<void>((resolve) => {
+      if (worker.isDead()) return resolve();
+      worker.once('exit', () => resolve());
+      worker.process.kill('SIGTERM');
+    }));
+    await Promise.all(exits);
+  }
+
+  #fork(): Promise<void> {
+    const worker = cluster.fork({ [WORKER_ENV]: this.#address });
+    const member: Member = { worker, started: Date.now(), listening: false };
+    this.#members.set(worker.id, member);
+    return new Promise<void>((resolve, reject) => {
+      worker.on('message', (message: Message) => {
+        if (message.type === 'listening') {
+          member.listening = true;
+          this.#count();
+          resolve();
+        } else if (message.type === 'metrics') {
+          this.#waiting.get(message.id)?.(message.snapshot);
+        } else if (message.type === 'metrics-request') {
+          void this.peerMetrics(worker).then((others) => {
+            if (worker.isConnected()) worker.send({ type: 'metrics-reply', id: message.id, snapshots: [this.#own(), ...others] } satisfies Message);
+          });
+        }
+      });
+      worker.once('exit', (code, signal) => {
+        this.#members.delete(worker.id);
+        this.#count();
+        if (this.#stopping) return;
+        const pid = worker.process.pid;
+        if (!member.listening) {
+          reject(new CliError(`worker ${pid ?? ''} exited (${signal ?? `code ${code}`}) before it listened on ${this.#address}`, 'its error is logged above'));
+        }
+        const young = Date.now() - member.started < YOUNG_DEATH_MS;
+        this.#log.error({ worker: pid, code, signal, workers: this.processes() }, `worker ${pid ?? ''} died (${signal ?? `code ${code}`}); starting another`);
+        setTimeout(() => {
+          if (!this.#stopping) this.#fork().catch((error: Error) => this.#log.error({}, error.message));
+        }, young ? RESTART_DELAY_MS : 0).unref();
+      });
+    });
+  }
+
+  // Every worker learns how many processes serve, for its own /healthz.
+  #count(): void {
+    this.#up = 1 + [...this.#members.values()].filter((member) => member.listening).length;
+    this.broadcast({ type: 'processes', up: this.#up, want: this.#want });
+  }
+
+  #collect(worker: Worker): Promise<MetricsSnapshot | undefined> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(undefined), METRICS_WAIT_MS);
+      const done = (snapshot: MetricsSnapshot | undefined): void => {
+        clearTimeout(timer);
+        this.#waiting.delete(id);
+        resolve(snapshot);
+      };
+      this.#waiting.set(id, done);
+      worker.send({ type: 'metrics-collect', id } satisfies Message);
+    });
+  }
+}
+
+/** What a worker does on the primary's messages. */
+export interface WorkerHandlers {
+  /** This process's counts, for a scrape answered by another process. */
+  own: () => MetricsSnapshot;
+  /** SIGHUP reached the primary: read the archives again. */
+  reload: () => void;
+  /** --verify in the primary found a blob good or bad. */
+  verdict: (verdict: Verdict) => void;
+}
+
+/** A worker's side: asks the primary for the others' counts, and hears how many processes are up. */
+export class WorkerLink implements ProcessGroup {
+  #processes: { up: number; want: number } = { up: 1, want: 1 };
+  readonly #waiting = new Map<number, (snapshots: MetricsSnapshot[]) => void>();
+  #nextId = 0;
+
+  constructor(handlers: WorkerHandlers) {
+    process.on('message', (message: Message) => {
+      if (message.type === 'processes') this.#processes = { up: message.up, want: message.want };
+      else if (message.type === 'metrics-collect') process.send?.({ type: 'metrics', id: message.id, snapshot: handlers.own() } satisfies Message);
+      else if (message.type === 'metrics-reply') this.#waiting.get(message.id)?.(message.snapshots);
+      else if (message.type === 'reload') handlers.reload();
+      else if (message.type === 'verdict') handlers.verdict(message);
+    });
+  }
+
+  /** Tells the primary this worker listens: it counts as up from now on. */
+  listening(): void {
+    process.send?.({ type: 'listening' } satisfies Message);
+  }
+
+  processes(): { up: number; want: number } {
+    return this.#processes;
+  }
+
+  peerMetrics(): Promise<MetricsSnapshot[]> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      // The primary waits up to METRICS_WAIT_MS for each of the others; a dead primary never answers.
+      const timer = setTimeout(() => done([]), 2 * METRICS_WAIT_MS);
+      const done = (snapshots: MetricsSnapshot[]): void => {
+        clearTimeout(timer);
+        this.#waiting.delete(id);
+        resolve(snapshots);
+      };
+      this.#waiting.set(id, done);
+      if (process.connected) process.send?.({ type: 'metrics-request', id } satisfies Message);
+      else done([]);
+    });
+  }
+}
+
+/** SIGTERM/SIGINT: stop accepting, let running requests finish (the workers' too), then resolve. */
+export function stopOnSignals(app: Closable, group: WorkerGroup | undefined, link: WorkerLink | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals | 'disconnect'): void => {
+      // Ctrl-C reaches every process of the group and the primary passes SIGTERM on: one stop each.
+      if (stopping) return;
+      stopping = true;
+      app.log.info({ signal }, 'shutting down');
+      if (signal !== 'disconnect') process.once(signal, () => process.exit(1)); // a second signal: stop now
+      setTimeout(() => {
+        app.log.warn('requests still running after the grace period; exiting');
+        process.exit(0);
+      }, SHUTDOWN_GRACE_MS).unref();
+      Promise.all([app.close(), group?.stop()]).then(() => resolve(), () => resolve());
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    // A worker whose primary is gone (killed with SIGKILL) drains and exits rather than serve unsupervised.
+    if (link) process.once('disconnect', () => stop('disconnect'));
+  });
+}
