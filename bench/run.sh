@@ -164,8 +164,12 @@ tree_hwm() { local p; for p in "$1" $(pgrep -P "$1"); do awk '/VmHWM/ {print $2}
 
 # ---------- servers: cartorio, Distribution (seeded by skopeo), nginx (static files) ----------
 store=$W/s-c
-$CLI load -q --store "$store" "$tarball"
-$CLI load -q --store "$store" "$img/oci" --name bench/medium --tag medium 2>/dev/null || true
+rm -rf "$store"
+# --name: stored as bench/big (the tarball's own name, bench/big, is stored under docker.io/ since
+# names keep their registry); the medium image is copied out of the layout, which holds three
+[ -d "$img/oci-medium" ] || skopeo copy -q "oci:$img/oci:medium" "oci:$img/oci-medium:medium"
+$CLI load -q --store "$store" "$tarball" --name bench/big --tag 1
+$CLI load -q --store "$store" "$img/oci-medium" --name bench/medium --tag medium
 $CLI load -q --store "$W/s-med" "$tarball" >/dev/null
 rm -f "$W/ready"
 $CLI serve --store "$store" --listen "127.0.0.1:$CART_PORT" --ready-file "$W/ready" --log-level error --quiet ${SERVE_ARGS:-} 2>"$W/serve.log" &

@@ -23,7 +23,8 @@
 # meaning.
 #
 # Env: TARBALL (default: bench/run.sh's 472 MB image if built, else one built here), RUNS (3),
-# SECTIONS ("ready gig blob many floor"), MANY (50), MANY_LAYERS (200),
+# SECTIONS ("ready gig blob many floor"), MANY (50), MANY_LAYERS (200), SERVE_ARGS (more options for
+# every cartorio serve, e.g. "--workers 1"; peak RSS is summed over serve's processes),
 # BENCH_DIR (/tmp/cartorio-bench-serve). Only 127.0.0.1 is contacted; servers are stopped by PID.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +63,8 @@ if [ ! -f "$big" ]; then
 fi
 small=$ROOT/.test-fixtures/docker-save-busybox.tar
 [ -f "$small" ] || { echo "bench: run test/setup.sh first (needs .test-fixtures)" >&2; exit 1; }
+# peak RSS of a process and its children (serve's workers), summed
+tree_hwm() { local p; for p in "$1" $(pgrep -P "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status"; done | awk '{s+=$1} END {printf "%.0f", s/1024}'; }
 ref_of() { jq -r '.[0].RepoTags[0]' <(tar -xOf "$1" manifest.json); }
 
 now_ms() { date +%s%3N; }
@@ -79,14 +82,14 @@ stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 # mode TARBALL REF [ready] → "ready copied" for each way ("ready": no copy, copied = 0)
 serve_in_place() {
   local s pid r c=0; sync; s=$(now_ms)
-  $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" "$1" & pid=$!; pids+=($pid)
+  $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} "$1" & pid=$!; pids+=($pid)
   r=$(until_inspect "$s" "127.0.0.1:$PORT/$2"); [ "${3:-}" = ready ] || c=$(copy_ms "$s" "127.0.0.1:$PORT/$2")
-  hwm=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status"); stop $pid; echo "$r $c $hwm"
+  hwm=$(tree_hwm "$pid"); stop $pid; echo "$r $c $hwm"
 }
 load_then_serve() {
   local s pid r c=0; rm -rf "$W/store"; sync; s=$(now_ms)
   $CLI load -q --store "$W/store" "$1" >/dev/null
-  $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" --store "$W/store" & pid=$!; pids+=($pid)
+  $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} --store "$W/store" & pid=$!; pids+=($pid)
   r=$(until_inspect "$s" "127.0.0.1:$PORT/$2"); [ "${3:-}" = ready ] || c=$(copy_ms "$s" "127.0.0.1:$PORT/$2"); stop $pid; echo "$r $c"
 }
 push_to_distribution() {
@@ -196,16 +199,19 @@ http.createServer((req, res) => {
   res.writeHead(404); res.end();
 }).listen($PORT, '127.0.0.1');
 NODE
-  declare -a FF FS FL FN
+  serve_store_ready() { local s p; sync; s=$(now_ms); $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} --store "$W/store" & p=$!; pids+=($p); until_inspect "$s" "127.0.0.1:$PORT/$big_ref"; stop $p; }
+  declare -a FF FS FL FN FT
   for r in $(seq "$RUNS"); do
     sync; s=$(now_ms); node "$W/floor.cjs" & p=$!; pids+=($p); FF+=("$(until_inspect "$s" "127.0.0.1:$PORT/$big_ref")"); stop $p
     read -r a _ _ < <(serve_in_place "$big" "$big_ref" ready); FS+=("$a")
+    FT+=("$(serve_store_ready)")
     rm -rf "$W/store"; sync; s=$(now_ms); $CLI load -q --store "$W/store" "$big" >/dev/null; FL+=($(( $(now_ms) - s )))
     s=$(now_ms); node -e 0; FN+=($(( $(now_ms) - s )))
-    echo "# floor run $r: floor ${FF[-1]} ms, serve in place ${FS[-1]} ms, load ${FL[-1]} ms, node -e 0 ${FN[-1]} ms" >&2
+    echo "# floor run $r: floor ${FF[-1]} ms, serve in place ${FS[-1]} ms, serve --store ${FT[-1]} ms, load ${FL[-1]} ms, node -e 0 ${FN[-1]} ms" >&2
   done
-  f=$(m "${FF[@]}"); sv=$(m "${FS[@]}"); l=$(m "${FL[@]}")
+  f=$(m "${FF[@]}"); sv=$(m "${FS[@]}"); l=$(m "${FL[@]}"); st=$(m "${FT[@]}")
   echo "| ready floor: bare node:http holding one skopeo inspect's answers | bundled: $sv ms | floor: $f ms (node -e 0: $(m "${FN[@]}") ms) | $(ratio "$f" "$sv")× |"
+  echo "| ready floor vs serve --store (the same image loaded) | bundled: $st ms | floor: $f ms | $(ratio "$f" "$st")× |"
   echo "| load alone, bundled | | $l ms | ratio now (load + serve) / serve ≈ $(ratio "$((l + sv))" "$sv")× |"
   echo "# saving x ms in every process start gives (load + serve − 2x) / (serve − x): 4× needs x ≥ $(( (4 * sv - l - sv) / 2 )) ms of the $((sv - f)) ms cartorio adds above the floor" >&2
   rm -rf "$W/store"
@@ -242,12 +248,12 @@ if has many; then
   rm -rf "$W/store"; $CLI load -q --store "$W/store" "$md"/many-*.tar >/dev/null
   # pulls: 5 images spread over the archives, each a whole skopeo copy (200 layers)
   pulls() { local i; for i in 0 $((MANY / 4)) $((MANY / 2)) $((MANY * 3 / 4)) $((MANY - 1)); do rm -rf "$W/copy"; skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$1/bench/many-$i:1" "dir:$W/copy" >/dev/null; done; }
-  rss() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+  rss() { tree_hwm "$1"; }
   declare -a MR MS MRA MSA
   for r in $(seq "$RUNS"); do
-    s=$(now_ms); $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" "$md"/many-*.tar & p=$!; pids+=($p)
+    s=$(now_ms); $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} "$md"/many-*.tar & p=$!; pids+=($p)
     MRA+=("$(until_inspect "$s" "127.0.0.1:$PORT/bench/many-$((MANY - 1)):1")"); pulls "$PORT"; MR+=("$(rss $p)"); stop $p
-    s=$(now_ms); $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" --store "$W/store" & p=$!; pids+=($p)
+    s=$(now_ms); $CLI serve --quiet --log-level warn --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} --store "$W/store" & p=$!; pids+=($p)
     MSA+=("$(until_inspect "$s" "127.0.0.1:$PORT/bench/many-$((MANY - 1)):1")"); pulls "$PORT"; MS+=("$(rss $p)"); stop $p
     echo "# many run $r: in place ${MRA[-1]} ms ready, ${MR[-1]} MB peak; store ${MSA[-1]} ms ready, ${MS[-1]} MB peak" >&2
   done

@@ -98,6 +98,8 @@ test('the bundle_server launcher runs node through its own loader, from wherever
   assert.match(script, /^#!\/bin\/sh\n/);
   assert.match(script, /exec "\$r\/lib\/ld-linux-x86-64.so.2" --library-path "\$r\/lib" "\$r\/node" --max-semi-space-size=4 "\$r\/dist\/src\/cli\/main.mjs" "\$@"/);
   assert.match(launcherScript(undefined), /exec "\$r\/node" --max-semi-space-size=4 "\$r\/dist\/src\/cli\/main.mjs" "\$@"/);
+  // one serving process in a task unless the task sets CARTORIO_WORKERS
+  assert.match(script, /\nexport CARTORIO_WORKERS="\$\{CARTORIO_WORKERS:-1\}"\nexec /);
 });
 
 // Layers are hand-built (tars.ts, fixed mtimes) for the cases real tools do not make on purpose.

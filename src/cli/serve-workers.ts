@@ -21,11 +21,15 @@ import { CliError } from './common.js';
 
 /** The environment variable that tells a forked process it is a worker, and the address to share. */
 const WORKER_ENV = 'CARTORIO_WORKER_LISTEN';
+/** The identity of the archives the primary serves (ArchiveSource.identity), for the worker to match. */
+const IDENTITY_ENV = 'CARTORIO_WORKER_ARCHIVES';
 /** A scrape waits this long for each process's counts; one that does not answer is left out. */
 const METRICS_WAIT_MS = 1_000;
 /** A worker that dies sooner than this after it started is replaced only after RESTART_DELAY_MS. */
 const YOUNG_DEATH_MS = 5_000;
+/** Doubled for every young death in a row, up to MAX_RESTART_DELAY_MS: a worker that cannot start does not spin. */
 const RESTART_DELAY_MS = 1_000;
+const MAX_RESTART_DELAY_MS = 30_000;
 const MAX_WORKERS = 256;
 /** In-flight downloads get this long to finish after SIGTERM before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -95,6 +99,27 @@ export function workerAddress(): string | undefined {
   return cluster.isWorker ? process.env[WORKER_ENV] : undefined;
 }
 
+/**
+ * In a worker: closes the IPC channel to the primary, which would keep the event loop alive, so
+ * the process ends with its exit code (a disconnect it did not ask for ends it at once with 0:
+ * node:cluster's rule, which is also what a worker does when its primary is killed).
+ */
+export function leaveGroup(): void {
+  if (cluster.worker?.isConnected()) cluster.worker.disconnect();
+}
+
+/**
+ * In a worker: fails unless the archives it opened are the files the primary serves. An archive
+ * replaced (renamed over) since the primary opened it would otherwise be served by this worker
+ * alone: two processes answering one port with different images.
+ */
+export function checkSameArchives(identity: string, paths: string[]): void {
+  const primary = process.env[IDENTITY_ENV];
+  if (primary !== undefined && primary !== identity) {
+    throw new CliError(`${paths.join(', ')}: changed since the first serving process (pid ${process.ppid}) opened them; this worker would serve other bytes than it does`, `send SIGHUP to pid ${process.ppid} to serve the new files from every process`);
+  }
+}
+
 interface Log {
   info(details: object, message: string): void;
   error(details: object, message: string): void;
@@ -124,11 +149,18 @@ export class WorkerGroup implements ProcessGroup {
   #stopping = false;
   #up = 1;
 
-  /** `count` processes in all, the primary (this one) included. */
-  constructor(count: number, log: Log, own: () => MetricsSnapshot) {
+  readonly #identity: () => Promise<string | undefined>;
+  #youngDeaths = 0;
+
+  /**
+   * `count` processes in all, the primary (this one) included; `identity`: of the archives the
+   * primary serves now (each worker must open the same files).
+   */
+  constructor(count: number, log: Log, own: () => MetricsSnapshot, identity: () => Promise<string | undefined>) {
     this.#want = count;
     this.#log = log;
     this.#own = own;
+    this.#identity = identity;
   }
 
   /**
@@ -167,8 +199,9 @@ export class WorkerGroup implements ProcessGroup {
     await Promise.all(exits);
   }
 
-  #fork(): Promise<void> {
-    const worker = cluster.fork({ [WORKER_ENV]: this.#address });
+  async #fork(): Promise<void> {
+    const identity = await this.#identity();
+    const worker = cluster.fork({ [WORKER_ENV]: this.#address, ...(identity !== undefined && { [IDENTITY_ENV]: identity }) });
     const member: Member = { worker, started: Date.now(), listening: false };
     this.#members.set(worker.id, member);
     return new Promise<void>((resolve, reject) => {
@@ -193,11 +226,12 @@ export class WorkerGroup implements ProcessGroup {
         if (!member.listening) {
           reject(new CliError(`worker ${pid ?? ''} exited (${signal ?? `code ${code}`}) before it listened on ${this.#address}`, 'its error is logged above'));
         }
-        const young = Date.now() - member.started < YOUNG_DEATH_MS;
-        this.#log.error({ worker: pid, code, signal, workers: this.processes() }, `worker ${pid ?? ''} died (${signal ?? `code ${code}`}); starting another`);
+        this.#youngDeaths = Date.now() - member.started < YOUNG_DEATH_MS ? this.#youngDeaths + 1 : 0;
+        const delay = this.#youngDeaths === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** (this.#youngDeaths - 1));
+        this.#log.error({ worker: pid, code, signal, workers: this.processes(), restartInMs: delay }, `worker ${pid ?? ''} died (${signal ?? `code ${code}`}); starting another`);
         setTimeout(() => {
           if (!this.#stopping) this.#fork().catch((error: Error) => this.#log.error({}, error.message));
-        }, young ? RESTART_DELAY_MS : 0).unref();
+        }, delay).unref();
       });
     });
   }
@@ -276,15 +310,15 @@ export class WorkerLink implements ProcessGroup {
 }
 
 /** SIGTERM/SIGINT: stop accepting, let running requests finish (the workers' too), then resolve. */
-export function stopOnSignals(app: Closable, group: WorkerGroup | undefined, link: WorkerLink | undefined): Promise<void> {
+export function stopOnSignals(app: Closable, group: WorkerGroup | undefined): Promise<void> {
   return new Promise<void>((resolve) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals | 'disconnect'): void => {
+    const stop = (signal: NodeJS.Signals): void => {
       // Ctrl-C reaches every process of the group and the primary passes SIGTERM on: one stop each.
       if (stopping) return;
       stopping = true;
       app.log.info({ signal }, 'shutting down');
-      if (signal !== 'disconnect') process.once(signal, () => process.exit(1)); // a second signal: stop now
+      process.once(signal, () => process.exit(1)); // a second signal: stop now
       setTimeout(() => {
         app.log.warn('requests still running after the grace period; exiting');
         process.exit(0);
@@ -293,7 +327,5 @@ export function stopOnSignals(app: Closable, group: WorkerGroup | undefined, lin
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
-    // A worker whose primary is gone (killed with SIGKILL) drains and exits rather than serve unsupervised.
-    if (link) process.once('disconnect', () => stop('disconnect'));
   });
 }

@@ -10,7 +10,7 @@ import { type ImageSource, ServedImages } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
 import { Metrics } from '../registry/metrics.js';
 import { CliError, action, examples, storeOption, storePath } from './common.js';
-import { type Verdict, WorkerGroup, WorkerLink, autoWorkers, parseWorkers, stopOnSignals, workerAddress } from './serve-workers.js';
+import { type Verdict, WorkerGroup, WorkerLink, autoWorkers, checkSameArchives, leaveGroup, parseWorkers, stopOnSignals, workerAddress } from './serve-workers.js';
 
 /** The registry's modules (fastify, ~150 ms to load): imported while the archives are being read. */
 type Registry = [typeof import('../registry/app.js'), typeof import('../registry/auth.js')];
@@ -87,7 +87,13 @@ export function serveCommand(): Command {
       const registry = Promise.all([import('../registry/app.js'), import('../registry/auth.js')]);
       // A failure to read the inputs is the one to report; the import's own failure is awaited in serve().
       registry.catch(() => undefined);
-      await serve(await openSources(inputs, withStore ? storePath(options.store) : undefined), options, await registry);
+      try {
+        await serve(await openSources(inputs, withStore ? storePath(options.store) : undefined), options, await registry);
+      } catch (error) {
+        // A worker that cannot serve exits (its IPC channel would keep it alive); the primary logs and replaces it.
+        leaveGroup();
+        throw error;
+      }
     }));
 }
 
@@ -137,13 +143,14 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
   let group: WorkerGroup | undefined;
   let link: WorkerLink | undefined;
   if (shared !== undefined) {
+    if (archives) checkSameArchives(await archives.identity(), archives.paths);
     link = new WorkerLink({
       own: () => metrics.snapshot(),
       reload: () => archives && void reloadArchives(archives, app),
       verdict: (v: Verdict) => archives?.adoptVerdict(v.digest, v.path, v.offset, v.problem, v.status),
     });
   } else if (count > 1) {
-    group = new WorkerGroup(count, { info: (d, m) => app.log.info(d, m), error: (d, m) => app.log.error(d, m) }, () => metrics.snapshot());
+    group = new WorkerGroup(count, { info: (d, m) => app.log.info(d, m), error: (d, m) => app.log.error(d, m) }, () => metrics.snapshot(), async () => archives?.identity());
   }
   const app = buildRegistry({ images, logger, metrics, ...((group ?? link) && { group: group ?? link }), ...(htpasswd && { htpasswd }), ...(tls && { tls }) });
   try {
@@ -153,7 +160,7 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
     throw new CliError(`cannot listen on ${shared ?? options.listen}: ${(error as Error).message}`);
   }
   const address = formatAddress(app.server.address() as AddressInfo);
-  const stopped = stopOnSignals(app, group, link);
+  const stopped = stopOnSignals(app, group);
   if (link) {
     // SIGHUP is the primary's to pass on (a terminal's hangup reaches every process of the group).
     process.on('SIGHUP', () => undefined);
@@ -176,8 +183,7 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
   await stopped;
   await archives?.close();
   if (options.readyFile !== undefined && !link) await rm(options.readyFile, { force: true });
-  // The IPC channel to the primary would keep a worker's event loop alive.
-  if (link && process.connected) process.disconnect();
+  leaveGroup();
 }
 
 // The primary, once every process listens: warnings, the ready file, the banner.

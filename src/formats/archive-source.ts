@@ -148,6 +148,15 @@ export class ArchiveSource implements ImageSource {
     return verification && { verification: { ...verification, failed: verification.failed.slice(0, 20) } };
   }
 
+  /**
+   * What identifies the bytes served, file by file (device, inode, size, mtime of each open file):
+   * another process serving the same arguments serves the same bytes only if its identity is equal.
+   */
+  async identity(): Promise<string> {
+    const infos = await Promise.all(this.#served.archives.map((archive) => archive.handle.stat()));
+    return infos.map((info) => `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`).join(' ');
+  }
+
   /** A copy of how far `verify` got, to pass to the other processes serving the same archives. */
   verificationStatus(): VerificationStatus | undefined {
     const status = this.#verification;

@@ -101,6 +101,13 @@ export async function writeServerBundle(dest: string, runtime: NodeRuntime, cliB
  */
 export const SERVER_NODE_FLAGS = '--max-semi-space-size=4';
 
+/**
+ * One serving process unless the task says otherwise: the launcher serves a handful of pulls to the
+ * task's own steps, on a Concourse worker whose cores (often many, seldom limited by a cgroup quota)
+ * belong to other builds; a single process also starts fastest and holds the least memory.
+ */
+const LAUNCHER_WORKERS = 'CARTORIO_WORKERS="${CARTORIO_WORKERS:-1}"';
+
 /** The /bin/sh launcher: finds its own directory, then runs the bundled CLI on the bundled node. */
 export function launcherScript(loader: string | undefined): string {
   const run = loader === undefined
@@ -114,6 +121,7 @@ export function launcherScript(loader: string | undefined): string {
     '#   ./<input>/cartorio serve ./<input>/oci [more layouts…] --listen 127.0.0.1:5000',
     'case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac',
     `r="$here/${RUNTIME_DIR}"`,
+    `export ${LAUNCHER_WORKERS}`,
     run,
     '',
   ].join('\n');

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSha256Digest } from '../image/digest.js';
@@ -50,7 +51,7 @@ export class StoreReader implements ImageSource {
       this.#names ??= { key: 'layouts', names: [...this.#layouts.keys()].sort(), at: 0 };
       return this.#names.names;
     }
-    const info = await stat(join(this.root, REPOSITORY_LIST)).catch(() => undefined);
+    const info = statNow(join(this.root, REPOSITORY_LIST));
     const key = info ? `${info.ino}:${info.mtimeMs}:${info.size}` : 'walk';
     const cached = this.#names;
     if (cached?.key === key && (info || Date.now() - cached.at < WALK_INTERVAL_MS)) return cached.names;
@@ -96,15 +97,10 @@ export class StoreReader implements ImageSource {
   async repository(name: string): Promise<RepositorySnapshot | undefined> {
     const dir = this.#dirOf(name);
     if (dir === undefined) return undefined;
-    let info;
-    try {
-      info = await stat(join(dir, 'index.json'));
-    } catch (error) {
-      if (isNotFound(error)) {
-        this.#cache.delete(name);
-        return undefined;
-      }
-      throw error;
+    const info = statNow(join(dir, 'index.json'), true);
+    if (info === undefined) {
+      this.#cache.delete(name);
+      return undefined;
     }
     const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
     const cached = this.#cache.get(name);
@@ -196,4 +192,19 @@ async function sharedIndexes(dir: string, manifests: Descriptor[], cache: Manife
     }
   }
   return found;
+}
+
+/**
+ * stat(2) on the event loop: every request stats `.repositories` and its repository's index.json
+ * (a load must be seen at once), and through the thread pool those two stats took 38% of a
+ * process's CPU at c32 (profiled: ~17 µs each to hand over and back, against ~2 µs for the call).
+ * Undefined when the file is absent (or, unless `strict`, unreadable).
+ */
+function statNow(path: string, strict = false): { ino: number; mtimeMs: number; size: number } | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    if (strict && !isNotFound(error)) throw error;
+    return undefined;
+  }
 }
