@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ProcessGroup } from '../registry/app.js';
+import type { BlobLocation } from '../store/image-source.js';
 import type { MetricsSnapshot } from '../registry/metrics.js';
 import type { VerificationStatus } from '../formats/archive-source.js';
 import { CliError } from './common.js';
@@ -43,7 +44,7 @@ type Message =
   | { type: 'metrics'; id: number; snapshot: MetricsSnapshot }
   | { type: 'processes'; up: number; want: number }
   | { type: 'reload' }
-  | { type: 'verdict'; digest: string; path: string; offset: number; problem?: string; status: VerificationStatus };
+  | { type: 'verdict'; digest: string; path: string; offset: number; problem?: string; status?: VerificationStatus };
 
 export type Verdict = Extract<Message, { type: 'verdict' }>;
 
@@ -121,7 +122,6 @@ export function checkSameArchives(identity: string, paths: string[]): void {
 }
 
 interface Log {
-  info(details: object, message: string): void;
   error(details: object, message: string): void;
 }
 
@@ -148,9 +148,10 @@ export class WorkerGroup implements ProcessGroup {
   #nextId = 0;
   #stopping = false;
   #up = 1;
-
   readonly #identity: () => Promise<string | undefined>;
   #youngDeaths = 0;
+  /** Applies a verdict a worker found to the primary's own archives. */
+  adopt: (verdict: Verdict) => void = () => undefined;
 
   /**
    * `count` processes in all, the primary (this one) included; `identity`: of the archives the
@@ -183,9 +184,14 @@ export class WorkerGroup implements ProcessGroup {
     return answers.filter((snapshot): snapshot is MetricsSnapshot => snapshot !== undefined);
   }
 
-  /** Sends the message to every worker (SIGHUP's reload, --verify's verdicts). */
-  broadcast(message: Message): void {
-    for (const { worker } of this.#members.values()) if (worker.isConnected()) worker.send(message);
+  /** Sends the message to every worker but `except` (SIGHUP's reload, verdicts). */
+  broadcast(message: Message, except?: Worker): void {
+    for (const { worker } of this.#members.values()) if (worker !== except && worker.isConnected()) worker.send(message);
+  }
+
+  /** The primary found a blob good or bad while serving it: every worker learns it. */
+  blobVerdict(location: BlobLocation, digest: string, problem?: string): void {
+    this.broadcast(verdictOf(location, digest, problem));
   }
 
   /** SIGTERM to every worker (each drains its own requests); resolves when all have exited. */
@@ -212,6 +218,10 @@ export class WorkerGroup implements ProcessGroup {
           resolve();
         } else if (message.type === 'metrics') {
           this.#waiting.get(message.id)?.(message.snapshot);
+        } else if (message.type === 'verdict') {
+          // found by this worker while serving: the primary and the other workers refuse (or trust) the blob too
+          this.adopt(message);
+          this.broadcast(message, worker);
         } else if (message.type === 'metrics-request') {
           void this.peerMetrics(worker).then((others) => {
             if (worker.isConnected()) worker.send({ type: 'metrics-reply', id: message.id, snapshots: [this.#own(), ...others] } satisfies Message);
@@ -252,7 +262,8 @@ export class WorkerGroup implements ProcessGroup {
         resolve(snapshot);
       };
       this.#waiting.set(id, done);
-      worker.send({ type: 'metrics-collect', id } satisfies Message);
+      if (worker.isConnected()) worker.send({ type: 'metrics-collect', id } satisfies Message);
+      else done(undefined);
     });
   }
 }
@@ -292,6 +303,10 @@ export class WorkerLink implements ProcessGroup {
     return this.#processes;
   }
 
+  blobVerdict(location: BlobLocation, digest: string, problem?: string): void {
+    if (process.connected) process.send?.(verdictOf(location, digest, problem));
+  }
+
   peerMetrics(): Promise<MetricsSnapshot[]> {
     const id = this.#nextId++;
     return new Promise((resolve) => {
@@ -328,4 +343,8 @@ export function stopOnSignals(app: Closable, group: WorkerGroup | undefined): Pr
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+}
+
+function verdictOf(location: BlobLocation, digest: string, problem: string | undefined): Verdict {
+  return { type: 'verdict', digest, path: location.path, offset: location.offset, ...(problem !== undefined && { problem }) };
 }

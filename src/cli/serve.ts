@@ -150,8 +150,9 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
       verdict: (v: Verdict) => archives?.adoptVerdict(v.digest, v.path, v.offset, v.problem, v.status),
     });
   } else if (count > 1) {
-    group = new WorkerGroup(count, { info: (d, m) => app.log.info(d, m), error: (d, m) => app.log.error(d, m) }, () => metrics.snapshot(), async () => archives?.identity());
+    group = new WorkerGroup(count, { error: (details, message) => app.log.error(details, message) }, () => metrics.snapshot(), async () => archives?.identity());
   }
+  if (group && archives) group.adopt = (v) => archives.adoptVerdict(v.digest, v.path, v.offset, v.problem, v.status);
   const app = buildRegistry({ images, logger, metrics, ...((group ?? link) && { group: group ?? link }), ...(htpasswd && { htpasswd }), ...(tls && { tls }) });
   try {
     // SO_REUSEPORT on every process of a group; a worker binds its own socket (exclusive), not the primary's.

@@ -165,16 +165,16 @@ export class ArchiveSource implements ImageSource {
 
   /**
    * Applies what `verify` found in another process serving the same archives (one process hashes,
-   * every process refuses what failed): the blob at `path` and `offset` is proven, or refused for
-   * `problem`; `status` is that process's progress, for /healthz.
+   * every process refuses what failed), or found while serving a blob: the blob at `path` and
+   * `offset` is proven, or refused for `problem`; `status`, from --verify, is that process's progress.
    */
-  adoptVerdict(digest: string, path: string, offset: number, problem: string | undefined, status: VerificationStatus): void {
+  adoptVerdict(digest: string, path: string, offset: number, problem: string | undefined, status?: VerificationStatus): void {
     const location = this.#served.locations.get(digest)?.find((each) => each.path === path && each.offset === offset);
     if (location !== undefined) {
       if (problem === undefined) location.proven = true;
       else location.refused ??= problem;
     }
-    this.#verification = status;
+    if (status !== undefined) this.#verification = status;
   }
 
   /**

@@ -1,5 +1,5 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import type { ServedImages } from '../store/image-source.js';
+import type { BlobLocation, ServedImages } from '../store/image-source.js';
 import { BasicAuth, DEFAULT_REALM, type Htpasswd } from './auth.js';
 import { serveBlob } from './blobs.js';
 import { listCatalog } from './catalog.js';
@@ -36,6 +36,8 @@ export interface ProcessGroup {
   peerMetrics(): Promise<MetricsSnapshot[]>;
   /** Processes serving now, and how many should be: /healthz fails while one is missing. */
   processes(): { up: number; want: number };
+  /** This process found a claimed blob good (`problem` undefined) or bad while serving it: the others must know. */
+  blobVerdict(location: BlobLocation, digest: string, problem?: string): void;
 }
 
 /** How long a client may take, in milliseconds (Node's http.Server settings of the same names). */
@@ -174,7 +176,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
         case 'manifests':
           return serveManifest(repository, path.reference, request, reply);
         case 'blobs':
-          return serveBlob(repository, path.reference, request, reply);
+          return serveBlob(repository, path.reference, request, reply, group && ((location, digest, problem) => group.blobVerdict(location, digest, problem)));
         case 'tags':
           return listTags(repository, request, reply);
         case 'referrers':

@@ -53,7 +53,10 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
  * A manifest asked for as a blob that has no file (a legacy docker save's, built at start) is
  * sent from the snapshot's bytes.
  */
-export async function serveBlob(repository: RequestedRepository, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+/** Told when a claimed blob is found good (`problem` undefined) or bad while serving it. */
+export type BlobVerdict = (location: BlobLocation, digest: string, problem?: string) => void;
+
+export async function serveBlob(repository: RequestedRepository, digest: string, request: FastifyRequest, reply: FastifyReply, verdict?: BlobVerdict): Promise<FastifyReply> {
   const snapshot = await snapshotOf(repository);
   const blob = await repository.source?.blob(snapshot.name, digest);
   if (!blob) {
@@ -68,7 +71,7 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
   if (notModified(request, etag)) return setHeaders(reply, digest, etag).code(304).send();
   const ifRange = request.headers['if-range'];
   const asked = ifRange === undefined || ifRange === etag ? request.headers.range : undefined;
-  if (!blob.proven && (asked !== undefined || blob.size === 0)) await prove(blob, digest, request);
+  if (!blob.proven && (asked !== undefined || blob.size === 0)) await prove(blob, digest, request, verdict);
   const { handle, size, owned } = await openBlob(blob, digest);
   const range = parseRange(asked, size);
   if (range === 'unsatisfiable' || size === 0) {
@@ -85,9 +88,12 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
   const check = blob.proven ? undefined : digest;
   try {
     const complete = await pumpFile(handle, reply.raw, blob.offset + start, blob.offset + end, check);
-    if (complete && check !== undefined) blob.proven = true;
+    if (complete && check !== undefined) {
+      blob.proven = true;
+      verdict?.(blob, digest);
+    }
   } catch (error) {
-    if (error instanceof DigestMismatch) refuse(blob, digest, error.message, request);
+    if (error instanceof DigestMismatch) refuse(blob, digest, error.message, request, verdict);
     else request.log.error({ err: error, digest, origin: blob.origin }, 'blob read failed after headers were sent; download aborted');
     reply.raw.destroy();
   } finally {
@@ -99,15 +105,17 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
 // One whole-blob hash per location at a time, shared by the requests that wait for it.
 const proving = new WeakMap<BlobLocation, Promise<void>>();
 
-async function prove(blob: BlobLocation, digest: string, request: FastifyRequest): Promise<void> {
+async function prove(blob: BlobLocation, digest: string, request: FastifyRequest, verdict: BlobVerdict | undefined): Promise<void> {
   let running = proving.get(blob);
   if (!running) {
     running = (async () => {
       const { handle, owned } = await openBlob(blob, digest);
       try {
         const found = blob.size === 0 ? sha256Digest(Buffer.alloc(0)) : await hashFile(handle, blob.offset, blob.offset + blob.size - 1);
-        if (found === digest) blob.proven = true;
-        else refuse(blob, digest, `the bytes hash to ${found}, not ${digest}`, request);
+        if (found === digest) {
+          blob.proven = true;
+          verdict?.(blob, digest);
+        } else refuse(blob, digest, `the bytes hash to ${found}, not ${digest}`, request, verdict);
       } finally {
         if (owned) await handle.close();
         proving.delete(blob);
@@ -124,8 +132,9 @@ async function prove(blob: BlobLocation, digest: string, request: FastifyRequest
   if (blob.refused !== undefined) throw blobRefused(digest, blob);
 }
 
-function refuse(blob: BlobLocation, digest: string, problem: string, request: FastifyRequest): void {
+function refuse(blob: BlobLocation, digest: string, problem: string, request: FastifyRequest, verdict: BlobVerdict | undefined): void {
   blob.refused ??= problem;
+  verdict?.(blob, digest, problem);
   request.log.error({ archive: blob.path, entry: blob.origin, digest, problem }, 'blob bytes do not match their digest: download aborted, blob refused from now on');
 }
 

@@ -16,8 +16,8 @@ import type { ServerResponse } from 'node:http';
  */
 const LARGE = 1024 * 1024;
 /**
- * A response starts with two large buffers while the budget (LARGE_PAIRS) has a pair free, and
- * gives them back for one small buffer as soon as the client sets the pace: a write the socket
+ * A response starts with two large buffers when few others stream (STARTS_LARGE_WITHIN) and the
+ * budget (LARGE_PAIRS) has a pair free, and gives them back for one small buffer as soon as the client sets the pace: a write the socket
  * takes more than SLOW_WAIT_MS to call back, or PROVEN_FAST_BYTES sent at under
  * FAST_BYTES_PER_MS. A response on small buffers earns a large pair by the opposite: that many
  * bytes at that rate, without a slow wait. A slow client (a node of a cluster rolling out a
@@ -35,6 +35,12 @@ const LARGE = 1024 * 1024;
  * 9.3-9.6 GB with 17 s for two 64 KiB buffers).
  */
 const SMALL = 128 * 1024;
+/**
+ * Responses streaming in this process (this one included) up to which a new one starts large:
+ * one download, or a handful, run at full speed from the first byte; a burst of hundreds (a
+ * fleet rolling out) starts small, so it does not take the whole budget for a first second.
+ */
+const STARTS_LARGE_WITHIN = 4;
 const PROVEN_FAST_BYTES = 16 * 1024 * 1024;
 /** 64 MB/s: 16 MiB within 250 ms. One curl on loopback takes 1.5-3.5 GB/s; a fleet node 2 MB/s. */
 const FAST_BYTES_PER_MS = 64 * 1000;
@@ -51,6 +57,7 @@ const LARGE_PAIRS = 16;
 const POOL_LIMIT = { [LARGE]: 2 * LARGE_PAIRS, [SMALL]: 256 } as Record<number, number>;
 const pools = new Map<number, Buffer[]>([[LARGE, []], [SMALL, []]]);
 let largePairsLent = 0;
+let streaming = 0;
 /** Bytes of buffers out of the pool: held by a pump, or by a write the socket has not called back. */
 let bytesHeld = 0;
 
@@ -97,7 +104,8 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
   };
   const hash = check === undefined ? undefined : createHash('sha256');
   // A blob that fits in the small buffer never needs the large ones.
-  let size = end - start + 1 > SMALL && largePairsLent < LARGE_PAIRS ? LARGE : SMALL;
+  streaming += 1;
+  let size = end - start + 1 > SMALL && streaming <= STARTS_LARGE_WITHIN && largePairsLent < LARGE_PAIRS ? LARGE : SMALL;
   if (size === LARGE) largePairsLent += 1;
   let buffers = size === LARGE ? [take(size), take(size)] : [take(size)];
   // Buffers go back to the pool only once no write holds them: `pending` counts the writes the
@@ -172,6 +180,7 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
     // The budget is given back now; the buffers once no write holds them. A write the socket
     // never calls back (an aborted client) leaves them to the GC.
     if (size === LARGE) largePairsLent -= 1;
+    streaming -= 1;
     done = true;
     if (pending === 0) for (const buffer of held) give(buffer);
   }
