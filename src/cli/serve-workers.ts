@@ -44,7 +44,7 @@ type Message =
   | { type: 'metrics'; id: number; snapshot: MetricsSnapshot }
   | { type: 'processes'; up: number; want: number }
   | { type: 'reload' }
-  | { type: 'verdict'; digest: string; path: string; offset: number; problem?: string; status?: VerificationStatus };
+  | { type: 'verdict'; identity: string; digest: string; path: string; offset: number; problem?: string; status?: VerificationStatus };
 
 export type Verdict = Extract<Message, { type: 'verdict' }>;
 
@@ -148,8 +148,10 @@ export class WorkerGroup implements ProcessGroup {
   #nextId = 0;
   #stopping = false;
   #up = 1;
-  readonly #identity: () => Promise<string | undefined>;
+  readonly #identity: () => string | undefined;
   #youngDeaths = 0;
+  /** The identity of the files a location is in, if still served (ArchiveSource.identityOf). */
+  identityOf: (digest: string, location: BlobLocation) => string | undefined = () => undefined;
   /** Applies a verdict a worker found to the primary's own archives. */
   adopt: (verdict: Verdict) => void = () => undefined;
 
@@ -157,7 +159,7 @@ export class WorkerGroup implements ProcessGroup {
    * `count` processes in all, the primary (this one) included; `identity`: of the archives the
    * primary serves now (each worker must open the same files).
    */
-  constructor(count: number, log: Log, own: () => MetricsSnapshot, identity: () => Promise<string | undefined>) {
+  constructor(count: number, log: Log, own: () => MetricsSnapshot, identity: () => string | undefined) {
     this.#want = count;
     this.#log = log;
     this.#own = own;
@@ -191,7 +193,8 @@ export class WorkerGroup implements ProcessGroup {
 
   /** The primary found a blob good or bad while serving it: every worker learns it. */
   blobVerdict(location: BlobLocation, digest: string, problem?: string): void {
-    this.broadcast(verdictOf(location, digest, problem));
+    const identity = this.identityOf(digest, location);
+    if (identity !== undefined) this.broadcast(verdictOf(identity, location, digest, problem));
   }
 
   /** SIGTERM to every worker (each drains its own requests); resolves when all have exited. */
@@ -206,7 +209,7 @@ export class WorkerGroup implements ProcessGroup {
   }
 
   async #fork(): Promise<void> {
-    const identity = await this.#identity();
+    const identity = this.#identity();
     const worker = cluster.fork({ [WORKER_ENV]: this.#address, ...(identity !== undefined && { [IDENTITY_ENV]: identity }) });
     const member: Member = { worker, started: Date.now(), listening: false };
     this.#members.set(worker.id, member);
@@ -274,8 +277,10 @@ export interface WorkerHandlers {
   own: () => MetricsSnapshot;
   /** SIGHUP reached the primary: read the archives again. */
   reload: () => void;
-  /** --verify in the primary found a blob good or bad. */
+  /** --verify in the primary, or another process while serving, found a blob good or bad. */
   verdict: (verdict: Verdict) => void;
+  /** The identity of the files a location is in, if still served (ArchiveSource.identityOf). */
+  identityOf: (digest: string, location: BlobLocation) => string | undefined;
 }
 
 /** A worker's side: asks the primary for the others' counts, and hears how many processes are up. */
@@ -283,8 +288,10 @@ export class WorkerLink implements ProcessGroup {
   #processes: { up: number; want: number } = { up: 1, want: 1 };
   readonly #waiting = new Map<number, (snapshots: MetricsSnapshot[]) => void>();
   #nextId = 0;
+  readonly #identityOf: (digest: string, location: BlobLocation) => string | undefined;
 
   constructor(handlers: WorkerHandlers) {
+    this.#identityOf = handlers.identityOf;
     process.on('message', (message: Message) => {
       if (message.type === 'processes') this.#processes = { up: message.up, want: message.want };
       else if (message.type === 'metrics-collect') process.send?.({ type: 'metrics', id: message.id, snapshot: handlers.own() } satisfies Message);
@@ -304,7 +311,8 @@ export class WorkerLink implements ProcessGroup {
   }
 
   blobVerdict(location: BlobLocation, digest: string, problem?: string): void {
-    if (process.connected) process.send?.(verdictOf(location, digest, problem));
+    const identity = this.#identityOf(digest, location);
+    if (identity !== undefined && process.connected) process.send?.(verdictOf(identity, location, digest, problem));
   }
 
   peerMetrics(): Promise<MetricsSnapshot[]> {
@@ -345,6 +353,6 @@ export function stopOnSignals(app: Closable, group: WorkerGroup | undefined): Pr
   });
 }
 
-function verdictOf(location: BlobLocation, digest: string, problem: string | undefined): Verdict {
-  return { type: 'verdict', digest, path: location.path, offset: location.offset, ...(problem !== undefined && { problem }) };
+function verdictOf(identity: string, location: BlobLocation, digest: string, problem: string | undefined): Verdict {
+  return { type: 'verdict', identity, digest, path: location.path, offset: location.offset, ...(problem !== undefined && { problem }) };
 }

@@ -143,16 +143,20 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
   let group: WorkerGroup | undefined;
   let link: WorkerLink | undefined;
   if (shared !== undefined) {
-    if (archives) checkSameArchives(await archives.identity(), archives.paths);
+    if (archives) checkSameArchives(archives.identity, archives.paths);
     link = new WorkerLink({
       own: () => metrics.snapshot(),
       reload: () => archives && void reloadArchives(archives, app),
-      verdict: (v: Verdict) => archives?.adoptVerdict(v.digest, v.path, v.offset, v.problem, v.status),
+      verdict: (v: Verdict) => archives?.adoptVerdict(v.identity, v.digest, v.path, v.offset, v.problem, v.status),
+      identityOf: (digest, location) => archives?.identityOf(digest, location),
     });
   } else if (count > 1) {
-    group = new WorkerGroup(count, { error: (details, message) => app.log.error(details, message) }, () => metrics.snapshot(), async () => archives?.identity());
+    group = new WorkerGroup(count, { error: (details, message) => app.log.error(details, message) }, () => metrics.snapshot(), () => archives?.identity);
   }
-  if (group && archives) group.adopt = (v) => archives.adoptVerdict(v.digest, v.path, v.offset, v.problem, v.status);
+  if (group && archives) {
+    group.adopt = (v) => archives.adoptVerdict(v.identity, v.digest, v.path, v.offset, v.problem, v.status);
+    group.identityOf = (digest, location) => archives.identityOf(digest, location);
+  }
   const app = buildRegistry({ images, logger, metrics, ...((group ?? link) && { group: group ?? link }), ...(htpasswd && { htpasswd }), ...(tls && { tls }) });
   try {
     // SO_REUSEPORT on every process of a group; a worker binds its own socket (exclusive), not the primary's.
@@ -177,7 +181,7 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
         group?.broadcast({ type: 'reload' });
         void reloadArchives(archives, app);
       });
-      // --verify hashes once, in the primary; every worker refuses what it finds.
+      // --verify hashes once, in the primary; every worker learns what it finds.
       if (options.verify) void verifyArchives(archives, app, group);
     }
   }
@@ -253,19 +257,21 @@ async function reloadArchives(archives: ArchiveSource, app: FastifyInstance): Pr
 async function verifyArchives(archives: ArchiveSource, app: FastifyInstance, group: WorkerGroup | undefined): Promise<void> {
   const pool = new CopyPool();
   const started = performance.now();
+  // The files verified: a SIGHUP meanwhile serves others, which these verdicts are not about.
+  const identity = archives.identity;
   app.log.info({ archives: archives.paths }, 'verifying every layer of the archives while serving');
   try {
     const failed = await archives.verify(
       async (location) => (await pool.copy({ input: location.path, offset: location.offset, size: location.size, ...(location.handle && { fd: location.handle.fd }) }).copied).digest,
       (location, digest, problem) => {
         const status = archives.verificationStatus();
-        if (group && status) group.broadcast({ type: 'verdict', digest, path: location.path, offset: location.offset, ...(problem !== undefined && { problem }), status });
+        if (group && status) group.broadcast({ type: 'verdict', identity, digest, path: location.path, offset: location.offset, ...(problem !== undefined && { problem }), status });
         if (problem !== undefined) app.log.error({ archive: location.path, entry: location.origin, digest, problem }, 'verification: blob does not match its digest; refused from now on');
       },
     );
     const summary = { failed: failed.length, ms: Math.round(performance.now() - started) };
     const status = archives.verificationStatus();
-    if (group && status) group.broadcast({ type: 'verdict', digest: '', path: '', offset: -1, status }); // done: the final status
+    if (group && status) group.broadcast({ type: 'verdict', identity, digest: '', path: '', offset: -1, status }); // done: the final status
     if (failed.length > 0) app.log.error({ ...summary, blobs: failed.slice(0, 20) }, 'verification finished: some blobs do not match their digest and are refused');
     else app.log.info(summary, 'verification finished: every blob matches its digest');
   } finally {

@@ -38,6 +38,8 @@ interface Served {
   locations: Map<string, BlobLocation[]>;
   /** Gzip legacy layers whose compressed digest is only claimed by their file name: their diff_id, to check with --verify. */
   diffIds: Map<BlobLocation, string>;
+  /** Device, inode, size and mtime of every archive as opened: which bytes these are. */
+  identity: string;
 }
 
 /** One image found in an archive, named, with what it references. */
@@ -152,9 +154,13 @@ export class ArchiveSource implements ImageSource {
    * What identifies the bytes served, file by file (device, inode, size, mtime of each open file):
    * another process serving the same arguments serves the same bytes only if its identity is equal.
    */
-  async identity(): Promise<string> {
-    const infos = await Promise.all(this.#served.archives.map((archive) => archive.handle.stat()));
-    return infos.map((info) => `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`).join(' ');
+  get identity(): string {
+    return this.#served.identity;
+  }
+
+  /** The identity of the files `location` is in if it is served now; undefined for a location of files read before a reload. */
+  identityOf(digest: string, location: BlobLocation): string | undefined {
+    return this.#served.locations.get(digest)?.includes(location) ? this.#served.identity : undefined;
   }
 
   /** A copy of how far `verify` got, to pass to the other processes serving the same archives. */
@@ -166,9 +172,12 @@ export class ArchiveSource implements ImageSource {
   /**
    * Applies what `verify` found in another process serving the same archives (one process hashes,
    * every process refuses what failed), or found while serving a blob: the blob at `path` and
-   * `offset` is proven, or refused for `problem`; `status`, from --verify, is that process's progress.
+   * `offset` is proven, or refused for `problem`; `status`, from --verify, is that process's
+   * progress. Ignored unless `identity` is this source's: the verdict is about these very files.
    */
-  adoptVerdict(digest: string, path: string, offset: number, problem: string | undefined, status?: VerificationStatus): void {
+  adoptVerdict(identity: string, digest: string, path: string, offset: number, problem: string | undefined, status?: VerificationStatus): void {
+    // Reached about other files (sent before one side read the archives again): about nothing here.
+    if (identity !== this.#served.identity) return;
     const location = this.#served.locations.get(digest)?.find((each) => each.path === path && each.offset === offset);
     if (location !== undefined) {
       if (problem === undefined) location.proven = true;
@@ -226,7 +235,9 @@ async function readArchives(args: string[]): Promise<Served> {
       archives.push(archive);
       images.push(...(await readArchive(archive, collected)));
     }
-    return { archives, ...snapshotsOf(images, collected), locations: collected.locations, diffIds: collected.diffIds };
+    const infos = await Promise.all(archives.map((archive) => archive.handle.stat()));
+    const identity = infos.map((info) => `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`).join(' ');
+    return { archives, ...snapshotsOf(images, collected), locations: collected.locations, diffIds: collected.diffIds, identity };
   } catch (error) {
     await closeAll(archives);
     throw error;
