@@ -5,7 +5,7 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseCpuMax, parseWorkers, workersFor } from '../src/cli/serve-workers.js';
+import { parseCpuMax, parseWorkers, workersFor } from '../src/cli/worker-count.js';
 import { CLI, FIXTURES, tempDir } from './helpers/cli.js';
 import { readyFileContent, startChild, whenReady } from './helpers/clients.js';
 

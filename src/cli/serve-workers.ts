@@ -1,7 +1,4 @@
 import cluster, { type Worker } from 'node:cluster';
-import { readFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
 import type { ProcessGroup } from '../registry/app.js';
 import type { BlobLocation } from '../store/image-source.js';
 import type { MetricsSnapshot } from '../registry/metrics.js';
@@ -31,7 +28,6 @@ const YOUNG_DEATH_MS = 5_000;
 /** Doubled for every young death in a row, up to MAX_RESTART_DELAY_MS: a worker that cannot start does not spin. */
 const RESTART_DELAY_MS = 1_000;
 const MAX_RESTART_DELAY_MS = 30_000;
-const MAX_WORKERS = 256;
 /** In-flight downloads get this long to finish after SIGTERM before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -47,53 +43,6 @@ type Message =
   | { type: 'verdict'; identity: string; digest: string; path: string; offset: number; problem?: string; status?: VerificationStatus };
 
 export type Verdict = Extract<Message, { type: 'verdict' }>;
-
-/** `--workers`: `auto` or a count from 1. */
-export function parseWorkers(value: string): number | 'auto' {
-  if (value === 'auto') return 'auto';
-  const count = Number(value);
-  if (!/^\d+$/.test(value) || count < 1 || count > MAX_WORKERS) throw new CliError(`--workers "${value}" is not a count of processes`, `give auto or a number from 1 to ${MAX_WORKERS}`);
-  return count;
-}
-
-/**
- * Cores allowed by a cgroup v2 `cpu.max` ("QUOTA PERIOD" in microseconds, or "max PERIOD" for no
- * limit); undefined when there is no limit or the text is not understood.
- */
-export function parseCpuMax(text: string): number | undefined {
-  const [quota, period = '100000'] = text.trim().split(/\s+/);
-  if (quota === undefined || quota === 'max' || !/^\d+$/.test(quota) || !/^\d+$/.test(period)) return undefined;
-  const cores = Number(quota) / Number(period);
-  return Number.isFinite(cores) && cores > 0 ? cores : undefined;
-}
-
-/** Processes for `auto`: the cores this process may run on, capped by a CPU quota rounded up (1.5 cores are used whole only by 2). */
-export function workersFor(cores: number, quota: number | undefined): number {
-  return Math.max(1, Math.min(cores, quota === undefined ? cores : Math.ceil(quota)));
-}
-
-/**
- * `--workers auto`: os.availableParallelism() (the CPUs of this process's affinity mask) and the
- * tightest cgroup v2 cpu.max from this process's cgroup up to the root (a container's limit may be
- * set on a parent). Only on Linux, where SO_REUSEPORT spreads connections; 1 elsewhere.
- */
-export async function autoWorkers(): Promise<number> {
-  if (process.platform !== 'linux') return 1;
-  return workersFor(availableParallelism(), await cgroupCpuQuota());
-}
-
-async function cgroupCpuQuota(): Promise<number | undefined> {
-  const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
-  const line = self.split('\n').find((each) => each.startsWith('0::'));
-  if (line === undefined) return undefined;
-  let quota: number | undefined;
-  for (let dir = line.slice(3).trim() || '/'; ; dir = dirname(dir)) {
-    const text = await readFile(join('/sys/fs/cgroup', dir, 'cpu.max'), 'utf8').catch(() => undefined);
-    const cores = text === undefined ? undefined : parseCpuMax(text);
-    if (cores !== undefined) quota = Math.min(quota ?? cores, cores);
-    if (dir === '/' || dir === '.') return quota;
-  }
-}
 
 /** The address a worker is to share, when this process is one (undefined in the primary). */
 export function workerAddress(): string | undefined {

@@ -10,7 +10,8 @@ import { type ImageSource, ServedImages } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
 import { Metrics } from '../registry/metrics.js';
 import { CliError, action, examples, storeOption, storePath } from './common.js';
-import { type Verdict, WorkerGroup, WorkerLink, autoWorkers, checkSameArchives, leaveGroup, parseWorkers, stopOnSignals, workerAddress } from './serve-workers.js';
+import { type Verdict, WorkerGroup, WorkerLink, checkSameArchives, leaveGroup, stopOnSignals, workerAddress } from './serve-workers.js';
+import { autoWorkers, parseWorkers } from './worker-count.js';
 
 /** The registry's modules (fastify, ~150 ms to load): imported while the archives are being read. */
 type Registry = [typeof import('../registry/app.js'), typeof import('../registry/auth.js')];
