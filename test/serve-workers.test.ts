@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseCpuMax, parseWorkers, workersFor } from '../src/cli/worker-count.js';
-import { CLI, FIXTURES, tempDir } from './helpers/cli.js';
+import { CLI, FIXTURES, cartorio, tempDir } from './helpers/cli.js';
 import { readyFileContent, startChild, whenReady } from './helpers/clients.js';
 
 // `serve --workers 2`: one port, two processes (the primary and a forked worker), each serving
@@ -71,10 +71,15 @@ async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 
   }
 }
 
-test('--workers: auto, or a count from 1', () => {
+test('--workers: auto, or a count from 1; anything else is one line and exit code 2', async () => {
+  for (const args of [['--workers', '0'], ['--workers', 'many']]) {
+    const refused = await cartorio(['serve', '--listen', '127.0.0.1:0', ...args]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /^error: option '--workers <n\|auto>' argument '[^']+' is invalid\. expected auto or a number of processes from 1 to 256\n/);
+  }
   assert.equal(parseWorkers('auto'), 'auto');
   assert.equal(parseWorkers('3'), 3);
-  for (const bad of ['0', '-1', '1.5', 'two', '', '100000']) assert.throws(() => parseWorkers(bad), /--workers/, bad);
+  for (const bad of ['0', '-1', '1.5', 'two', '', '100000']) assert.throws(() => parseWorkers(bad), /expected auto or a number of processes/, bad);
 });
 
 test('auto reads the cgroup v2 cpu.max quota, rounded up, within the cores the process may use', () => {

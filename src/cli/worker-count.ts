@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import { CliError } from './common.js';
+import { InvalidArgumentError } from 'commander';
 
 /** `serve --workers`: how many processes serve the port. */
 const MAX_WORKERS = 256;
@@ -10,7 +10,7 @@ const MAX_WORKERS = 256;
 export function parseWorkers(value: string): number | 'auto' {
   if (value === 'auto') return 'auto';
   const count = Number(value);
-  if (!/^\d+$/.test(value) || count < 1 || count > MAX_WORKERS) throw new CliError(`--workers "${value}" is not a count of processes`, `give auto or a number from 1 to ${MAX_WORKERS}`);
+  if (!/^\d+$/.test(value) || count < 1 || count > MAX_WORKERS) throw new InvalidArgumentError(`expected auto or a number of processes from 1 to ${MAX_WORKERS}`);
   return count;
 }
 
