@@ -5,7 +5,7 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseCpuMax, parseWorkers, workersFor } from '../src/cli/worker-count.js';
+import { hasReusePort, parseCpuMax, parseWorkers, workersFor } from '../src/cli/worker-count.js';
 import { CLI, FIXTURES, cartorio, tempDir } from './helpers/cli.js';
 import { readyFileContent, startChild, whenReady } from './helpers/clients.js';
 
@@ -94,6 +94,8 @@ test('auto reads the cgroup v2 cpu.max quota, rounded up, within the cores the p
   assert.equal(workersFor(8, 0.5), 1);
   assert.equal(workersFor(2, 4), 2, 'a quota above the cores allowed: the cores');
   assert.equal(workersFor(1, undefined), 1);
+  // older Node.js ignores reusePort: auto is then 1
+  for (const [version, has] of [['24.0.0', true], ['23.1.0', true], ['23.0.0', false], ['22.15.0', true], ['22.11.0', false], ['20.20.0', false]] as const) assert.equal(hasReusePort(version), has, version);
 });
 
 test('serve --workers 2: both serve; a killed worker is replaced while the server answers; /metrics sums; SIGHUP reaches both; SIGTERM drains both', async (t) => {

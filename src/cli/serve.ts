@@ -11,7 +11,7 @@ import { StoreReader } from '../store/reader.js';
 import { Metrics } from '../registry/metrics.js';
 import { CliError, action, examples, storeOption, storePath } from './common.js';
 import { type Verdict, WorkerGroup, WorkerLink, checkSameArchives, leaveGroup, stopOnSignals, workerAddress } from './serve-workers.js';
-import { autoWorkers, parseWorkers } from './worker-count.js';
+import { autoWorkers, hasReusePort, parseWorkers } from './worker-count.js';
 
 /** The registry's modules (fastify, ~150 ms to load): imported while the archives are being read. */
 type Registry = [typeof import('../registry/app.js'), typeof import('../registry/auth.js')];
@@ -134,6 +134,7 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
   const shared = workerAddress();
   const { host, port } = parseListen(shared ?? options.listen);
   const count = shared !== undefined ? 1 : options.workers === 'auto' ? await autoWorkers() : options.workers;
+  if (count > 1 && !hasReusePort(process.versions.node)) throw new CliError(`--workers ${count} needs Node.js 22.12 or later (listen's reusePort); this is ${process.version}`, 'use --workers 1, or a supported Node.js');
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together');
   const tls = options.tlsCert !== undefined && options.tlsKey !== undefined
     ? { cert: await readInput(options.tlsCert, '--tls-cert'), key: await readInput(options.tlsKey, '--tls-key') }

@@ -36,7 +36,7 @@ export function workersFor(cores: number, quota: number | undefined): number {
  * set on a parent). Only on Linux, where SO_REUSEPORT spreads connections; 1 elsewhere.
  */
 export async function autoWorkers(): Promise<number> {
-  if (process.platform !== 'linux') return 1;
+  if (process.platform !== 'linux' || !hasReusePort(process.versions.node)) return 1;
   return workersFor(availableParallelism(), await cgroupCpuQuota());
 }
 
@@ -51,4 +51,10 @@ async function cgroupCpuQuota(): Promise<number | undefined> {
     if (cores !== undefined) quota = Math.min(quota ?? cores, cores);
     if (dir === '/' || dir === '.') return quota;
   }
+}
+
+/** Whether this Node.js has listen's `reusePort` (22.12 on the 22 line, 23.1 on): older ones ignore it. */
+export function hasReusePort(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
 }
