@@ -23,6 +23,9 @@ interface ServeOptions {
   logLevel: string;
   quiet?: boolean;
   verify?: boolean;
+  /** commander's negated --no-ui: false when given. */
+  ui: boolean;
+  trustProxy?: boolean;
 }
 
 /** What one `serve` serves, for the banner and the signal handlers. */
@@ -60,6 +63,8 @@ export function serveCommand(): Command {
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--htpasswd <file>', 'require HTTP Basic auth from this htpasswd file (bcrypt entries, htpasswd -B)')
     .option('--verify', 'hash every layer of the archives on worker threads at start, while already serving; /healthz and the log tell when it is done and what failed')
+    .option('--no-ui', 'do not serve the catalog pages for browsers at / (the API under /v2/ is the same either way)')
+    .option('--trust-proxy', 'behind a reverse proxy: the pages\' pull commands name X-Forwarded-Host and -Proto instead of Host')
     .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
     .option('-q, --quiet', 'do not print the address and pull commands on stdout')
     .addHelpText('after', examples([
@@ -67,6 +72,8 @@ export function serveCommand(): Command {
       'cartorio serve --store /srv/images --listen 127.0.0.1:5000',
       'cartorio serve --listen 127.0.0.1:0 --ready-file addr && curl http://$(cat addr)/v2/_catalog',
       'cartorio serve --tls-cert server.crt --tls-key server.key --htpasswd users.htpasswd',
+      'cartorio serve --no-ui                           # the API only: / answers 404 as /v2/ does for unknown paths',
+      'cartorio serve --trust-proxy                     # behind nginx: pull commands on the pages name X-Forwarded-Host',
       'docker save app:1 app:2 -o app.tar && cartorio serve app.tar   # served in place as app:1, app:2',
       'cartorio serve myapp=image/image.tar             # oci-build-task output, under the name myapp',
       'cartorio serve ./app-image/oci tools/kit=./kit-layout   # a Concourse get output and a layout',
@@ -126,6 +133,7 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
     logger: { level: options.logLevel, stream: process.stderr },
     ...(htpasswd && { htpasswd }),
     ...(tls && { tls }),
+    ...(options.ui && { ui: { trustProxy: options.trustProxy === true } }),
   });
   try {
     await app.listen({ host, port });
@@ -141,7 +149,7 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
   if (storeState) app.log.warn({ store: sources.store }, `store ${storeState}: images loaded into it are served live, without a restart`);
   if (archives) app.log.info({ archives: archives.paths, repositories: (await archives.repositoryNames()).length, startupMs: Math.round(performance.now()) }, 'serving archives in place');
   if (options.readyFile !== undefined) await writeReadyFile(options.readyFile, address);
-  if (!options.quiet) process.stdout.write(await banner(sources, address, tls !== undefined, storeState));
+  if (!options.quiet) process.stdout.write(await banner(sources, address, tls !== undefined, storeState, options.ui));
   if (archives) {
     process.on('SIGHUP', () => void reloadArchives(archives, app));
     if (options.verify) void verifyArchives(archives, app);
@@ -167,7 +175,7 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
 const BANNER_TAGS = 5;
 
 /** What a person starting the server wants to see: where it is, and how to pull from it. */
-async function banner(sources: Sources, address: string, tls: boolean, storeState: string | undefined): Promise<string> {
+async function banner(sources: Sources, address: string, tls: boolean, storeState: string | undefined, ui: boolean): Promise<string> {
   const images = sources.images;
   // A wildcard address is not one a client can use; 127.0.0.1 works from this machine.
   const pullAddress = address.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '127.0.0.1:');
@@ -190,6 +198,7 @@ async function banner(sources: Sources, address: string, tls: boolean, storeStat
     lines.push('pull with:', `  docker pull ${pullAddress}/${first}`, `  podman pull${insecure} ${pullAddress}/${first}`, `  skopeo inspect${insecure} docker://${pullAddress}/${first}`);
     lines.push(`images: ${refs.join(', ')}${names.length > refs.length ? ', … (cartorio list)' : ''}`);
   }
+  if (ui) lines.push(`browse: ${tls ? 'https' : 'http'}://${pullAddress}/`);
   return lines.join('\n') + '\n';
 }
 

@@ -11,6 +11,7 @@ import { listReferrers } from './referrers.js';
 import { queryParam, sendJson } from './respond.js';
 import { resolveRepository } from './repository.js';
 import { listTags } from './tags.js';
+import { registerCatalog } from './ui/routes.js';
 
 export interface RegistryOptions {
   /** What to serve, read-only: a store, layouts, archives, behind the one naming rule. */
@@ -24,6 +25,8 @@ export interface RegistryOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Connection limits; the defaults suit a registry on a network (tests shorten them). */
   timeouts?: Partial<Timeouts>;
+  /** Serve the read-only catalog for browsers at `/` (DESIGN §4b); off when absent. */
+  ui?: { trustProxy?: boolean };
 }
 
 /** How long a client may take, in milliseconds (Node's http.Server settings of the same names). */
@@ -63,7 +66,7 @@ const PUBLIC_ROUTES = new Set(['/healthz', '/metrics']);
 
 const WRITE_METHODS = ['DELETE', 'PATCH', 'POST', 'PUT'] as const;
 // Routes fastify knows by pattern; everything under /v2/ is labelled by what parseV2Path found.
-const ROUTE_LABELS: Record<string, string> = { '/v2': 'base', '/v2/': 'base', '/v2/_catalog': 'catalog', '/healthz': 'healthz', '/metrics': 'metrics' };
+const ROUTE_LABELS: Record<string, string> = { '/v2': 'base', '/v2/': 'base', '/v2/_catalog': 'catalog', '/healthz': 'healthz', '/metrics': 'metrics', '/': 'ui', '/r/*': 'ui', '/-/*': 'ui' };
 
 // Stands in for fastify's schema compilers; a route given a schema is a programming error.
 function noSchemas(): never {
@@ -191,6 +194,8 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     const ok = await images.available();
     return sendJson(request, reply.code(ok ? 200 : 503), { status: ok ? 'ok' : 'store unavailable', ...images.health() });
   } });
+  // The pages fall under the same credentials as /v2/ (onRequest above): they list every image.
+  if (options.ui) registerCatalog(app, { images, ...options.ui });
   app.get('/metrics', async (_request, reply) => reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(metrics.render()));
   return app;
 }
