@@ -17,7 +17,7 @@ a:focus-visible,button:focus-visible,input:focus-visible,summary:focus-visible,s
 header.top{border-bottom:1px solid var(--line);background:var(--soft)}
 header.top .in{display:flex;align-items:center;gap:12px;max-width:1200px;margin:0 auto;padding:10px 20px}
 .brand{display:flex;align-items:center;gap:8px;font-weight:600;color:var(--fg);font-size:17px}.brand img{width:22px;height:22px}
-.crumbs{color:var(--muted);font-size:14px;overflow-wrap:anywhere}.crumbs a{color:var(--muted)}
+.crumbs{color:var(--muted);font-size:14px;overflow-wrap:anywhere}.crumbs a{color:var(--muted)}.crumbs .sep{margin:0 6px;opacity:.6}
 main{max-width:1200px;margin:0 auto;padding:20px}
 h1{font-size:24px;margin:4px 0 4px;overflow-wrap:anywhere;font-weight:600}
 h2{font-size:18px;margin:28px 0 10px;font-weight:600}
@@ -56,10 +56,13 @@ details{margin:8px 0}
 summary{cursor:pointer;color:var(--fg);font-weight:500;font-size:14px;padding:2px 0}
 pre.cmd{margin:0;padding:6px 10px;background:var(--soft);border:1px solid var(--line);border-radius:6px;overflow-x:auto;font-size:13px;white-space:pre}
 .cmds{display:grid;grid-template-columns:max-content 1fr;gap:6px 12px;align-items:start;margin:8px 0}
+.cmds>*{min-width:0}
+.cmds .copy{display:flex;gap:6px;align-items:center}.cmds .copy pre{flex:1;min-width:0}.cmds .copy button{flex:none;align-self:stretch}
+h4{font-size:12px;margin:12px 0 4px;font-weight:600;text-transform:uppercase;letter-spacing:.04em}
 .cmds .client{font-size:13px;color:var(--muted);padding-top:6px}
 .cmds .note{grid-column:2;font-size:12px;color:var(--muted);margin-top:-4px}
 .warn{color:var(--warn)}
-.kv td:first-child{font-family:var(--mono);font-size:13px;white-space:nowrap}
+.kv td:first-child{font-family:var(--mono);font-size:13px;width:1%;white-space:nowrap;color:var(--muted)}
 .kv td:last-child{overflow-wrap:anywhere;word-break:break-word}
 footer{max-width:1200px;margin:24px auto;padding:0 20px;color:var(--muted);font-size:13px}
 @media (max-width:700px){main{padding:12px}th,td{padding:6px 8px}.hide-narrow{display:none}.cmds{grid-template-columns:1fr}.cmds .note{grid-column:1}dl.facts{grid-template-columns:1fr}dl.facts dd{margin-bottom:6px}}
@@ -95,8 +98,8 @@ function instantSearch(form){
   var input=form.querySelector("input[type=search]");var timer=0;var asked=0;
   if(!input)return;
   function run(){
-    var params=new URLSearchParams(new FormData(form));
-    if(!params.get("q"))params.delete("q");
+    var params=new URLSearchParams();
+    new FormData(form).forEach(function(value,key){if(value)params.set(key,String(value));});
     var url=location.pathname+(params.toString()?"?"+params:"");
     var mine=++asked;
     fetch(url,{headers:{"Accept":"text/html"},credentials:"same-origin"}).then(function(r){return r.ok?r.text():Promise.reject(r.status);}).then(function(text){

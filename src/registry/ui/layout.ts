@@ -23,7 +23,7 @@ export function page(title: string, crumbs: Crumb[], body: Interpolation): Html 
 <body>
 <header class="top"><div class="in">
 <a class="brand" href="/"><img src="${FAVICON.path}" alt="">cartorio</a>
-${crumbs.length > 0 && html`<nav class="crumbs" aria-label="Breadcrumb">${crumbs.map((crumb, i) => html`${i > 0 && ' / '}${crumb.href !== undefined ? html`<a href="${crumb.href}">${crumb.label}</a>` : html`<span aria-current="page">${crumb.label}</span>`}`)}</nav>`}
+${crumbs.length > 0 && html`<nav class="crumbs" aria-label="Breadcrumb">${crumbs.map((crumb) => html`<span class="sep">/</span>${crumb.href !== undefined ? html`<a href="${crumb.href}">${crumb.label}</a>` : html`<span aria-current="page">${crumb.label}</span>`}`)}</nav>`}
 </div></header>
 <main id="main">
 ${body}

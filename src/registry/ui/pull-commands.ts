@@ -41,7 +41,7 @@ export function pullCommands(name: string, reference: string, endpoint: Endpoint
   const last = (name.split('/').pop() ?? name).replace(/[^a-z0-9._-]/g, '');
   const archive = `${last}${reference.startsWith('@') ? '' : `-${reference.slice(1)}`}.tar`;
   const mirrorNote = host === undefined ? undefined : `containerd on the node mirrors ${host} to this server (cartorio mirror-config; containerd sends ?ns=${host})`;
-  const plainNote = plain ? 'plain HTTP: the node marks this registry insecure (cartorio mirror-config writes it)' : undefined;
+  const plainNote = plain ? `plain HTTP: containerd needs /etc/containerd/certs.d/${endpoint.host}/hosts.toml with [host."http://${endpoint.host}"]` : undefined;
   const commands: PullCommand[] = [
     { client: 'docker', command: `docker pull ${direct}`, ...(plain && !isLoopback(endpoint.host) && { note: `plain HTTP: add "${endpoint.host}" to insecure-registries in /etc/docker/daemon.json` }) },
     { client: 'podman', command: `podman pull${plain ? ' --tls-verify=false' : ''} ${direct}` },
