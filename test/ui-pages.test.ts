@@ -86,6 +86,10 @@ test('catalog routes: security headers, escaping, host from Host (X-Forwarded-Ho
   const searched = await app.inject({ url: '/?q=tool' });
   assert.ok(searched.body.includes('href="/r/other/tool"'));
   assert.ok(!searched.body.includes('href="/r/busybox"'));
+  const hostile = await app.inject({ url: `/?q=${encodeURIComponent('"><script>alert(1)</script>')}&host=${encodeURIComponent('"><b>')}` });
+  assert.equal(hostile.statusCode, 200);
+  assert.ok(hostile.body.includes('value="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"'), 'the query is echoed escaped');
+  assert.ok(!hostile.body.includes('<script>alert') && !hostile.body.includes('"><b>'));
   const byHost = await app.inject({ url: '/?host=quay.io' });
   assert.ok(byHost.body.includes(`href="/r/${HOSTILE_NAME}"`));
   assert.ok(!byHost.body.includes('href="/r/other/tool"'));

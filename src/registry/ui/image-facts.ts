@@ -84,7 +84,9 @@ export class ImageReader {
     let size = stored.bytes.length;
     const counted = new Set<string>([digest]);
     for (const { manifest } of platforms) size += uniqueSize(manifest, counted);
-    const created = platforms.filter((p) => !p.attestation).map((p) => p.manifest.config?.created).filter((c): c is string => c !== undefined).sort().pop();
+    // The newest platform's date, compared as times (configs write RFC 3339 with any offset).
+    const dated = platforms.filter((p) => !p.attestation).map((p) => p.manifest.config?.created).filter((c): c is string => c !== undefined && !Number.isNaN(Date.parse(c)));
+    const created = dated.sort((a, b) => Date.parse(a) - Date.parse(b)).pop();
     return { digest, mediaType, size, ...(created !== undefined && { created }), platforms, annotations: entries(parsed.index.annotations) };
   }
 

@@ -65,6 +65,11 @@ export function copyable(text: string, label: string, shown: Interpolation = htm
   return html`<span class="copy" data-copy="${text}" data-copy-label="${label}">${shown}</span>`;
 }
 
+/** A command in a box of its own (a <pre> cannot sit in a <span>), with its copy button. */
+export function copyableBlock(text: string, label: string): Html {
+  return html`<div class="copy" data-copy="${text}" data-copy-label="${label}"><pre class="cmd">${text}</pre></div>`;
+}
+
 /** A digest shown short, the whole one in its title and copied by the button. */
 export function digestCell(digest: string): Html {
   return copyable(digest, 'digest', html`<code title="${digest}">${shortDigest(digest)}</code>`);

@@ -4,7 +4,7 @@ import type { RepositoryContents, RepositorySnapshot } from '../../store/snapsho
 import { mapLimit, naturalOrder } from './home.js';
 import { type Html, html, httpUrl } from './html.js';
 import { type ImageFacts, ImageReader, type ManifestFacts } from './image-facts.js';
-import { copyable, digestCell, formatBytes, formatDate, page, query, repositoryHref, shortDigest } from './layout.js';
+import { copyable, copyableBlock, digestCell, formatBytes, formatDate, page, query, repositoryHref, shortDigest } from './layout.js';
 import { type Endpoint, LOCAL_HOST, hostOf, pullCommands } from './pull-commands.js';
 
 /** Tags per page; their distinct images are shown in full (platforms, layers, referrers). */
@@ -114,7 +114,7 @@ function keyValues(pairs: [string, string][]): Html {
 }
 
 function commands(name: string, reference: string, endpoint: Endpoint): Html {
-  return html`<div class="cmds">${pullCommands(name, reference, endpoint).map((command) => html`<span class="client">${command.client}</span>${copyable(command.command, `${command.client} command`, html`<pre class="cmd">${command.command}</pre>`)}${command.note !== undefined && html`<span class="note">${command.note}</span>`}`)}</div>`;
+  return html`<div class="cmds">${pullCommands(name, reference, endpoint).map((command) => html`<span class="client">${command.client}</span>${copyableBlock(command.command, `${command.client} command`)}${command.note !== undefined && html`<span class="note">${command.note}</span>`}`)}</div>`;
 }
 
 /** Referrers of the image and of each of its platforms, with what they are attached to. */
