@@ -79,10 +79,13 @@ test('cartorio serve: --help has examples; bad options fail with one line', asyn
 // STYLE §1 and go-containerregistry's depcheck_test.go: the registry reads the store and nothing else.
 test('src/registry imports only store, image, fastify, bcryptjs and node:', async () => {
   const dir = join(ROOT, 'src', 'registry');
-  for (const file of await readdir(dir)) {
+  // Subdirectories too (ui/): their `../` is the registry itself, `../../store/` the store.
+  for (const file of (await readdir(dir, { recursive: true })).filter((path) => path.endsWith('.ts'))) {
     const source = await readFile(join(dir, file), 'utf8');
+    const up = '../'.repeat(file.split('/').length - 1);
     for (const [, specifier = ''] of source.matchAll(/^import .* from '([^']+)';$/gm)) {
-      const allowed = specifier.startsWith('node:') || specifier.startsWith('./') || specifier.startsWith('../store/') || specifier.startsWith('../image/') || specifier === 'fastify' || specifier === 'bcryptjs';
+      const within = specifier.startsWith('./') || (up !== '' && specifier.startsWith('../') && !specifier.startsWith(`${up}../`));
+      const allowed = specifier.startsWith('node:') || within || specifier.startsWith(`${up}../store/`) || specifier.startsWith(`${up}../image/`) || specifier === 'fastify' || specifier === 'bcryptjs';
       assert.ok(allowed, `${file} imports ${specifier}`);
     }
     assert.doesNotMatch(source, /process\.(argv|env|exit)/, `${file} touches process.argv/env/exit`);

@@ -27,6 +27,9 @@ interface ServeOptions {
   quiet?: boolean;
   verify?: boolean;
   workers: number | 'auto';
+  /** commander's negated --no-ui: false when given. */
+  ui: boolean;
+  trustProxy?: boolean;
 }
 
 /** What one `serve` serves, for the banner and the signal handlers. */
@@ -68,6 +71,8 @@ export function serveCommand(): Command {
     // requests is CPU-bound (manifest GETs at c32: 1 process used 1 of 2 cores while Distribution's
     // Go server used both). Where pods or replicas are the unit of scale, give --workers 1.
     .addOption(new Option('--workers <n|auto>', 'processes serving the port: auto = the cores this process may use (CPU affinity and cgroup cpu.max quota), 1 = a single process').env('CARTORIO_WORKERS').argParser(parseWorkers).default('auto'))
+    .option('--no-ui', 'do not serve the catalog pages for browsers at / (the API under /v2/ is the same either way)')
+    .option('--trust-proxy', 'behind a reverse proxy: the pages\' pull commands name X-Forwarded-Host and -Proto instead of Host')
     .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
     .option('-q, --quiet', 'do not print the address and pull commands on stdout')
     .addHelpText('after', examples([
@@ -75,6 +80,8 @@ export function serveCommand(): Command {
       'cartorio serve --store /srv/images --listen 127.0.0.1:5000',
       'cartorio serve --listen 127.0.0.1:0 --ready-file addr && curl http://$(cat addr)/v2/_catalog',
       'cartorio serve --tls-cert server.crt --tls-key server.key --htpasswd users.htpasswd',
+      'cartorio serve --no-ui                           # the API only: / answers 404 as /v2/ does for unknown paths',
+      'cartorio serve --trust-proxy                     # behind nginx: pull commands on the pages name X-Forwarded-Host',
       'docker save app:1 app:2 -o app.tar && cartorio serve app.tar   # served in place as app:1, app:2',
       'cartorio serve myapp=image/image.tar             # oci-build-task output, under the name myapp',
       'cartorio serve ./app-image/oci tools/kit=./kit-layout   # a Concourse get output and a layout',
@@ -159,7 +166,7 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
     group.adopt = (v) => archives.adoptVerdict(v.identity, v.digest, v.path, v.offset, v.problem, v.status);
     group.identityOf = (digest, location) => archives.identityOf(digest, location);
   }
-  const app = buildRegistry({ images, logger, metrics, ...((group ?? link) && { group: group ?? link }), ...(htpasswd && { htpasswd }), ...(tls && { tls }) });
+  const app = buildRegistry({ images, logger, metrics, ...((group ?? link) && { group: group ?? link }), ...(htpasswd && { htpasswd }), ...(tls && { tls }), ...(options.ui && { ui: { trustProxy: options.trustProxy === true } }) });
   try {
     // SO_REUSEPORT on every process of a group; a worker binds its own socket (exclusive), not the primary's.
     await app.listen({ host, port, ...(count > 1 || shared !== undefined ? { reusePort: true } : {}), ...(shared !== undefined && { exclusive: true }) });
@@ -205,13 +212,13 @@ async function announce(sources: Sources, options: ServeOptions, app: FastifyIns
   if (archives) app.log.info({ archives: archives.paths, repositories: (await archives.repositoryNames()).length, startupMs: Math.round(performance.now()) }, 'serving archives in place');
   if (workers > 1) app.log.info({ address, workers }, `${workers} processes serve ${address}`);
   if (options.readyFile !== undefined) await writeReadyFile(options.readyFile, address);
-  if (!options.quiet) process.stdout.write(await banner(sources, address, tls, storeState));
+  if (!options.quiet) process.stdout.write(await banner(sources, address, tls, storeState, options.ui));
 }
 
 const BANNER_TAGS = 5;
 
 /** What a person starting the server wants to see: where it is, and how to pull from it. */
-async function banner(sources: Sources, address: string, tls: boolean, storeState: string | undefined): Promise<string> {
+async function banner(sources: Sources, address: string, tls: boolean, storeState: string | undefined, ui: boolean): Promise<string> {
   const images = sources.images;
   // A wildcard address is not one a client can use; 127.0.0.1 works from this machine.
   const pullAddress = address.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '127.0.0.1:');
@@ -234,6 +241,7 @@ async function banner(sources: Sources, address: string, tls: boolean, storeStat
     lines.push('pull with:', `  docker pull ${pullAddress}/${first}`, `  podman pull${insecure} ${pullAddress}/${first}`, `  skopeo inspect${insecure} docker://${pullAddress}/${first}`);
     lines.push(`images: ${refs.join(', ')}${names.length > refs.length ? ', … (cartorio list)' : ''}`);
   }
+  if (ui) lines.push(`browse: ${tls ? 'https' : 'http'}://${pullAddress}/`);
   return lines.join('\n') + '\n';
 }
 

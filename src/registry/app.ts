@@ -11,6 +11,7 @@ import { listReferrers } from './referrers.js';
 import { queryParam, sendJson } from './respond.js';
 import { resolveRepository } from './repository.js';
 import { listTags } from './tags.js';
+import { registerCatalog } from './ui/routes.js';
 
 export interface RegistryOptions {
   /** What to serve, read-only: a store, layouts, archives, behind the one naming rule. */
@@ -28,6 +29,8 @@ export interface RegistryOptions {
   metrics?: Metrics;
   /** The other processes serving the same port, when there are several. */
   group?: ProcessGroup;
+  /** Serve the read-only catalog for browsers at `/` (DESIGN §4b); off when absent. */
+  ui?: { trustProxy?: boolean };
 }
 
 /** What one process of a server of several (one port, many processes) knows about the others. */
@@ -77,7 +80,7 @@ const PUBLIC_ROUTES = new Set(['/healthz', '/metrics']);
 
 const WRITE_METHODS = ['DELETE', 'PATCH', 'POST', 'PUT'] as const;
 // Routes fastify knows by pattern; everything under /v2/ is labelled by what parseV2Path found.
-const ROUTE_LABELS: Record<string, string> = { '/v2': 'base', '/v2/': 'base', '/v2/_catalog': 'catalog', '/healthz': 'healthz', '/metrics': 'metrics' };
+const ROUTE_LABELS: Record<string, string> = { '/v2': 'base', '/v2/': 'base', '/v2/_catalog': 'catalog', '/healthz': 'healthz', '/metrics': 'metrics', '/': 'ui', '/r/*': 'ui', '/-/*': 'ui' };
 
 // Stands in for fastify's schema compilers; a route given a schema is a programming error.
 function noSchemas(): never {
@@ -210,6 +213,8 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     const status = !ok ? 'store unavailable' : whole ? 'ok' : 'workers down';
     return sendJson(request, reply.code(ok && whole ? 200 : 503), { status, ...(processes && { workers: processes }), ...images.health() });
   } });
+  // The pages fall under the same credentials as /v2/ (onRequest above): they list every image.
+  if (options.ui) registerCatalog(app, { images, ...options.ui });
   app.get('/metrics', async (_request, reply) => {
     const snapshots = [metrics.snapshot(), ...(group ? await group.peerMetrics() : [])];
     return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(renderMetrics(snapshots));
