@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Option } from 'commander';
+import { Bucket, type EndpointSettings } from '../store/bucket/client.js';
 import type { BucketLocation } from '../store/bucket/location.js';
 import { removeTempPathsSync } from '../store/temp-paths.js';
 
@@ -85,6 +86,23 @@ export function parseStore(store: string): StoreLocation {
     else location.singleWriter = value === 'true';
   }
   return { kind: 'bucket', bucket: location, text: store };
+}
+
+/**
+ * The bucket of an s3:// store, reached through the AWS SDK's own chain (keys, profiles, web
+ * identity, AWS_REGION); what decides path-style addressing is read here, where env is read.
+ */
+export async function openBucket(location: BucketLocation, presignEndpoint?: string): Promise<Bucket> {
+  const env = process.env;
+  const endpoint = env['AWS_ENDPOINT_URL_S3'] ?? env['AWS_ENDPOINT_URL'];
+  const settings: EndpointSettings = {
+    ...(endpoint !== undefined && endpoint !== '' && { endpoint }),
+    forcePathStyle: /^(1|true)$/i.test(env['AWS_S3_FORCE_PATH_STYLE'] ?? ''),
+    ...(presignEndpoint !== undefined && { presignEndpoint }),
+  };
+  // The SDK wants a region even for endpoints that ignore it (RGW, MinIO).
+  if (env['AWS_REGION'] === undefined && env['AWS_DEFAULT_REGION'] === undefined && endpoint !== undefined) env['AWS_REGION'] = 'us-east-1';
+  return Bucket.open(location, settings);
 }
 
 /** The path of a directory store; a command that has no bucket version yet refuses one here. */

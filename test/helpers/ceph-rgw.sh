@@ -129,7 +129,7 @@ CONF
   echo "S3_ENDPOINT=http://127.0.0.1:$rgw_port"
   echo "S3_ACCESS_KEY=$ACCESS_KEY"
   echo "S3_SECRET_KEY=$SECRET_KEY"
-  echo "CEPH_PIDS=$(awk '{printf "%s%s", sep, $2; sep=" "}' "$dir/pids")"
+  echo "CEPH_PIDS=\"$(awk '{printf "%s%s", sep, $2; sep=" "}' "$dir/pids")\""
 }
 
 case "${1:-}" in

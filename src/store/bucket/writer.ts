@@ -1,0 +1,83 @@
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { digestHex } from '../../image/digest.js';
+import { type IndexEntry, indexBytes, mergeIndex } from '../index-file.js';
+import type { CommitTarget, ImageToCommit, StagedBlob } from '../ingest.js';
+import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, parseLayoutIndex } from '../layout.js';
+import { REPOSITORY_LIST } from '../repository-list.js';
+import type { Bucket } from './client.js';
+import { withBucketLock } from './lock.js';
+
+/** Blob uploads at once (each a stream; a big one in PARTS_IN_FLIGHT parts of its own). */
+const UPLOADS_IN_FLIGHT = 4;
+
+/** The key of a blob in a bucket store: once, in the pool (see BucketWriter). */
+export function poolKey(digest: string): string {
+  return `${POOL_DIR}/blobs/sha256/${digestHex(digest)}`;
+}
+
+/**
+ * The commit of a load into a bucket store (the Ingest's CommitTarget). The keys are a directory
+ * store's paths, with one difference: keys cannot be hard-linked, so a blob is kept once, in the
+ * pool (`.blobs/blobs/sha256/<hex>`), and `<repository>/` holds `oci-layout` and `index.json` only.
+ * Readers take every blob from the pool; a directory store copied in with `aws s3 sync` has its
+ * pool too (and per-repository copies, which are then simply not read).
+ *
+ * Order, under the writer lock: every blob (streamed from the load's temp files, multipart when
+ * large, skipped when the pool has it), then `.repositories` with the new names, then each
+ * repository's `index.json`. A load killed anywhere leaves at most unreferenced blobs, or a
+ * listed name with no index (NAME_UNKNOWN, as for any repository not loaded yet); never an
+ * index.json naming a blob that is not there. The list goes before the indexes for the reason the
+ * directory store's does (repository-list.ts): a served repository is always in the catalog.
+ */
+export class BucketWriter implements CommitTarget {
+  readonly bucket: Bucket;
+  readonly tempRoot: string;
+
+  constructor(bucket: Bucket, tempRoot = join(tmpdir(), 'cartorio-bucket-loads')) {
+    this.bucket = bucket;
+    this.tempRoot = tempRoot;
+  }
+
+  /** Checks the bucket answers with these keys before a load reads anything. */
+  async prepare(): Promise<void> {
+    await this.bucket.check();
+    await mkdir(this.tempRoot, { recursive: true });
+  }
+
+  async publish(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[]): Promise<void> {
+    await withBucketLock(this.bucket, async () => {
+      const pending = [...blobs];
+      const upload = async (): Promise<void> => {
+        for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
+          const [digest, blob] = next;
+          const key = poolKey(digest);
+          const there = await this.bucket.head(key);
+          if (there?.size === blob.size) continue;
+          await this.bucket.upload(key, blob.path);
+        }
+      };
+      await Promise.all(Array.from({ length: UPLOADS_IN_FLIGHT }, upload));
+      await this.#addToList(closures.keys());
+      for (const repository of closures.keys()) await this.#publishIndex(repository, images.filter((image) => image.repository === repository));
+    });
+  }
+
+  async #addToList(names: Iterable<string>): Promise<void> {
+    const current = await this.bucket.get(REPOSITORY_LIST);
+    const listed = current === undefined || current === 'unchanged' ? [] : current.bytes.toString('utf8').split('\n').filter((name) => name !== '');
+    const all = [...new Set([...listed, ...names])].sort();
+    const text = all.map((name) => `${name}\n`).join('');
+    if (current !== undefined && current !== 'unchanged' && current.bytes.toString('utf8') === text) return;
+    await this.bucket.put(REPOSITORY_LIST, text);
+  }
+
+  async #publishIndex(repository: string, entries: IndexEntry[]): Promise<void> {
+    if ((await this.bucket.head(`${repository}/${OCI_LAYOUT_FILE}`)) === undefined) await this.bucket.put(`${repository}/${OCI_LAYOUT_FILE}`, OCI_LAYOUT_CONTENT);
+    const path = `${repository}/index.json`;
+    const current = await this.bucket.get(path);
+    const previous = current === undefined || current === 'unchanged' ? undefined : parseLayoutIndex(current.bytes, `${this.bucket.url}/${path}`);
+    await this.bucket.put(path, indexBytes(mergeIndex(previous, entries)));
+  }
+}
