@@ -44,7 +44,10 @@ const lazyAjv = {
 // The CLI never loads these fastify dependencies: its registry has no route schemas (it gives fastify
 // its own compilers, src/registry/app.ts) and never calls inject(). Left out of the CLI bundle they
 // are ~500 KB less to read and parse at every start; a call that reached one would fail loudly.
-const NEVER_LOADED = ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'];
+// The AWS SDK (s3:// stores only) would double the bundle (1.2 → 2.3 MB, read at every start); the
+// bundle serves layouts and archives beside a get's output, never a bucket: an s3:// store there
+// fails with the message below.
+const NEVER_LOADED = ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@aws-sdk/s3-request-presigner'];
 const leaveOut = {
   name: 'leave-out',
   setup(bundler) {
