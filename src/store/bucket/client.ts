@@ -13,7 +13,7 @@ let sdk: Promise<[Sdk, typeof import('@aws-sdk/lib-storage'), typeof import('@aw
 function loadSdk(): NonNullable<typeof sdk> {
   sdk ??= Promise.all([import('@aws-sdk/client-s3'), import('@aws-sdk/lib-storage'), import('@aws-sdk/s3-request-presigner')]).then((modules) => {
     // The single-file bundle (assets/build-bundle.mjs) leaves the SDK out.
-    if (typeof modules[0].S3Client !== 'function') throw new Error('this build of cartorio has no S3 support (the single-file bundle leaves the AWS SDK out); use the npm package or the container image for s3:// stores');
+    if (typeof modules[0].S3Client !== 'function') throw new Error('this build of cartorio has no S3 support (the single-file bundle leaves the AWS SDK out); run the npm package (dist/src/cli/main.js, with its node_modules) for s3:// stores');
     return modules;
   });
   return sdk;
