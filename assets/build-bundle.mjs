@@ -44,10 +44,7 @@ const lazyAjv = {
 // The CLI never loads these fastify dependencies: its registry has no route schemas (it gives fastify
 // its own compilers, src/registry/app.ts) and never calls inject(). Left out of the CLI bundle they
 // are ~500 KB less to read and parse at every start; a call that reached one would fail loudly.
-// The AWS SDK (s3:// stores only) would double the bundle (1.2 → 2.3 MB, read at every start); the
-// bundle serves layouts and archives beside a get's output, never a bucket: an s3:// store there
-// fails with the message below.
-const NEVER_LOADED = ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@aws-sdk/s3-request-presigner'];
+const NEVER_LOADED = ['@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler', 'light-my-request'];
 const leaveOut = {
   name: 'leave-out',
   setup(bundler) {
@@ -57,6 +54,16 @@ const leaveOut = {
       contents: `module.exports = function () { throw new Error(${JSON.stringify(`${args.path} is not in the cartorio bundle (assets/build-bundle.mjs)`)}); };\n`,
       loader: 'js',
     }));
+  },
+};
+// The AWS SDK (s3:// stores only) inside the CLI bundle would double it (1.2 → 2.3 MB, read at
+// every start): src/store/bucket/sdk.js becomes a file of its own beside it, aws-sdk.mjs,
+// imported only when a store is s3://.
+const SDK_FILE = 'aws-sdk.mjs';
+const sdkApart = {
+  name: 'sdk-apart',
+  setup(bundler) {
+    bundler.onResolve({ filter: /[\\/]sdk\.js$/ }, (args) => (/[\\/]store[\\/]bucket$/.test(args.resolveDir) ? { path: `./${SDK_FILE}`, external: true } : undefined));
   },
 };
 const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders, lazyAjv] };
@@ -69,11 +76,12 @@ await rm(resourceEntry);
 // Whitespace minified (names and messages kept): a third less to read and parse at every start.
 await build({
   ...common,
-  plugins: [...common.plugins, leaveOut],
+  plugins: [...common.plugins, leaveOut, sdkApart],
   minifyWhitespace: true,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'main.js')],
   outfile: join(out, 'cartorio', 'dist', 'src', 'cli', 'main.mjs'),
 });
+await build({ ...common, minifyWhitespace: true, entryPoints: [join(root, 'dist', 'src', 'store', 'bucket', 'sdk.js')], outfile: join(out, 'cartorio', 'dist', 'src', 'cli', SDK_FILE) });
 const { name, version, license } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
 await writeFile(join(out, 'cartorio', 'package.json'), JSON.stringify({ name, version, license, type: 'module', private: true }, null, 2) + '\n');
 process.stdout.write(`${out}\n`);

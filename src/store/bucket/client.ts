@@ -8,13 +8,12 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { type BucketLocation, bucketUrl, keyOf } from './location.js';
 
 /** The SDK's modules, imported on first use: a directory store never pays for them (~100 ms). */
-type Sdk = typeof import('@aws-sdk/client-s3');
-let sdk: Promise<[Sdk, typeof import('@aws-sdk/lib-storage'), typeof import('@aws-sdk/s3-request-presigner')]> | undefined;
-function loadSdk(): NonNullable<typeof sdk> {
-  sdk ??= Promise.all([import('@aws-sdk/client-s3'), import('@aws-sdk/lib-storage'), import('@aws-sdk/s3-request-presigner')]).then((modules) => {
-    // The single-file bundle (assets/build-bundle.mjs) leaves the SDK out.
-    if (typeof modules[0].S3Client !== 'function') throw new Error('this build of cartorio has no S3 support (the single-file bundle leaves the AWS SDK out); run the npm package (dist/src/cli/main.js, with its node_modules) for s3:// stores');
-    return modules;
+type Sdk = [typeof import('@aws-sdk/client-s3'), typeof import('@aws-sdk/lib-storage'), typeof import('@aws-sdk/s3-request-presigner')];
+let sdk: Promise<Sdk> | undefined;
+function loadSdk(): Promise<Sdk> {
+  sdk ??= import('./sdk.js').then(({ s3, storage, presigner }) => [s3, storage, presigner], (error: unknown) => {
+    // A copy of the single-file CLI without its aws-sdk.mjs beside it (a get's launcher).
+    throw new Error(`this copy of cartorio cannot load its S3 support (${(error as Error).message}); s3:// stores need the npm package or the cartorio image`, { cause: error });
   });
   return sdk;
 }
