@@ -5,11 +5,13 @@
 #   2. manifest GET by tag, 32 connections (wrk), requests/s
 #   3. N concurrent pulls of one image through 2 replicas of each (blob GETs redirected to RGW by
 #      both): wall time, errors, peak RSS per replica, bytes the registry processes wrote
-# Usage: bash bench/bucket.sh [IMAGE.tar]   (default .test-fixtures/big-layers-docker.tar)
+# Usage: bash bench/bucket.sh [IMAGE.tar [PULL_IMAGE.tar]]   (defaults: .test-fixtures/big-layers-docker.tar
+#        for 1 and 2, .test-fixtures/docker-save-busybox.tar for 3: 300 pulls of a 2 MB image)
 # Env: RUNS (3) for 1, DURATION (10s) for 2, PULLS (300) for 3. Prints a table of ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${1:-.test-fixtures/big-layers-docker.tar}
+PULL_IMAGE=${2:-.test-fixtures/docker-save-busybox.tar}
 RUNS=${RUNS:-3}; DURATION=${DURATION:-10s}; PULLS=${PULLS:-300}
 CLI="node dist/src/cli/main.js"
 work=$(mktemp -d /tmp/cartorio-bench-bucket.XXXXXX)
@@ -72,6 +74,8 @@ load_ms=$(median <"$work/load.ms"); push_ms=$(median <"$work/push.ms")
 
 $CLI load --quiet --store s3://cartorio/bench "$IMAGE" --name bench/app --tag 1 >/dev/null
 skopeo copy -q --dest-tls-verify=false "docker-archive:$IMAGE" "docker://127.0.0.1:$d1/bench/app:1" >/dev/null
+$CLI load --quiet --store s3://cartorio/bench "$PULL_IMAGE" --name bench/small --tag 1 >/dev/null
+skopeo copy -q --dest-tls-verify=false "docker-archive:$PULL_IMAGE" "docker://127.0.0.1:$d1/bench/small:1" >/dev/null
 d2=$(free_port); d2pid=$(start_distribution "$d2")
 c1=$(free_port); c1pid=$(start_cartorio "$c1")
 c2=$(free_port); c2pid=$(start_cartorio "$c2")
@@ -81,14 +85,14 @@ accept='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.dock
 rps() { wrk -t2 -c32 -d "$DURATION" -H "$accept" "$1" | awk '/Requests\/sec/ {print $2}'; }
 c_rps=$(rps "http://127.0.0.1:$c1/v2/bench/app/manifests/1"); d_rps=$(rps "http://127.0.0.1:$d1/v2/bench/app/manifests/1")
 
-echo "== 3. $PULLS concurrent pulls through 2 replicas each" >&2
+echo "== 3. $PULLS concurrent pulls of $PULL_IMAGE through 2 replicas each" >&2
 wchar() { awk '/^wchar/ {print $2}' "/proc/$1/io"; }
 hwm() { awk '/^VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
 pulls() { # PIDS (space separated) ADDRS...
   local p=$1; shift
   local before=0 after=0 pid
   for pid in $p; do before=$((before + $(wchar "$pid"))); done
-  local out; out=$(node bench/bucket-pulls.mjs bench/app 1 "$PULLS" "$@")
+  local out; out=$(node bench/bucket-pulls.mjs bench/small 1 "$PULLS" "$@")
   for pid in $p; do after=$((after + $(wchar "$pid"))); done
   echo "$out $(( (after - before) / 1000000 ))"
 }
@@ -104,7 +108,7 @@ bench/bucket.sh $(date -u +%FT%TZ), $(basename "$IMAGE") ($size bytes), Ceph RGW
 |---|---|---|---|
 | pullable: load vs push (median of $RUNS) | ${load_ms} ms | ${push_ms} ms | $(ratio "$push_ms" "$load_ms")× sooner |
 | manifest GET c32 | ${c_rps} req/s | ${d_rps} req/s | $(ratio "$c_rps" "$d_rps")× |
-| $PULLS pulls, 2 replicas: wall | ${c_wall} ms ($c_err errors) | ${d_wall} ms ($d_err errors) | $(ratio "$d_wall" "$c_wall")× |
+| $PULLS pulls of $(basename "$PULL_IMAGE"), 2 replicas: wall | ${c_wall} ms ($c_err errors) | ${d_wall} ms ($d_err errors) | $(ratio "$d_wall" "$c_wall")× |
 | peak RSS per replica | ${c_rss} MB | ${d_rss} MB | |
 | bytes written by the registry processes during the pulls | ${c_mb} MB | ${d_mb} MB | |
 TABLE
