@@ -61,7 +61,7 @@ export interface StagedBlob {
 export interface CommitTarget {
   /** A local directory for the load's temp files (the bucket's own are not a filesystem). */
   readonly tempRoot: string;
-  publish(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[]): Promise<void>;
+  commit(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[]): Promise<void>;
 }
 
 /** Read buffers this large keep syscalls few on big layers (measured in bench/). */
@@ -209,7 +209,7 @@ export class Ingest {
         await blob.durable; // the temp file is whole and closed
         staged.set(digest, blob);
       }
-      await this.#target.publish(staged, closures, images);
+      await this.#target.commit(staged, closures, images);
       await this.abort();
       return;
     }

@@ -2,7 +2,8 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestHex } from '../../image/digest.js';
-import { type IndexEntry, indexBytes, mergeIndex } from '../index-file.js';
+import type { ImageIndex } from '../../image/oci.schema.js';
+import { indexBytes, mergeIndex } from '../index-file.js';
 import type { CommitTarget, ImageToCommit, StagedBlob } from '../ingest.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, parseLayoutIndex } from '../layout.js';
 import { REPOSITORY_LIST } from '../repository-list.js';
@@ -46,38 +47,75 @@ export class BucketWriter implements CommitTarget {
     await mkdir(this.tempRoot, { recursive: true });
   }
 
-  async publish(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[]): Promise<void> {
-    await withBucketLock(this.bucket, async () => {
-      const pending = [...blobs];
-      const upload = async (): Promise<void> => {
-        for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
-          const [digest, blob] = next;
-          const key = poolKey(digest);
-          const there = await this.bucket.head(key);
-          if (there?.size === blob.size) continue;
-          await this.bucket.upload(key, blob.path);
-        }
-      };
-      await Promise.all(Array.from({ length: UPLOADS_IN_FLIGHT }, upload));
-      await this.#addToList(closures.keys());
-      for (const repository of closures.keys()) await this.#publishIndex(repository, images.filter((image) => image.repository === repository));
+  /** The load's commit: blobs into the pool, then each repository's new index (see the class comment). */
+  async commit(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[]): Promise<void> {
+    await this.withWriteLock(async () => {
+      await this.addPoolBlobs(blobs);
+      const changes: IndexChange[] = [];
+      for (const repository of closures.keys()) {
+        const current = await this.readIndex(repository);
+        changes.push({ repository, index: mergeIndex(current?.index, images.filter((image) => image.repository === repository)) });
+      }
+      await this.publish(changes);
     });
   }
 
-  async #addToList(names: Iterable<string>): Promise<void> {
-    const current = await this.bucket.get(REPOSITORY_LIST);
-    const listed = current === undefined || current === 'unchanged' ? [] : current.bytes.toString('utf8').split('\n').filter((name) => name !== '');
-    const all = [...new Set([...listed, ...names])].sort();
-    const text = all.map((name) => `${name}\n`).join('');
-    if (current !== undefined && current !== 'unchanged' && current.bytes.toString('utf8') === text) return;
-    await this.bucket.put(REPOSITORY_LIST, text);
+  // The operations below are named as the store's write operations are for a directory store
+  // (withWriteLock, listedRepositories, readIndex, publish), so rm/gc/prune can come to buckets.
+
+  /** Runs `work` holding the store's writer lock (the lock object, lock.ts). */
+  withWriteLock<T>(work: () => Promise<T>): Promise<T> {
+    return withBucketLock(this.bucket, work);
   }
 
-  async #publishIndex(repository: string, entries: IndexEntry[]): Promise<void> {
-    if ((await this.bucket.head(`${repository}/${OCI_LAYOUT_FILE}`)) === undefined) await this.bucket.put(`${repository}/${OCI_LAYOUT_FILE}`, OCI_LAYOUT_CONTENT);
+  /** The names in `.repositories`, sorted. */
+  async listedRepositories(): Promise<string[]> {
+    const current = await this.bucket.get(REPOSITORY_LIST);
+    return current === undefined || current === 'unchanged' ? [] : current.bytes.toString('utf8').split('\n').filter((name) => name !== '').sort();
+  }
+
+  /** A repository's index and its version (the object's ETag), or undefined when it has none. */
+  async readIndex(repository: string): Promise<{ index: ImageIndex; version: string } | undefined> {
     const path = `${repository}/index.json`;
     const current = await this.bucket.get(path);
-    const previous = current === undefined || current === 'unchanged' ? undefined : parseLayoutIndex(current.bytes, `${this.bucket.url}/${path}`);
-    await this.bucket.put(path, indexBytes(mergeIndex(previous, entries)));
+    return current === undefined || current === 'unchanged' ? undefined : { index: parseLayoutIndex(current.bytes, `${this.bucket.url}/${path}`), version: current.etag };
   }
+
+  /**
+   * Uploads blobs into the pool, UPLOADS_IN_FLIGHT at once, each streamed from its file; a blob
+   * the pool has at that size is not sent again (keys are digests). Hold the writer lock.
+   */
+  async addPoolBlobs(blobs: ReadonlyMap<string, StagedBlob>): Promise<void> {
+    const pending = [...blobs];
+    const upload = async (): Promise<void> => {
+      for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
+        const [digest, blob] = next;
+        const key = poolKey(digest);
+        if ((await this.bucket.head(key))?.size === blob.size) continue;
+        await this.bucket.upload(key, blob.path);
+      }
+    };
+    await Promise.all(Array.from({ length: UPLOADS_IN_FLIGHT }, upload));
+  }
+
+  /**
+   * Publishes new indexes (their blobs already in the pool): the names are listed first, then each
+   * index.json is replaced whole (a PUT is atomic: readers see the old object or the new one).
+   * Hold the writer lock.
+   */
+  async publish(changes: readonly IndexChange[]): Promise<void> {
+    const listed = await this.listedRepositories();
+    const all = [...new Set([...listed, ...changes.map((change) => change.repository)])].sort();
+    if (all.length !== listed.length) await this.bucket.put(REPOSITORY_LIST, all.map((name) => `${name}\n`).join(''));
+    for (const { repository, index } of changes) {
+      if ((await this.bucket.head(`${repository}/${OCI_LAYOUT_FILE}`)) === undefined) await this.bucket.put(`${repository}/${OCI_LAYOUT_FILE}`, OCI_LAYOUT_CONTENT);
+      await this.bucket.put(`${repository}/index.json`, indexBytes(index));
+    }
+  }
+}
+
+/** A repository's new index. */
+export interface IndexChange {
+  repository: string;
+  index: ImageIndex;
 }
