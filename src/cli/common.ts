@@ -1,6 +1,11 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Option } from 'commander';
+import { Bucket, type EndpointSettings } from '../store/bucket/client.js';
+import type { BucketLocation } from '../store/bucket/location.js';
+import { BucketSource } from '../store/bucket/source.js';
+import type { ImageSource } from '../store/image-source.js';
+import { StoreReader } from '../store/reader.js';
 import { removeTempPathsSync } from '../store/temp-paths.js';
 
 /**
@@ -16,18 +21,110 @@ const SIGNAL_EXITS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIG
 
 export const DEFAULT_STORE = 'cartorio-store';
 
-/** `--store DIR`, defaulting to $CARTORIO_STORE, then ./cartorio-store. */
+/** `--store DIR|s3://BUCKET[/PREFIX]`, defaulting to $CARTORIO_STORE, then ./cartorio-store. */
 export function storeOption(): Option {
-  return new Option('-s, --store <dir>', 'store directory').env('CARTORIO_STORE').default(DEFAULT_STORE);
+  return new Option('-s, --store <dir|s3://bucket/prefix>', 'store: a directory, or an S3-compatible bucket (s3://BUCKET[/PREFIX])').env('CARTORIO_STORE').default(DEFAULT_STORE);
 }
 
-export function storePath(store: string): string {
-  return resolve(store);
+/** Where a store is: a directory, or a bucket. */
+export type StoreLocation = { kind: 'directory'; path: string } | { kind: 'bucket'; bucket: BucketLocation; text: string };
+
+/**
+ * Object stores that are not S3-compatible, by URL scheme: named in the refusal, so `gs://b/x`
+ * never becomes a directory `./gs:/b/x` (a load that "succeeds" into the wrong place).
+ */
+const OTHER_SCHEMES: Record<string, string> = {
+  gs: 'Google Cloud Storage',
+  gcs: 'Google Cloud Storage',
+  azblob: 'Azure Blob Storage',
+  az: 'Azure Blob Storage',
+  abfs: 'Azure Data Lake Storage',
+  abfss: 'Azure Data Lake Storage',
+  wasb: 'Azure Blob Storage',
+  wasbs: 'Azure Blob Storage',
+  swift: 'OpenStack Swift',
+  oss: 'Alibaba OSS',
+  cos: 'Tencent COS',
+  http: 'an HTTP URL',
+  https: 'an HTTPS URL',
+  file: 'a file: URL',
+  docker: 'a registry reference',
+  oci: 'a registry reference',
+};
+const URL_OPTIONS = new Set(['path-style', 'single-writer']);
+// S3's bucket naming rules (3–63 lower-case letters, digits, dots, hyphens), which RGW and MinIO also keep by default.
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/**
+ * Reads a store argument. Anything shaped `scheme://` is a URL: `s3://` is a bucket, every other
+ * scheme is refused by name; it is never taken as a relative path.
+ */
+export function parseStore(store: string): StoreLocation {
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(store)?.[1];
+  if (scheme === undefined) return { kind: 'directory', path: resolve(store) };
+  const lower = scheme.toLowerCase();
+  const hint = 'a store is a directory or an S3-compatible bucket: --store s3://BUCKET[/PREFIX] (endpoint and keys from AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or an AWS profile)';
+  if (lower !== 's3') {
+    const what = OTHER_SCHEMES[lower];
+    throw new CliError(`store "${store}": ${lower}:// ${what === undefined ? 'is not a kind of store cartorio knows' : `(${what}) is not a store cartorio can use`}`, lower === 'file' ? 'give the directory itself, e.g. --store /srv/images' : hint);
+  }
+  let url: URL;
+  try {
+    url = new URL(store);
+  } catch {
+    throw new CliError(`store "${store}" is not a valid s3:// URL`, hint);
+  }
+  if (url.username !== '' || url.password !== '') throw new CliError(`store "${store}": keys do not go in the URL`, 'set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE');
+  if (url.port !== '' || url.hash !== '') throw new CliError(`store "${store}" is not s3://BUCKET[/PREFIX][?path-style=true]`, 'the endpoint goes in AWS_ENDPOINT_URL_S3, e.g. http://127.0.0.1:7480');
+  const bucket = url.hostname;
+  if (!BUCKET_NAME.test(bucket) || bucket.includes('..')) throw new CliError(`store "${store}": "${bucket}" is not a bucket name`, 'bucket names are 3–63 lower-case letters, digits, dots and hyphens');
+  const raw = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, '');
+  const parts = raw === '' ? [] : raw.split('/');
+  if (parts.some((part) => part === '' || part === '.' || part === '..')) throw new CliError(`store "${store}": the prefix "${raw}" has an empty, . or .. part`, 'write the prefix as a/b/c');
+  const location: BucketLocation = { bucket, prefix: parts.join('/') };
+  for (const [key, value] of url.searchParams) {
+    if (!URL_OPTIONS.has(key)) throw new CliError(`store "${store}": unknown option "${key}"`, `options: ${[...URL_OPTIONS].map((name) => `${name}=true|false`).join(', ')}`);
+    if (value !== 'true' && value !== 'false') throw new CliError(`store "${store}": ${key}=${value} is not true or false`);
+    if (key === 'path-style') location.pathStyle = value === 'true';
+    else location.singleWriter = value === 'true';
+  }
+  return { kind: 'bucket', bucket: location, text: store };
+}
+
+/**
+ * The bucket of an s3:// store, reached through the AWS SDK's own chain (keys, profiles, web
+ * identity, AWS_REGION); what decides path-style addressing is read here, where env is read.
+ */
+export async function openBucket(location: BucketLocation, presignEndpoint?: string): Promise<Bucket> {
+  const env = process.env;
+  const endpoint = env['AWS_ENDPOINT_URL_S3'] ?? env['AWS_ENDPOINT_URL'];
+  const settings: EndpointSettings = {
+    ...(endpoint !== undefined && endpoint !== '' && { endpoint }),
+    forcePathStyle: /^(1|true)$/i.test(env['AWS_S3_FORCE_PATH_STYLE'] ?? ''),
+    ...(presignEndpoint !== undefined && { presignEndpoint }),
+  };
+  // The SDK wants a region even for endpoints that ignore it (RGW, MinIO).
+  if (env['AWS_REGION'] === undefined && env['AWS_DEFAULT_REGION'] === undefined && endpoint !== undefined) env['AWS_REGION'] = 'us-east-1';
+  return Bucket.open(location, settings);
+}
+
+/** A store that must exist, to read (list, mirror-config): a directory's reader, or a bucket's, read once. */
+export async function openStoreReader(store: string): Promise<ImageSource> {
+  const location = parseStore(store);
+  if (location.kind === 'bucket') return BucketSource.open(await openBucket(location.bucket), { refreshMs: 0, blobs: 'stream' });
+  return new StoreReader(await existingStore(store));
+}
+
+/** The path of a directory store; a command that has no bucket version yet refuses one here. */
+export function storePath(store: string, command?: string): string {
+  const location = parseStore(store);
+  if (location.kind === 'directory') return location.path;
+  throw new CliError(`store "${store}": ${command ?? 'this command'} does not work on a bucket store yet`, 'use a directory store for it');
 }
 
 /** A store that must already exist (list, verify): a mistyped path is an error, not an empty store. */
-export async function existingStore(store: string): Promise<string> {
-  const path = storePath(store);
+export async function existingStore(store: string, command?: string): Promise<string> {
+  const path = storePath(store, command);
   const info = await stat(path).catch(() => undefined);
   if (!info?.isDirectory()) throw new CliError(`store ${path} does not exist`, 'check --store (or $CARTORIO_STORE); `cartorio load --store DIR` creates a store');
   return path;

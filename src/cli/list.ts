@@ -1,9 +1,8 @@
 import { Command } from 'commander';
 import { isIndexMediaType } from '../image/media-types.js';
-import { StoreReader } from '../store/reader.js';
 import type { RepositorySnapshot } from '../store/snapshot.js';
 import { parseManifest } from '../image/manifest.js';
-import { action, examples, existingStore, storeOption } from './common.js';
+import { action, examples, openStoreReader, storeOption } from './common.js';
 
 interface Row {
   repository: string;
@@ -20,9 +19,9 @@ export function listCommand(): Command {
     .summary('list repositories, tags, digests and sizes in the store')
     .addOption(storeOption())
     .option('--json', 'print JSON')
-    .addHelpText('after', examples(['cartorio list', 'cartorio list --store /srv/images --json | jq -r ".[].repository"']))
+    .addHelpText('after', examples(['cartorio list', 'cartorio list --store /srv/images --json | jq -r ".[].repository"', 'cartorio list --store s3://images/prod']))
     .action(action('list', async (flags: { store: string; json?: boolean }) => {
-      const reader = new StoreReader(await existingStore(flags.store));
+      const reader = await openStoreReader(flags.store);
       const rows: Row[] = [];
       for (const name of await reader.repositoryNames()) {
         const snapshot = await reader.repository(name);

@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { Command } from 'commander';
 import { loadIntoStore, type LoadedImage } from '../formats/load.js';
-import { action, cleanUpOnSignals, examples, storeOption, storePath } from './common.js';
+import { BucketWriter } from '../store/bucket/writer.js';
+import { action, cleanUpOnSignals, examples, openBucket, parseStore, storeOption } from './common.js';
 import { addImageOptions, loadOptionsFrom, type ImageFlags } from './image-options.js';
 import { createProgress } from './progress.js';
 
@@ -26,17 +27,21 @@ export function loadCommand(): Command {
     .addHelpText('after', examples([
       'docker save app:1 redis:7 > images.tar && cartorio load images.tar',
       'cartorio load --store /srv/images ./oci-layout ./other.tar',
+      'AWS_ENDPOINT_URL_S3=http://10.0.0.9:7480 cartorio load --store s3://images/prod app.tar   # a bucket store',
       'cartorio load ./rootfs --name tools/busybox --tag 1.36 --cmd /bin/sh --env PATH=/bin',
       'cartorio load ./my-task-image --name ci/task        # Concourse rootfs/ + metadata.json',
     ]));
   addImageOptions(command);
   return command.action(action('load', async (sources: string[], flags: LoadFlags) => {
     cleanUpOnSignals();
+    const location = parseStore(flags.store);
+    const store: string | BucketWriter = location.kind === 'directory' ? location.path : new BucketWriter(await openBucket(location.bucket));
+    if (typeof store !== 'string') await store.prepare();
     const progress = createProgress(flags.quiet === true || flags.json === true);
     // Several files (`cartorio load images/*.tar`): one bar over all their bytes, not one per file.
     const total = sources.length > 1 ? await totalFileBytes(sources) : undefined;
     if (total !== undefined) progress.start(`loading ${sources.length} inputs`, total);
-    const loaded = await loadIntoStore(storePath(flags.store), sources, {
+    const loaded = await loadIntoStore(store, sources, {
       ...loadOptionsFrom(flags),
       onStart: (size) => (total === undefined ? progress.start('loading', size) : undefined),
       onBytes: (bytes) => progress.add(bytes),

@@ -3,8 +3,7 @@ import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { isRegistryHost, normalizeHost } from '../image/reference.js';
 import { nodeConfigFiles, registryHosts } from '../registry/mirror-config.js';
-import { StoreReader } from '../store/reader.js';
-import { CliError, action, collect, examples, existingStore, storeOption } from './common.js';
+import { CliError, action, collect, examples, openStoreReader, storeOption } from './common.js';
 
 interface MirrorConfigFlags {
   store: string;
@@ -37,7 +36,7 @@ export function mirrorConfigCommand(): Command {
       if (!/^[^\s/:]+(?::\d{1,5})?$|^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(flags.registry)) {
         throw new CliError(`--registry "${flags.registry}" is not HOST[:PORT]`, 'give the address nodes use to reach cartorio serve, without http://');
       }
-      const hosts = flags.host !== undefined ? flags.host.map(checkHost) : registryHosts(await new StoreReader(await existingStore(flags.store)).repositoryNames());
+      const hosts = flags.host !== undefined ? flags.host.map(checkHost) : registryHosts(await (await openStoreReader(flags.store)).repositoryNames());
       if (hosts.length === 0) throw new CliError(`store ${flags.store} holds no images, so there is no registry to mirror`, 'load images first, or name registries with --host');
       const files = nodeConfigFiles([...new Set(hosts)].sort(), { registry: flags.registry, tls: flags.tls === true });
       if (flags.out === undefined) {

@@ -9,14 +9,15 @@ import { CopyPool } from '../store/copy-pool.js';
 import { type ImageSource, ServedImages } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
 import { Metrics } from '../registry/metrics.js';
-import { CliError, action, examples, storeOption, storePath } from './common.js';
 import { type Verdict, WorkerGroup, WorkerLink, checkSameArchives, leaveGroup, stopOnSignals, workerAddress } from './serve-workers.js';
 import { autoWorkers, hasReusePort, parseWorkers } from './worker-count.js';
+import { type BucketServeFlags, bucketServeOptions, openBucketSource } from './bucket-serve.js';
+import { CliError, type StoreLocation, action, examples, parseStore, storeOption } from './common.js';
 
 /** The registry's modules (fastify, ~150 ms to load): imported while the archives are being read. */
 type Registry = [typeof import('../registry/app.js'), typeof import('../registry/auth.js')];
 
-interface ServeOptions {
+interface ServeOptions extends BucketServeFlags {
   store: string;
   listen: string;
   readyFile?: string;
@@ -44,6 +45,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 /** `cartorio serve`: the read-only registry over a store. */
 export function serveCommand(): Command {
+  const [refresh, blobRedirect, blobRedirectEndpoint] = bucketServeOptions();
   return new Command('serve')
     .description(
       'Serve images read-only (OCI Distribution / Docker Registry v2 API):\n' +
@@ -61,6 +63,9 @@ export function serveCommand(): Command {
     )
     .argument('[inputs...]', 'archives and layouts to serve: [NAME=]FILE.tar or [NAME=]DIR')
     .addOption(storeOption())
+    .addOption(refresh)
+    .addOption(blobRedirect)
+    .addOption(blobRedirectEndpoint)
     .addOption(new Option('-l, --listen <host:port>', 'address to listen on (port 0 picks a free one)').env('CARTORIO_LISTEN').default('0.0.0.0:5000'))
     .option('--ready-file <file>', 'once listening, write the bound address (e.g. 127.0.0.1:41234) to this file')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain)')
@@ -77,6 +82,7 @@ export function serveCommand(): Command {
     .option('-q, --quiet', 'do not print the address and pull commands on stdout')
     .addHelpText('after', examples([
       'cartorio serve                                   # ./cartorio-store on 0.0.0.0:5000',
+      'AWS_ENDPOINT_URL_S3=http://10.0.0.9:7480 cartorio serve --store s3://images/prod --refresh 10s',
       'cartorio serve --store /srv/images --listen 127.0.0.1:5000',
       'cartorio serve --listen 127.0.0.1:0 --ready-file addr && curl http://$(cat addr)/v2/_catalog',
       'cartorio serve --tls-cert server.crt --tls-key server.key --htpasswd users.htpasswd',
@@ -91,12 +97,12 @@ export function serveCommand(): Command {
       'docker pull 127.0.0.1:5000/busybox:1             # 127.0.0.0/8 needs no insecure-registries entry',
     ]))
     .action(action('serve', async (inputs: string[], options: ServeOptions, command: Command) => {
-      const withStore = inputs.length === 0 || command.getOptionValueSource('store') === 'cli';
+      const store = inputs.length === 0 || command.getOptionValueSource('store') === 'cli' ? parseStore(options.store) : undefined;
       const registry = Promise.all([import('../registry/app.js'), import('../registry/auth.js')]);
       // A failure to read the inputs is the one to report; the import's own failure is awaited in serve().
       registry.catch(() => undefined);
       try {
-        await serve(await openSources(inputs, withStore ? storePath(options.store) : undefined), options, await registry);
+        await serve(await openSources(inputs, store, options), options, await registry);
       } catch (error) {
         // A worker that cannot serve exits (its IPC channel would keep it alive); the primary logs and replaces it.
         leaveGroup();
@@ -106,7 +112,8 @@ export function serveCommand(): Command {
 }
 
 // Archives (files) and layouts (directories) by what the path is; a name held by two sources is refused here.
-async function openSources(inputs: string[], store: string | undefined): Promise<Sources> {
+async function openSources(inputs: string[], location: StoreLocation | undefined, options: BucketServeFlags): Promise<Sources> {
+  const store = location?.kind === 'directory' ? location.path : undefined;
   const files: string[] = [];
   const dirs: string[] = [];
   for (const input of inputs) {
@@ -121,6 +128,7 @@ async function openSources(inputs: string[], store: string | undefined): Promise
   if (archives) sources.push(archives);
   if (dirs.length > 0) sources.push(new StoreReader(dirs.join(' '), await nameServedLayouts(dirs)));
   if (store !== undefined) sources.push(new StoreReader(store));
+  if (location?.kind === 'bucket') sources.push(await openBucketSource(location, options));
   const owner = new Map<string, ImageSource>();
   for (const source of sources) {
     for (const name of await source.repositoryNames()) {

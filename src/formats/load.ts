@@ -1,7 +1,7 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { normalizeRepositoryName, repositoryNameProblem } from '../image/reference.js';
-import { Ingest, type ImageToCommit } from '../store/ingest.js';
+import { type CommitTarget, Ingest, type ImageToCommit } from '../store/ingest.js';
 import { repositoryDir } from '../store/layout.js';
 import { registerTempPath, releaseTempPath } from '../store/temp-paths.js';
 import { parseManifest, rootKind, type RootKind } from '../image/manifest.js';
@@ -44,10 +44,11 @@ export interface LoadedImage {
 }
 
 /**
- * Loads every input into the store at `storeRoot` as one transaction: all images appear
- * together once every input has been read and checked, or none do and the store is unchanged.
+ * Loads every input into the store at `storeRoot` (a directory, or a bucket store's commit target)
+ * as one transaction: all images appear together once every input has been read and checked, or
+ * none do and the store is unchanged.
  */
-export async function loadIntoStore(storeRoot: string, inputs: string[], options: LoadOptions = {}): Promise<LoadedImage[]> {
+export async function loadIntoStore(storeRoot: string | CommitTarget, inputs: string[], options: LoadOptions = {}): Promise<LoadedImage[]> {
   options = { ...options, ...(options.name !== undefined && { name: checkNameOption(inputs, options.name) }) };
   const ingest = await Ingest.begin(storeRoot);
   try {

@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { BlobLocation } from '../store/image-source.js';
+import type { BlobLocation, RemoteBlob } from '../store/image-source.js';
 import { sha256Digest } from '../image/digest.js';
 import { RegistryError, blobUnknown, internalError, rangeInvalid } from './errors.js';
 import { DigestMismatch, hashFile, pumpFile } from './file-pump.js';
@@ -65,6 +65,7 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
     if (built) return serveBytes(built.bytes, digest, request, reply);
     throw blobUnknown(digest);
   }
+  if ('kind' in blob) return serveRemote(blob, digest, request, reply);
   if (blob.refused !== undefined) throw blobRefused(digest, blob);
   const etag = `"${digest}"`;
   if (request.method === 'HEAD') return setHeaders(reply, digest, etag).header('content-length', blob.size).send();
@@ -100,6 +101,32 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
     if (owned) await handle.close();
   }
   return reply;
+}
+
+/**
+ * A blob in an object store: HEAD from what the source knows (no trip to the store); GET answered
+ * 307 to a short-lived URL where the source gives one (Distribution's RedirectURL: clients fetch
+ * the bytes from the store, never through this process), else streamed through, Range and all.
+ */
+async function serveRemote(blob: RemoteBlob, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const etag = `"${digest}"`;
+  if (request.method === 'HEAD') return setHeaders(reply, digest, etag).header('content-length', blob.size).send();
+  if (notModified(request, etag)) return setHeaders(reply, digest, etag).code(304).send();
+  if (blob.redirect) {
+    // Not cached: the URL expires, the digest's bytes do not.
+    return reply.code(307).header('location', await blob.redirect()).header('docker-content-digest', digest).header('cache-control', 'no-store').send();
+  }
+  const ifRange = request.headers['if-range'];
+  const range = parseRange(ifRange === undefined || ifRange === etag ? request.headers.range : undefined, blob.size);
+  if (range === 'unsatisfiable') throw rangeInvalid(request.headers.range ?? '', blob.size);
+  if (blob.size === 0) return setHeaders(reply, digest, etag).header('content-length', 0).send(Buffer.alloc(0));
+  const body = await blob.open(range);
+  if (!body) throw blobUnknown(digest);
+  const { start, end } = range ?? { start: 0, end: blob.size - 1 };
+  setHeaders(reply, digest, etag).header('content-length', end - start + 1);
+  if (range) reply.code(206).header('content-range', `bytes ${start}-${end}/${blob.size}`);
+  body.on('error', (error) => request.log.error({ err: error, digest, origin: blob.origin }, 'object store read failed after headers were sent; download aborted'));
+  return reply.send(body);
 }
 
 // One whole-blob hash per location at a time, shared by the requests that wait for it.

@@ -1,4 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { hostlessAliases, requestCandidates } from '../image/reference.js';
 import type { RepositorySnapshot } from './snapshot.js';
 
@@ -26,6 +27,23 @@ export interface BlobLocation {
 }
 
 /**
+ * A blob kept in an object store (a bucket store): its bytes are fetched there. With `redirect`
+ * the client is sent to a short-lived URL (Distribution's RedirectURL: the bytes never pass through
+ * the server); without, the server streams them through (`--blob-redirect off`). Stored blobs were
+ * hashed when loaded, as a store's files are.
+ */
+export interface RemoteBlob {
+  kind: 'remote';
+  size: number;
+  /** Names the object for logs. */
+  origin: string;
+  /** A URL any client can GET without credentials, valid for a short while. */
+  redirect?: () => Promise<string>;
+  /** The bytes, or bytes `start`..`end` (inclusive); undefined when the object is gone. */
+  open(range?: { start: number; end: number }): Promise<Readable | undefined>;
+}
+
+/**
  * What the registry reads (DESIGN §6): repository names → snapshots, and blobs by location.
  * Implemented by the store, by layout directories, and by archives served in place.
  */
@@ -39,8 +57,8 @@ export interface ImageSource {
   repositoryNames(): Promise<readonly string[]>;
   /** The snapshot of exactly `name`, or undefined when this source has no such repository. */
   repository(name: string): Promise<RepositorySnapshot | undefined>;
-  /** The bytes of `digest` if repository `name` holds it (reachable from its index), else undefined. */
-  blob(name: string, digest: string): Promise<BlobLocation | undefined>;
+  /** Where the bytes of `digest` are if repository `name` holds it (reachable from its index), else undefined. */
+  blob(name: string, digest: string): Promise<BlobLocation | RemoteBlob | undefined>;
   /** False once what is served is gone (an unmounted store volume): /healthz reports it. */
   available(): Promise<boolean>;
   /** What the source adds to /healthz (e.g. how far verifying an archive has got), if anything. */

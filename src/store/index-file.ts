@@ -14,7 +14,18 @@ export interface IndexEntry {
  * image (as `docker tag` would); an image with no tags is kept by digest so it stays pullable.
  */
 export async function updateIndex(layoutDir: string, tmpDir: string, entries: IndexEntry[]): Promise<void> {
-  const current = (await readLayoutIndex(layoutDir)) ?? { schemaVersion: 2 as const, manifests: [] };
+  const index = mergeIndex(await readLayoutIndex(layoutDir), entries);
+  await writeFileAtomic(join(layoutDir, 'index.json'), indexBytes(index), tmpDir);
+}
+
+/** The bytes of index.json as every store writes them. */
+export function indexBytes(index: ImageIndex): string {
+  return JSON.stringify(index, null, 2) + '\n';
+}
+
+/** `current` (undefined: a new repository) with `entries` added, tags moved (see updateIndex). */
+export function mergeIndex(previous: ImageIndex | undefined, entries: IndexEntry[]): ImageIndex {
+  const current = previous ?? { schemaVersion: 2 as const, manifests: [] };
   let manifests = [...current.manifests];
   for (const { tags, descriptor } of entries) {
     const base = stripRefName(descriptor);
@@ -30,8 +41,7 @@ export async function updateIndex(layoutDir: string, tmpDir: string, entries: In
     });
     for (const tag of tags) manifests.push({ ...base, annotations: { ...base.annotations, [REF_NAME]: tag } });
   }
-  const index: ImageIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
-  await writeFileAtomic(join(layoutDir, 'index.json'), JSON.stringify(index, null, 2) + '\n', tmpDir);
+  return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
 }
 
 function stripRefName(descriptor: Descriptor): Descriptor {

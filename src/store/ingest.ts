@@ -47,6 +47,23 @@ export interface WriteOptions {
   recycle?: (buffer: ArrayBuffer) => void;
 }
 
+/** A blob of a load, in its temp file until the commit publishes it. */
+export interface StagedBlob {
+  path: string;
+  size: number;
+}
+
+/**
+ * Where a commit publishes when the store is not a directory (a bucket, store/bucket/): it is given
+ * the load's checked blobs as local files, and each repository's closure and images. It publishes
+ * them so readers see every image of the load whole or not at all, under its own writer lock.
+ */
+export interface CommitTarget {
+  /** A local directory for the load's temp files (the bucket's own are not a filesystem). */
+  readonly tempRoot: string;
+  commit(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[]): Promise<void>;
+}
+
 /** Read buffers this large keep syscalls few on big layers (measured in bench/). */
 const COPY_CHUNK = 1024 * 1024;
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -64,16 +81,23 @@ export class Ingest {
   /** `durable` settles once a streamed blob's temp file is on disk (small blobs are synced at commit). */
   readonly #blobs = new Map<string, { path: string; size: number; durable?: Promise<void> }>();
   readonly #copies = new CopyPool();
+  readonly #target: CommitTarget | undefined;
   #counter = 0;
 
-  private constructor(root: string, dir: string, createdRoot: boolean) {
+  private constructor(root: string, dir: string, createdRoot: boolean, target: CommitTarget | undefined) {
     this.#root = root;
     this.#dir = dir;
     this.#createdRoot = createdRoot;
+    this.#target = target;
   }
 
-  /** Starts a load into the store at `root` (created if missing), clearing temp files of dead loads. */
-  static async begin(root: string): Promise<Ingest> {
+  /**
+   * Starts a load into the store at `root` (created if missing), clearing temp files of dead loads;
+   * or, given a `target` (a bucket store), a load staged under its local `tempRoot`.
+   */
+  static async begin(store: string | CommitTarget): Promise<Ingest> {
+    const target = typeof store === 'string' ? undefined : store;
+    const root = typeof store === 'string' ? store : store.tempRoot;
     const createdRoot = (await mkdir(root, { recursive: true })) !== undefined;
     const tmp = join(root, TMP_DIR);
     await mkdir(tmp, { recursive: true });
@@ -81,7 +105,7 @@ export class Ingest {
     const dir = join(tmp, `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`);
     registerTempPath(dir);
     await mkdir(dir);
-    return new Ingest(root, dir, createdRoot);
+    return new Ingest(root, dir, createdRoot, target);
   }
 
   /** True when a blob with `digest` has been written in this load. */
@@ -176,6 +200,18 @@ export class Ingest {
       const closure = closures.get(image.repository) ?? new Set<string>();
       await this.#collect(image.descriptor, closure, where, 0);
       closures.set(image.repository, closure);
+    }
+    if (this.#target) {
+      const staged = new Map<string, StagedBlob>();
+      for (const digest of new Set([...closures.values()].flatMap((set) => [...set]))) {
+        const blob = this.#blobs.get(digest);
+        if (!blob) continue;
+        await blob.durable; // the temp file is whole and closed
+        staged.set(digest, blob);
+      }
+      await this.#target.commit(staged, closures, images);
+      await this.abort();
+      return;
     }
     await withStoreLock(this.#root, async () => {
       const pool = join(this.#root, POOL_DIR);

@@ -47,6 +47,11 @@ export async function readLayoutIndex(layoutDir: string): Promise<ImageIndex | u
   return validateIndex(parseJson(bytes, path), path);
 }
 
+/** Validates index.json bytes read from elsewhere (a bucket); `where` names them in errors. */
+export function parseLayoutIndex(bytes: Buffer, where: string): ImageIndex {
+  return validateIndex(parseJson(bytes, where), where);
+}
+
 /** Checks the `oci-layout` file of a layout directory; throws naming the file when it is wrong. */
 export async function checkOciLayoutFile(layoutDir: string): Promise<void> {
   const path = join(layoutDir, OCI_LAYOUT_FILE);

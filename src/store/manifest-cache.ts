@@ -8,6 +8,9 @@ export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** What a server keeps of manifest bytes; the rest is read again from the page cache when asked for. */
 export const MANIFEST_CACHE_BYTES = 16 * 1024 * 1024;
 
+/** Reads a manifest's bytes: `name` says where they came from in errors. Undefined: no such blob. */
+export type ManifestBytes = (dir: string, digest: string) => Promise<{ bytes: Buffer; name: string } | undefined>;
+
 interface Entry {
   bytes: Buffer;
   /** The media type the bytes were parsed as; another type is checked again. */
@@ -22,10 +25,13 @@ interface Entry {
 export class ManifestCache {
   readonly #entries = new Map<string, Entry>();
   readonly #budget: number;
+  readonly #source: ManifestBytes;
   #bytes = 0;
 
-  constructor(budget = MANIFEST_CACHE_BYTES) {
+  /** `source`: where the bytes are (default: the blob file of the layout at `dir`; a bucket store gives its own). */
+  constructor(budget = MANIFEST_CACHE_BYTES, source: ManifestBytes = readBlobFile) {
     this.#budget = budget;
+    this.#source = source;
   }
 
   /** Bytes held now (tests, health). */
@@ -45,9 +51,9 @@ export class ManifestCache {
       this.#entries.set(digest, hit);
       return { bytes: hit.bytes };
     }
-    const path = blobPath(dir, digest);
-    const bytes = await readSmallFile(path);
-    if (bytes === undefined) return undefined;
+    const read = await this.#source(dir, digest);
+    if (read === undefined) return undefined;
+    const { bytes, name: path } = read;
     // Serving bytes whose digest is not the one announced would make every client fail with a
     // confusing digest error; a corrupt store is the operator's problem, said in the log.
     if (sha256Digest(bytes) !== digest) throw new Error(`stored manifest ${path} does not match its digest ${digest}; run \`cartorio verify\``);
@@ -71,6 +77,12 @@ export class ManifestCache {
       this.#bytes -= value.bytes.length;
     }
   }
+}
+
+async function readBlobFile(dir: string, digest: string): Promise<{ bytes: Buffer; name: string } | undefined> {
+  const path = blobPath(dir, digest);
+  const bytes = await readSmallFile(path);
+  return bytes && { bytes, name: path };
 }
 
 // open, fstat, one read, close: a miss costs four trips to the thread pool, not six (stat + readFile).

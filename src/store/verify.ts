@@ -59,7 +59,7 @@ interface Walk {
  * What a store should never hold, though every blob is sound: one tag twice in index.json, a
  * referrer whose subject is not in its repository, a tag on a referrer whose image has no tag.
  */
-function namingProblems(repository: string, roots: Descriptor[], walk: Walk['seen'], subjects: Walk['subjects']): string[] {
+export function namingProblems(repository: string, roots: Descriptor[], walk: Walk['seen'], subjects: Walk['subjects']): string[] {
   const problems: string[] = [];
   const tagged = new Map<string, string>();
   for (const root of roots) {
