@@ -40,6 +40,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 /** `cartorio serve`: the read-only registry over a store. */
 export function serveCommand(): Command {
   return new Command('serve')
+    .summary('serve images read-only over the registry API')
     .description(
       'Serve images read-only (OCI Distribution / Docker Registry v2 API):\n' +
         'the store, or the INPUTs given, or both (--store DIR and INPUTs).\n' +
