@@ -23,7 +23,8 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 CART_PORT=${CART_PORT:-5401}; DIST_PORT=${DIST_PORT:-5402}; NGINX_PORT=${NGINX_PORT:-5403}
 CLI="node $ROOT/dist/src/cli/main.js"
-# SECTIONS=scale: issue 14's scale and fleet section only (bench/scale.sh, its own stores and env)
+# SECTIONS=scale: the scale and fleet benches only (10 000 repositories, 100 000 tags, slow clients,
+# 1 000 pulls: bench/scale.sh, with its own stores and env)
 [ "${SECTIONS:-all}" = scale ] && exec bash "$ROOT/bench/scale.sh"
 for t in umoci skopeo docker-registry nginx wrk curl jq openssl pigz taskset; do
   command -v $t >/dev/null || { echo "bench: missing $t: apt-get install -y umoci skopeo docker-registry nginx wrk curl jq openssl pigz util-linux time" >&2; exit 1; }
@@ -92,8 +93,8 @@ declare -a L1_C L1_S L1_CP L1_SHA L_C L_S L_CP L_SHA L_DIR L_TAR L_TARW L_DIRGZ 
 cat "$tarball" > /dev/null; tar -C "$img/share" -c . > /dev/null
 # This VM's disk writes blocks the file system has just freed at ~1 GB/s and other blocks at
 # ~270 MB/s (cp + fsync of 472 MB: 0.44 s after `rm` of an earlier copy, 1.7 s with it kept;
-# bench/results.md, session 5). So every measure that writes removes its output (not timed) before
-# the next one starts, and each writes where the one before it was: none inherits the other's
+# docs/benchmarks.md, "Variance on this machine"). So every measure that writes removes its output
+# (not timed) before the next one starts, and each writes where the one before it was: none inherits the other's
 # luck. Every step also starts with a `sync` (not timed): cartorio's fsyncs must not pay for the
 # writeback a peer left behind (skopeo writes without fsync), and no peer for cartorio's.
 for r in $(seq "$RUNS"); do

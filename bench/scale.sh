@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/scale.sh — cartorio at real size, against Debian's docker-registry (Distribution 2.8) over the
-# same repositories in the same run (issue 14). Ratio > 1 means cartorio is better, for every row.
+# same repositories in the same run: many repositories, many tags, many slow clients, many pulls at
+# once. Ratio > 1 means cartorio is better, for every row.
 #
 #   a. full /v2/_catalog paging (n=1000, following Link) over 10 000 repositories, with the store's
 #      .repositories list and without it (a store written by an older cartorio)

@@ -18,7 +18,7 @@
 #
 # "ready" polls as a client would: `skopeo inspect` is re-run 10 ms after each failed attempt (a
 # failing one takes ~65 ms, mostly skopeo's own start), the same for every way measured. Polling the
-# port first and then running one skopeo inspect was weighed (session 4) and not taken: it adds
+# port first and then running one skopeo inspect was weighed and not taken: it adds
 # skopeo's start-up after readiness on every side (~20 ms later on average) and changes no ratio's
 # meaning.
 #
@@ -172,7 +172,8 @@ if has gig; then
   rm -rf "$W/store"
 fi
 
-# ---------- the floor under "ready" (issue 13's 4×): a bare node:http server ----------
+# ---------- the floor under "ready": a bare node:http server ----------
+# (how much sooner than `load` + `serve` a server in place can ever be ready)
 # It holds the manifest, config and tag list of the big tarball in memory and answers exactly one
 # `skopeo inspect`: whatever cartorio does, `serve` cannot be ready sooner. Interleaved with the
 # bundled `serve IMAGE.tar`, the bundled `load` alone and `node -e 0`.

@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
-import { cp, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FIXTURES, ROOT, cartorio, run, tempDir } from './helpers/cli.js';
-import { must, podmanEnv, startDockerd, startServe, unmountUnder } from './helpers/clients.js';
+import { FIXTURES, cartorio, run, tempDir } from './helpers/cli.js';
+import { podmanEnv, startDockerd, startServe } from './helpers/clients.js';
+import { startCriContainerd } from './helpers/cri/containerd.js';
+import { criImages } from './helpers/cri/image-service.js';
 
-// DESIGN §4 and the air-gapped issue: one cartorio mirrors several registries for a cluster. The
-// kubelet's path is CRI PullImage into containerd, which asks the mirror with `?ns=<registry>`;
-// shared/harness/cri/ is that path (a private containerd with the CRI plugin and a gRPC client).
-const HARNESS = join(ROOT, '..', 'shared', 'harness', 'cri');
+// One cartorio mirrors several registries for an air-gapped cluster. A kubelet pulls by CRI
+// PullImage into containerd, which reads the node's hosts.toml and asks the mirror with
+// `?ns=<registry>`; test/helpers/cri/ is that path (a private containerd with the CRI plugin and a
+// gRPC ImageService client).
 
 interface Listed { repository: string; tag: string; digest: string }
 
@@ -46,26 +47,17 @@ test('one store mirrors docker.io, quay.io and registry.k8s.io: every client get
   const written = await cartorio(['mirror-config', '--registry', server.address, '--store', store, '--out', config]);
   assert.equal(written.code, 0, written.stderr);
 
-  await t.test('CRI PullImage through containerd hosts.toml, as a kubelet pulls', async () => {
-    const cri = join(dir, 'cri');
-    await cp(HARNESS, cri, { recursive: true });
-    await rm(join(cri, 'node_modules'), { recursive: true, force: true });
-    await symlink(join(ROOT, 'node_modules'), join(cri, 'node_modules'));
-    const env = { ...process.env, CRI_CHECK_DIR: join(dir, 'cri-state'), CERTS_D: join(config, 'containerd', 'certs.d'), CTD_LOG_LEVEL: 'info' };
-    const pid = (await must('bash', [join(cri, 'start-containerd.sh')], { env })).stdout.trim();
-    t.after(async () => {
-      if (/^\d+$/.test(pid)) process.kill(Number(pid), 'SIGTERM');
-      for (let i = 0; i < 50 && (await run('kill', ['-0', pid])).code === 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
-      await unmountUnder(join(dir, 'cri-state'));
-    });
-    const socket = join(dir, 'cri-state', 'ctd', 'containerd.sock');
+  await t.test('CRI PullImage through containerd hosts.toml, as a kubelet pulls', async (st) => {
+    const containerd = await startCriContainerd(st, join(config, 'containerd', 'certs.d'));
+    const cri = criImages(containerd.socket);
+    st.after(() => cri.close());
     for (const [ref, digest] of images) {
-      const pulled = await run(process.execPath, [join(cri, 'pull.mjs'), socket, ref], { env });
-      assert.equal(pulled.code, 0, `${ref}: ${pulled.stderr}`);
+      const { image } = await cri.pull(ref);
       const repository = ref.slice(0, ref.lastIndexOf(':'));
-      assert.match(pulled.stdout, new RegExp(`repo_digests=\\S*${repository.replaceAll('.', '\\.')}@${digest}`), `${ref}: ${pulled.stdout}`);
+      assert.ok(image.repo_digests.includes(`${repository}@${digest}`), `${ref}: ${image.repo_digests.join(' ')}`);
     }
-    const log = await readFile(join(dir, 'cri-state', 'ctd', 'containerd.log'), 'utf8').catch(() => '');
+    const log = await containerd.log();
+    assert.match(log, /\?ns=quay\.io/, 'containerd asked the mirror with ?ns=');
     assert.doesNotMatch(log, /registry-1\.docker\.io\/v2\/library\/busybox\/manifests\/1"/, 'never fell back to the internet');
   });
 

@@ -30,7 +30,7 @@ const REJECTED: [string, (data: unknown) => unknown, unknown, string][] = [
   ['unknown top-level key', validateCheckRequest, { source: FILE_SOURCE, sauce: 1 }, 'invalid payload: unknown key "sauce" (allowed: source, version)'],
   ['unknown source key', validateCheckRequest, { source: { ...FILE_SOURCE, reposit: 'x' } }, 'invalid payload: /source: unknown key "reposit" (allowed: repository, tag, store, username, password, insecure, ca_certs, platform, debug)'],
   ['missing repository', validateCheckRequest, { source: { store: FILE_SOURCE.store } }, 'invalid payload: /source: missing required key "repository"'],
-  // Every problem at once (issue 15), each once.
+  // Every problem at once, each once: a user fixes a payload in one round, not one error per run.
   ['no repository and an unknown key', validateCheckRequest, { source: { store: FILE_SOURCE.store, colour: 'blue' } }, 'invalid payload: /source: missing required key "repository"; /source: unknown key "colour" (allowed: repository, tag, store, username, password, insecure, ca_certs, platform, debug)'],
   ['a store without url and a bad tag', validateCheckRequest, { source: { repository: 'app', tag: '-x', store: { type: 'registry' } } }, 'invalid payload: /source/tag "-x" is not valid: a tag is letters, digits, _ . -, at most 128, not starting with . or -; /source/store: missing required key "url"'],
   ['more problems than shown', validateCheckRequest, { source: { repository: 'app', a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, h: 1, i: 1, j: 1 } }, `invalid payload: ${'abcdefgh'.split('').map((k) => `/source: unknown key "${k}" (allowed: repository, tag, store, username, password, insecure, ca_certs, platform, debug)`).join('; ')}; and 2 more problems`],

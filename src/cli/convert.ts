@@ -11,7 +11,7 @@ interface ConvertFlags extends ImageFlags {
 
 export function convertCommand(): Command {
   const command = new Command('convert')
-    .summary('write any supported input as a standalone OCI layout')
+    .summary('write any input as a standalone OCI layout')
     .description('Convert SRC (any format `load` reads) into an OCI image layout at DEST, without a store. DEST must not exist or be empty. Tags become org.opencontainers.image.ref.name entries.')
     .argument('<src>', 'file or directory to convert')
     .argument('<dest>', 'directory to write the OCI layout to')

@@ -16,7 +16,7 @@ interface Row {
 export function listCommand(): Command {
   return new Command('list')
     .alias('ls')
-    .summary('list repositories, tags, digests and sizes in the store')
+    .summary('list repositories, tags, digests and sizes')
     .addOption(storeOption())
     .option('--json', 'print JSON')
     .addHelpText('after', examples(['cartorio list', 'cartorio list --store /srv/images --json | jq -r ".[].repository"', 'cartorio list --store s3://images/prod']))

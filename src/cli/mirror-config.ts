@@ -16,7 +16,7 @@ interface MirrorConfigFlags {
 /** `cartorio mirror-config`: node configuration that makes runtimes pull the store's images from this server. */
 export function mirrorConfigCommand(): Command {
   return new Command('mirror-config')
-    .summary('print containerd, k3s, CRI-O/podman and Docker mirror settings for the store\'s registries')
+    .summary('print mirror settings for container runtimes')
     .description(
       'Print (or write with --out) the node configuration that makes container runtimes pull the images of every ' +
         'registry the store holds (docker.io, quay.io, registry.k8s.io, …) from this server: containerd ' +

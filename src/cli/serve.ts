@@ -47,6 +47,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export function serveCommand(): Command {
   const [refresh, blobRedirect, blobRedirectEndpoint] = bucketServeOptions();
   return new Command('serve')
+    .summary('serve images read-only over the registry API')
     .description(
       'Serve images read-only (OCI Distribution / Docker Registry v2 API):\n' +
         'the store, or the INPUTs given, or both (--store DIR and INPUTs).\n' +

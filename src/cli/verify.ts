@@ -5,7 +5,7 @@ import { action, CliError, examples, existingStore, openBucket, parseStore, stor
 
 export function verifyCommand(): Command {
   return new Command('verify')
-    .summary('re-hash every blob and check every reference in the store')
+    .summary('re-hash and check everything in the store')
     .description('Re-hash every blob reachable from every repository and check every manifest and index reference. Exits 1 and lists the problems when anything is missing or corrupt.')
     .addOption(storeOption())
     .option('--json', 'print the report as JSON')

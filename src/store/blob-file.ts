@@ -14,9 +14,9 @@ const WRITES_IN_FLIGHT = 4;
  * The most one write call hands the kernel. Linux (6.x ext4 with large folios) backs a write of
  * 1 MiB or more with page-cache folios that large, taken fresh from the page allocator; on this VM
  * such memory must first be faulted in by the host, and a load of a 472 MB layer in 1 MiB writes
- * spent 1.4 s of system time against 0.4 s in 512 KiB writes (bench/results.md, issue 11;
- * `dd bs=1M` against `bs=512K`: 0.94 s against 0.15 s). The copy worker in copy-pool.ts keeps
- * the same bound.
+ * spent 1.4 s of system time against 0.4 s in 512 KiB writes (`dd bs=1M` against `bs=512K`:
+ * 0.94 s against 0.15 s; docs/benchmarks.md, "Variance on this machine"). The copy worker in
+ * copy-pool.ts keeps the same bound.
  */
 export const WRITE_MAX = 512 * 1024;
 

@@ -157,10 +157,10 @@ async function readSnapshot(name: string, dir: string, cache: ManifestCache, pre
   return new StoreSnapshot(name, dir, roots, tagged, cache, previous);
 }
 
-// A multi-platform get (the resource's `in`, issue 16) lists an index's platform manifests in
-// index.json under one ref name and keeps the index itself in blobs/: that ref names the index
-// whose manifests are exactly those. Stores never repeat a ref name, so they never pay for this
-// (called only when a ref name repeats).
+// A multi-platform get (the resource's `in`, as registry-image's oci-layout get does) lists an
+// index's platform manifests in index.json under one ref name and keeps the index itself in
+// blobs/: that ref names the index whose manifests are exactly those. Stores never repeat a ref
+// name, so they never pay for this (called only when a ref name repeats).
 async function sharedIndexes(dir: string, manifests: Descriptor[], cache: ManifestCache): Promise<{ ref: string; descriptor: Descriptor }[]> {
   const byRef = new Map<string, string[]>();
   for (const { annotations, digest } of manifests) {

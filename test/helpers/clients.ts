@@ -87,7 +87,7 @@ export async function layoutDigest(layout: string, tag: string): Promise<string 
 }
 
 /**
- * Environment for podman as root without systemd (shared/harness/README.md): vfs storage and a
+ * Environment for podman as root without systemd: vfs storage and a
  * private graphroot/runroot under `dir`, the registry marked insecure (plain HTTP), runc with
  * ulimits this sandbox allows (only `podman run` needs those).
  */
@@ -99,7 +99,7 @@ export async function podmanEnv(dir: string, registry: string): Promise<NodeJS.P
   return { ...process.env, CONTAINERS_CONF: join(dir, 'containers.conf'), CONTAINERS_STORAGE_CONF: join(dir, 'storage.conf'), CONTAINERS_REGISTRIES_CONF: join(dir, 'registries.conf') };
 }
 
-/** A private containerd (own root, state and socket; no CRI), as shared/harness does. */
+/** A private containerd (own root, state and socket; no CRI): the host's containerd is never touched. */
 export interface Containerd {
   socket: string;
   ctr: (args: string[]) => Promise<RunResult>;
