@@ -88,15 +88,28 @@ test('tags/list and _catalog without n: the same kept JSON for every request of 
   assert.equal(first.headers['content-type'], head.headers['content-type']);
   assert.equal(first.headers.link, undefined);
   assert.ok(kept.built);
-  const bytes = kept.bytes();
+  const bytes = kept.bytes()[0];
   const second = await app.inject({ url: '/v2/org/app/tags/list?ns=quay.io' });
   assert.equal(second.body, expected);
-  assert.equal(kept.bytes(), bytes, 'the same Buffer: not serialized again');
+  assert.equal(kept.bytes()[0], bytes, 'the same Buffer: not serialized again');
   assert.equal(await reader.repository(NAME), snapshot, 'same version, same snapshot');
   assert.equal(wholeListJson(snapshot.tags), kept);
   // Another spelling of the same repository shares the list's JSON; only the name differs.
   assert.equal((await app.inject({ url: `/v2/${NAME}/tags/list` })).body, JSON.stringify({ name: NAME, tags: snapshot.tags }));
-  assert.equal(kept.bytes(), bytes);
+  assert.equal(kept.bytes()[0], bytes);
+
+  // `last` without `n`: the rest of the list, a view of the same kept bytes, HEAD of the same length.
+  for (const last of ['t-02997', 'a', 'with"quote', 'zzz']) {
+    const url = `/v2/org/app/tags/list?ns=quay.io&last=${encodeURIComponent(last)}`;
+    const rest = await app.inject({ url });
+    const restHead = await app.inject({ method: 'HEAD', url });
+    const tags: string[] = snapshot.tags.filter((tag) => tag > last);
+    assert.equal(rest.body, JSON.stringify({ name: 'org/app', tags }), last);
+    assert.equal(restHead.headers['content-length'], rest.headers['content-length'], last);
+    assert.equal(restHead.body, '');
+  }
+  assert.equal(kept.bytes(2)[1]?.buffer, bytes?.buffer, 'no copy');
+  assert.equal(kept.bytes()[0], bytes);
 
   // Pages keep ns in their Link, so the next page resolves to the same repository.
   const page = await app.inject({ url: '/v2/org/app/tags/list?ns=quay.io&n=2' });

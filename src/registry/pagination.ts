@@ -8,13 +8,13 @@ export const MAX_PAGE_SIZE = 1000;
 /** A body this big is streamed from the list's one Buffer rather than copied into a new one. */
 const COPY_BELOW = 64 * 1024;
 
-export interface Page {
-  items: readonly string[];
-  /** True when `items` is the whole list, the very array given (its JSON is kept: `wholeListJson`). */
-  whole: boolean;
-  /** The `Link` header value when more results follow. */
-  link?: string;
-}
+/**
+ * A page: a slice of at most MAX_PAGE_SIZE items (with `n`), or, without `n`, everything from
+ * `start` of the very list given, sent from the JSON kept for it (`wholeListJson`).
+ */
+export type Page =
+  | { items: readonly string[]; link?: string }
+  | { list: readonly string[]; start: number };
 
 /**
  * One page of a lexically sorted list, per distribution-spec "Listing Tags" pagination: entries
@@ -33,11 +33,11 @@ export function paginate(request: FastifyRequest, sorted: readonly string[], pat
     n = Math.min(Number(rawN), MAX_PAGE_SIZE);
   }
   const start = last === undefined ? 0 : firstAfter(sorted, last);
-  if (n === undefined) return start === 0 ? { items: sorted, whole: true } : { items: sorted.slice(start), whole: false };
+  if (n === undefined) return { list: sorted, start };
   const items = sorted.slice(start, start + n);
   const lastItem = items[items.length - 1];
-  if (lastItem === undefined || start + n >= sorted.length) return { items, whole: false };
-  return { items, whole: false, link: nextLink(request, path, { n: String(n), last: lastItem }) };
+  if (lastItem === undefined || start + n >= sorted.length) return { items };
+  return { items, link: nextLink(request, path, { n: String(n), last: lastItem }) };
 }
 
 /** `<path?query>; rel="next"` (RFC 8288), with the request's `ns` after `query`. */
@@ -61,12 +61,14 @@ function firstAfter(sorted: readonly string[], last: string): number {
 
 /**
  * The JSON text of one whole list (a snapshot's tags, the catalog's names), built at most once,
- * by the first GET that needs it; its byte length is known without building it, for HEAD.
+ * by the first GET that needs it, with where each item starts in it, so the list from any item on
+ * (`?last=` without `n`) is a view of the same bytes. Byte lengths are known without the text, for HEAD.
  */
 export class ListJson {
   readonly #list: readonly string[];
   #bytes: Buffer | undefined;
-  #length: number | undefined;
+  /** Where item i starts in the text; the last entry is where `]` is. */
+  #offsets: Uint32Array | undefined;
 
   constructor(list: readonly string[]) {
     this.#list = list;
@@ -77,16 +79,36 @@ export class ListJson {
     return this.#bytes !== undefined;
   }
 
-  get length(): number {
-    if (this.#bytes !== undefined) return this.#bytes.length;
-    // `[`, `]` and the commas, then each item as JSON.stringify writes it.
-    this.#length ??= this.#list.reduce((sum, item) => sum + Buffer.byteLength(JSON.stringify(item)), Math.max(2, this.#list.length + 1));
-    return this.#length;
+  /** The byte length of the JSON array of the items from `start` on. */
+  length(start = 0): number {
+    const offsets = this.#offsetsOf();
+    const end = (offsets[offsets.length - 1] ?? 1) + 1;
+    return start === 0 ? end : start >= this.#list.length ? 2 : 1 + end - (offsets[start] ?? end);
   }
 
-  bytes(): Buffer {
+  /** The JSON array of the items from `start` on: views of the one kept text, never a copy of it. */
+  bytes(start = 0): Buffer[] {
+    const offsets = this.#offsetsOf();
     this.#bytes ??= Buffer.from(JSON.stringify(this.#list));
-    return this.#bytes;
+    if (start === 0) return [this.#bytes];
+    if (start >= this.#list.length) return [Buffer.from('[]')];
+    return [Buffer.from('['), this.#bytes.subarray(offsets[start])];
+  }
+
+  #offsetsOf(): Uint32Array {
+    if (this.#offsets === undefined) {
+      const count = this.#list.length;
+      const offsets = new Uint32Array(count + 1);
+      // After `[`, each item as JSON.stringify writes it, and a comma between two.
+      let at = 1;
+      this.#list.forEach((item, i) => {
+        offsets[i] = at;
+        at += Buffer.byteLength(JSON.stringify(item)) + (i < count - 1 ? 1 : 0);
+      });
+      offsets[count] = at;
+      this.#offsets = offsets;
+    }
+    return this.#offsets;
   }
 }
 
@@ -106,23 +128,24 @@ export function wholeListJson(list: readonly string[]): ListJson {
 
 /**
  * Sends `head` + the page's items as a JSON array + `tail` (`{"name":"x","tags":` … `}`), with an
- * exact Content-Length. A whole list comes from its kept JSON (65 536 tags: 8.5 MB, once per
- * version, not once per request); HEAD builds no body at all.
+ * exact Content-Length. A list without `n` comes from its kept JSON (65 536 tags: 8.5 MB, once per
+ * version, not once per request, also from a `last`); HEAD builds no body at all.
  */
 export function sendList(request: FastifyRequest, reply: FastifyReply, head: string, page: Page, tail: string): FastifyReply {
-  if (page.link !== undefined) reply.header('link', page.link);
   reply.header('content-type', 'application/json');
   const before = Buffer.from(head);
   const after = Buffer.from(tail);
-  if (!page.whole) {
+  if ('items' in page) {
+    if (page.link !== undefined) reply.header('link', page.link);
     const body = Buffer.concat([before, Buffer.from(JSON.stringify(page.items)), after]);
     reply.header('content-length', body.length);
     return reply.send(request.method === 'HEAD' ? undefined : body);
   }
-  const json = wholeListJson(page.items);
-  reply.header('content-length', before.length + json.length + after.length);
+  const json = wholeListJson(page.list);
+  const length = before.length + json.length(page.start) + after.length;
+  reply.header('content-length', length);
   if (request.method === 'HEAD') return reply.send();
-  const list = json.bytes();
-  if (list.length < COPY_BELOW) return reply.send(Buffer.concat([before, list, after]));
-  return reply.send(Readable.from([before, list, after]));
+  const parts = [before, ...json.bytes(page.start), after];
+  if (length < COPY_BELOW) return reply.send(Buffer.concat(parts));
+  return reply.send(Readable.from(parts));
 }
