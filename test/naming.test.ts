@@ -53,6 +53,11 @@ const CANDIDATES: [string, string | undefined, string[]][] = [
   ['docker.io/library/busybox', undefined, ['docker.io/library/busybox', 'library/busybox', 'busybox']],
   ['busybox', undefined, ['busybox']],
   ['library/busybox', undefined, ['library/busybox', 'busybox']],
+  // One registry per request: the rest of the path is a path on it, and a hosted name is never a fallback.
+  ['evil.com/quay.io/org/app', undefined, ['evil.com/quay.io/org/app']],
+  ['quay.io/org/app', 'evil.com', ['evil.com/quay.io/org/app']],
+  ['quay.io/org/app', 'quay.io', ['quay.io/org/app', 'org/app']],
+  ['quay.io/org/app', 'library', []],
 ];
 
 test('a request path (and ns) to the names it may mean, most specific first', () => {

@@ -49,6 +49,20 @@ export const imageManifestSchema = {
 } as const;
 export type ImageManifest = FromSchema<typeof imageManifestSchema>;
 
+/**
+ * The largest index.json a store or an OCI layout may hold; a bigger file is refused before it is
+ * read (store/layout.ts). Room for ~250 000 tags as `cartorio load` writes them (~270 bytes each).
+ */
+export const MAX_INDEX_BYTES = 64 * 1024 * 1024;
+/** The shortest descriptor the schema accepts: its three required keys, with their shortest values. */
+export const SMALLEST_DESCRIPTOR_JSON = '{"mediaType":"","digest":"a:b","size":0}';
+/**
+ * The most entries an index may list: one more entry of the smallest kind than this cannot fit in
+ * MAX_INDEX_BYTES, so the count never refuses a file the byte limit let through, and the byte
+ * limit, checked with a stat before any read or parse, is the one that binds.
+ */
+export const MAX_INDEX_ENTRIES = Math.ceil(MAX_INDEX_BYTES / (SMALLEST_DESCRIPTOR_JSON.length + 1));
+
 export const imageIndexSchema = {
   type: 'object',
   required: ['schemaVersion', 'manifests'],
@@ -56,7 +70,7 @@ export const imageIndexSchema = {
     schemaVersion: { const: 2 },
     mediaType: { type: 'string' },
     artifactType: { type: 'string' },
-    manifests: { type: 'array', items: descriptorSchema, maxItems: 65536 },
+    manifests: { type: 'array', items: descriptorSchema, maxItems: MAX_INDEX_ENTRIES },
     subject: descriptorSchema,
     annotations: stringMap,
   },

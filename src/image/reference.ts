@@ -112,52 +112,80 @@ export function parseImageReference(input: string): ImageReference | undefined {
   return { repository, ...(tag !== undefined && { tag }), ...(digest !== undefined && { digest }) };
 }
 
+/** What a request names: the registry it is about, if any, and the repository path on that registry. */
+export interface RequestedName {
+  /** The registry host, normalised, that `?ns=` or the path's first component names. */
+  registry?: string;
+  /** The path on that registry; the whole path when the request names no registry. */
+  path: string;
+}
+
 /**
- * The repository names a request for `path` may mean, most specific first, as containerd and
- * Docker ask a mirror (DESIGN §4):
- * - `ns` given (containerd's `?ns=HOST` on mirrored requests): `HOST/path`; on Docker Hub
- *   `library/x` ↔ `x` both ways; then the host-less repositories of the same path.
- * - a path that starts with a registry host names it directly (`quay.io/org/app`), with the same
- *   host-less fallback as `ns` (clients that cannot send `ns` put the host in the path).
- * - a host-less path: that exact name, then `x` for `library/x` (stores written before names
- *   kept their registry). The caller then looks for the one registry that holds the path.
- * Pure: no I/O. Candidates are valid repository names.
+ * Which registry a request names (DESIGN §4): `ns` when given (containerd's `?ns=HOST` on mirrored
+ * requests), else the path's first component when it is a registry host (the `HOST:PORT/quay.io`
+ * mirror locations of CRI-O and podman, which cannot send `ns`). A request names one registry at
+ * most: the rest of the path is a path on it, taken literally, so `/v2/evil.com/quay.io/org/app`
+ * asks evil.com for its repository `quay.io/org/app` (mirrors such as Harbor and Artifactory hold
+ * names like that), never quay.io for its image. A path that starts with the registry `ns` names
+ * names it once (a containerd mirror location with the host as a path prefix).
+ * Returns a problem, for a 400, when `ns` is no registry host: it is never read as a path.
+ */
+export function requestedName(path: string, ns?: string): RequestedName | { problem: string } {
+  const split = splitName(path);
+  if (ns === undefined) return split.host === undefined ? { path } : { registry: normalizeHost(split.host), path: split.path };
+  const registry = normalizeHost(ns);
+  if (!isRegistryHost(registry) || !HOST.test(registry)) {
+    return { problem: `ns=${JSON.stringify(ns.slice(0, 100))} is not a registry host (a host name with a "." or a ":port", or localhost, as containerd sends it)` };
+  }
+  const same = split.host !== undefined && normalizeHost(split.host) === registry;
+  return { registry, path: same ? split.path : path };
+}
+
+/**
+ * The repository names a request for `path` (with `ns`) may mean, most specific first; none when
+ * `ns` is no registry host. Pure: no I/O. Candidates are valid repository names.
+ * - The request names a registry (see `requestedName`): that registry's repository, with Docker
+ *   Hub's `library/x` ↔ `x` both ways; then, only when the path on it is itself host-less, the
+ *   host-less repositories of that path (stores written before names kept their registry, or from
+ *   a `docker save` of `app`, keep answering mirrors: a host-less name has no registry to
+ *   disagree with). A name with a host is never a fallback: that would be another registry's image.
+ * - A host-less request: that exact name, then `x` for `library/x`. The caller then looks for the
+ *   one registry that holds the path.
  */
 export function requestCandidates(path: string, ns?: string): string[] {
+  const asked = requestedName(path, ns);
+  if ('problem' in asked) return [];
   const found: string[] = [];
   const add = (name: string | undefined): void => {
     if (name !== undefined && isRepositoryName(name) && !found.includes(name)) found.push(name);
   };
+  const { registry } = asked;
+  const onRegistry = asked.path;
   // Docker Hub's official images answer to `x` and `library/x`.
-  const library = path.startsWith(`${DOCKER_HUB_LIBRARY}/`) ? path.slice(DOCKER_HUB_LIBRARY.length + 1) : undefined;
-  const hostless = [path, ...(library !== undefined ? [library] : path.includes('/') ? [] : [`${DOCKER_HUB_LIBRARY}/${path}`])];
-  // A path that starts with a registry host (podman's `HOST:PORT/quay.io` mirror locations) asks
-  // what `?ns=HOST` asks: a client that cannot send `ns` names the registry in the path.
-  const prefixed = ns === undefined ? splitName(path) : { path };
-  if (prefixed.host !== undefined) return requestCandidates(prefixed.path, prefixed.host);
-  if (ns !== undefined) {
-    const host = normalizeHost(ns);
-    if (!HOST.test(host)) return [];
-    if (host === DOCKER_HUB) hostless.forEach((p) => add(normalizeRepositoryName(`${host}/${p}`)));
-    else add(`${host}/${path}`);
-    // Host-less stores answered mirrors before names kept their registry: `x` for docker.io `library/x`.
-    add(path);
-    if (host === DOCKER_HUB) hostless.forEach(add);
+  const library = onRegistry.startsWith(`${DOCKER_HUB_LIBRARY}/`) ? onRegistry.slice(DOCKER_HUB_LIBRARY.length + 1) : undefined;
+  if (registry === undefined) {
+    add(onRegistry);
+    add(library);
     return found;
   }
-  add(path);
-  add(library);
+  const spellings = [onRegistry, ...(library !== undefined ? [library] : onRegistry.includes('/') ? [] : [`${DOCKER_HUB_LIBRARY}/${onRegistry}`])];
+  if (registry === DOCKER_HUB) spellings.forEach((p) => add(normalizeRepositoryName(`${registry}/${p}`)));
+  else add(`${registry}/${onRegistry}`);
+  if (splitName(onRegistry).host !== undefined) return found;
+  add(onRegistry);
+  if (registry === DOCKER_HUB) spellings.forEach(add);
   return found;
 }
 
 /**
- * The path a stored name answers to on a host-less request with no `ns`, once no exact name
- * matched: `quay.io/org/app` → `org/app`; Docker Hub's `docker.io/library/x` → `x` (and
- * `library/x`). Undefined for host-less names.
+ * The host-less path a stored name answers to on a request that names no registry, once no exact
+ * name matched: `quay.io/org/app` → `org/app`; Docker Hub's `docker.io/library/x` → `x` (and
+ * `library/x`). None for host-less names, and none for a path that starts with a host
+ * (`evil.com/quay.io/org/app`): a request for `quay.io/org/app` names quay.io.
  */
 export function hostlessAliases(name: string): string[] {
   const { host, path } = splitName(name);
-  if (host === undefined) return [];
+  if (host === undefined || splitName(path).host !== undefined) return [];
   if (host === DOCKER_HUB && path.startsWith(`${DOCKER_HUB_LIBRARY}/`)) return [path, path.slice(DOCKER_HUB_LIBRARY.length + 1)];
   return [path];
 }

@@ -226,8 +226,8 @@ validate11.errors = vErrors;
 return errors === 0;
 }
 
-export const v0b057e1433ed7030cfe96b68 = validate12;
-const schema13 = {"type":"object","required":["schemaVersion","manifests"],"properties":{"schemaVersion":{"const":2},"mediaType":{"type":"string"},"artifactType":{"type":"string"},"manifests":{"type":"array","items":{"type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","maxLength":255},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"}}},"artifactType":{"type":"string"}}},"maxItems":65536},"subject":{"type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","maxLength":255},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"}}},"artifactType":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}}}};
+export const ve8089d6f15db605251385d3b = validate12;
+const schema13 = {"type":"object","required":["schemaVersion","manifests"],"properties":{"schemaVersion":{"const":2},"mediaType":{"type":"string"},"artifactType":{"type":"string"},"manifests":{"type":"array","items":{"type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","maxLength":255},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"}}},"artifactType":{"type":"string"}}},"maxItems":1636802},"subject":{"type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","maxLength":255},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"}}},"artifactType":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}}}};
 const pattern0 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
 
 function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -293,8 +293,8 @@ errors++;
 if(data.manifests !== undefined){
 let data3 = data.manifests;
 if(Array.isArray(data3)){
-if(data3.length > 65536){
-const err5 = {instancePath:instancePath+"/manifests",schemaPath:"#/properties/manifests/maxItems",keyword:"maxItems",params:{limit: 65536},message:"must NOT have more than 65536 items"};
+if(data3.length > 1636802){
+const err5 = {instancePath:instancePath+"/manifests",schemaPath:"#/properties/manifests/maxItems",keyword:"maxItems",params:{limit: 1636802},message:"must NOT have more than 1636802 items"};
 if(vErrors === null){
 vErrors = [err5];
 }
@@ -2633,11 +2633,11 @@ return errors === 0;
 
 
 export const precompiled: Record<string, unknown> = {
-  '0b057e1433ed7030cfe96b68': v0b057e1433ed7030cfe96b68, // index.json
   '39c5e473fd6a80d89ef55705': v39c5e473fd6a80d89ef55705, // resource_metadata.json
   '3e1ca2fd9e6aac54c447e71e': v3e1ca2fd9e6aac54c447e71e, // manifest.json
   '625d6d21be5290a670f92d30': v625d6d21be5290a670f92d30, // image config
   '92e8e5dbc5bf94d5583c204b': v92e8e5dbc5bf94d5583c204b, // metadata.json
   'affd8c38895174503be2c9ba': vaffd8c38895174503be2c9ba, // image manifest
+  'e8089d6f15db605251385d3b': ve8089d6f15db605251385d3b, // index.json
   'fd95949847c03f35d1dad13e': vfd95949847c03f35d1dad13e, // oci-layout
 };

@@ -1,7 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServedImages } from '../store/image-source.js';
-import { paginate } from './pagination.js';
-import { sendJson } from './respond.js';
+import { paginate, sendList } from './pagination.js';
 
 /**
  * GET /v2/_catalog?n=<int>&last=<name>
@@ -10,6 +9,5 @@ import { sendJson } from './respond.js';
  */
 export async function listCatalog(images: ServedImages, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const page = paginate(request, await images.repositoryNames(), '/v2/_catalog');
-  if (page.link !== undefined) reply.header('link', page.link);
-  return sendJson(request, reply, { repositories: page.items });
+  return sendList(request, reply, '{"repositories":', page, '}');
 }

@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { hostlessAliases, requestCandidates } from '../image/reference.js';
+import { hostlessAliases, requestCandidates, requestedName } from '../image/reference.js';
 import type { RepositorySnapshot } from './snapshot.js';
 
 /**
@@ -65,11 +65,12 @@ export interface ImageSource {
   health?(): Record<string, unknown> | undefined;
 }
 
-/** How a requested path resolved: to one repository, to none, or to several (never a guess). */
+/** How a requested path resolved: to one repository, to none, or to several (never a guess); or a request that names no registry it could be about. */
 export type Resolution =
   | { kind: 'found'; name: string; source: ImageSource }
   | { kind: 'unknown' }
-  | { kind: 'ambiguous'; names: string[] };
+  | { kind: 'ambiguous'; names: string[] }
+  | { kind: 'invalid'; problem: string };
 
 interface NameTable {
   /** The arrays the table was built from, one per source, to tell when to rebuild. */
@@ -103,10 +104,14 @@ export class ServedImages {
 
   /**
    * The one repository a request for `path` means, with `ns` the upstream registry containerd
-   * names on mirrored requests. Tries `requestCandidates` in order; a host-less path that matches
-   * none is looked up under every registry, and several matches are ambiguous.
+   * names on mirrored requests. Tries `requestCandidates` in order; a request that names no
+   * registry (neither `ns` nor a host first in the path) and matches none is looked up under every
+   * registry, and several matches are ambiguous. A request that names a registry is answered by
+   * that registry's repository (or a host-less one) or not at all.
    */
   async resolve(path: string, ns?: string): Promise<Resolution> {
+    const asked = requestedName(path, ns);
+    if ('problem' in asked) return { kind: 'invalid', problem: asked.problem };
     const table = await this.#names();
     const candidates = requestCandidates(path, ns);
     for (const candidate of candidates) {
@@ -120,13 +125,12 @@ export class ServedImages {
       for (const source of this.sources) if (await source.repository(candidate)) holders.push(source);
       if (holders.length > 0) return resolution(candidate, holders);
     }
-    if (ns !== undefined) return { kind: 'unknown' };
+    if (asked.registry !== undefined) return { kind: 'unknown' };
     const held = table.aliases.get(path) ?? [];
     if (held.length > 1) return { kind: 'ambiguous', names: held };
     const only = held[0];
     return only === undefined ? { kind: 'unknown' } : resolution(only, table.owners.get(only) ?? []);
   }
-
 
   /** What the sources add to /healthz. */
   health(): Record<string, unknown> {

@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { digestHex } from '../image/digest.js';
-import { imageIndexSchema, ociLayoutSchema, type ImageIndex } from '../image/oci.schema.js';
+import { MAX_INDEX_BYTES, imageIndexSchema, ociLayoutSchema, type ImageIndex } from '../image/oci.schema.js';
 import { compileValidator, parseJson } from '../image/validate.js';
 
 /** The annotation that carries a tag in an OCI layout's index.json (image-layout.md). */
@@ -15,8 +15,6 @@ export const TMP_DIR = '.tmp';
 export const POOL_DIR = '.blobs';
 /** Held by one writer at a time (proper-lockfile). */
 export const LOCK_DIR = '.lock';
-/** index.json can be large for a store with many tags, but never unbounded. */
-const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 
 const validateIndex = compileValidator<ImageIndex>(imageIndexSchema, 'index.json');
 const validateLayout = compileValidator(ociLayoutSchema, 'oci-layout');
@@ -38,7 +36,7 @@ export async function readLayoutIndex(layoutDir: string): Promise<ImageIndex | u
   try {
     const info = await stat(path);
     if (!info.isFile()) return undefined;
-    if (info.size > MAX_INDEX_BYTES) throw new Error(`${path}: index.json is ${info.size} bytes, over the ${MAX_INDEX_BYTES} limit`);
+    if (info.size > MAX_INDEX_BYTES) throw new Error(`${path}: index.json is ${info.size} bytes, over the ${MAX_INDEX_BYTES}-byte limit`);
     bytes = await readFile(path);
   } catch (error) {
     if (isNotFound(error)) return undefined;

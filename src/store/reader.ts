@@ -105,14 +105,18 @@ export class StoreReader implements ImageSource {
     const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
     const cached = this.#cache.get(name);
     if (cached?.key === key) return cached.snapshot;
-    // One read per version of index.json, however many requests arrive while it runs.
+    // One read per version of index.json, however many requests arrive while it runs, and whether
+    // it parses or not: a broken file fails the same way until it is replaced, so its failure is
+    // kept like a snapshot (a broken 56 MB index.json re-parsed per request cost each over a
+    // second of CPU). A failed read (EIO, EMFILE; EACCES, which a chmod fixes without changing
+    // the key) is tried again by the next request.
     const previous = cached?.snapshot.catch(() => undefined);
     const snapshot = (async () => readSnapshot(name, dir, this.#manifests, await previous))();
     const entry = { key, snapshot };
     this.#cache.set(name, entry);
     snapshot.then(
       (read) => read === undefined && this.#cache.get(name) === entry && this.#cache.delete(name),
-      () => this.#cache.get(name) === entry && this.#cache.delete(name),
+      (error: unknown) => isReadError(error) && this.#cache.get(name) === entry && this.#cache.delete(name),
     );
     return snapshot;
   }
@@ -137,6 +141,11 @@ export class StoreReader implements ImageSource {
     if (!isRepositoryName(name)) return undefined;
     return this.#layouts ? this.#layouts.get(name) : repositoryDir(this.root, name);
   }
+}
+
+// An error of the file system (it has an errno code), not of what the file holds.
+function isReadError(error: unknown): boolean {
+  return typeof (error as NodeJS.ErrnoException | undefined)?.code === 'string';
 }
 
 // The snapshot of one version of index.json: tags and roots from the index alone.
