@@ -59,7 +59,7 @@ export function serveCommand(): Command {
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--htpasswd <file>', 'require HTTP Basic auth from this htpasswd file (bcrypt entries, htpasswd -B)')
-    .option('--verify', 'hash every layer of the archives on worker threads at start, while already serving; /healthz and the log tell when it is done and what failed')
+    .option('--verify', 'hash every layer of the archives on worker threads at start, while already serving; /healthz tells when it is done and how many failed, the log which')
     .addOption(new Option('--log-level <level>', 'log level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
     .option('-q, --quiet', 'do not print the address and pull commands on stdout')
     .addHelpText('after', examples([
