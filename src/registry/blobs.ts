@@ -69,8 +69,8 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
   const etag = `"${digest}"`;
   if (request.method === 'HEAD') return setHeaders(reply, digest, etag).header('content-length', blob.size).send();
   if (notModified(request, etag)) return setHeaders(reply, digest, etag).code(304).send();
-  const revision = await blob.revision?.();
-  const unchanged = blob.revision && (async () => (await blob.revision?.()) === revision);
+  const revision = blob.revision?.();
+  const unchanged = blob.revision && (() => blob.revision?.() === revision);
   const ifRange = request.headers['if-range'];
   const asked = ifRange === undefined || ifRange === etag ? request.headers.range : undefined;
   if (!blob.proven && (asked !== undefined || blob.size === 0)) await prove(blob, digest, request);
@@ -91,7 +91,7 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
   try {
     const complete = await pumpFile(handle, reply.raw, blob.offset + start, blob.offset + end, check, unchanged);
     // Proven only if the file did not change while it was read (checked again: the socket took time).
-    if (complete && check !== undefined && (unchanged === undefined || (await unchanged()))) blob.proven = true;
+    if (complete && check !== undefined && (unchanged === undefined || unchanged())) blob.proven = true;
   } catch (error) {
     if (error instanceof DigestMismatch) refuse(blob, digest, error.message, request);
     else if (error instanceof FileChanged) request.log.error({ archive: blob.path, entry: blob.origin, digest }, 'the archive changed while the blob was being sent: download cut before its last chunk');
@@ -112,10 +112,10 @@ async function prove(blob: BlobLocation, digest: string, request: FastifyRequest
     running = (async () => {
       const { handle, owned } = await openBlob(blob, digest);
       try {
-        const revision = await blob.revision?.();
+        const revision = blob.revision?.();
         const found = blob.size === 0 ? sha256Digest(Buffer.alloc(0)) : await hashFile(handle, blob.offset, blob.offset + blob.size - 1);
         if (found !== digest) refuse(blob, digest, `the bytes hash to ${found}, not ${digest}`, request);
-        else if ((await blob.revision?.()) === revision) blob.proven = true;
+        else if (blob.revision?.() === revision) blob.proven = true;
       } finally {
         if (owned) await handle.close();
         proving.delete(blob);

@@ -82,7 +82,7 @@ export function pumpUsage(): { largePairsLent: number; largePairs: number; bytes
  * With `unchanged`, it is asked once the last chunk is read and before it is written: false (the
  * file changed meanwhile, so the bytes sent may be mixed) rejects with FileChanged.
  */
-export async function pumpFile(handle: FileHandle, response: ServerResponse, start: number, end: number, check?: string, unchanged?: () => Promise<boolean>): Promise<boolean> {
+export async function pumpFile(handle: FileHandle, response: ServerResponse, start: number, end: number, check?: string, unchanged?: () => boolean): Promise<boolean> {
   // Waits end on the write's callback or on the response closing. Not Promise.race with a
   // promise of 'close': every race adds a reaction to that promise, kept until the response
   // closes, i.e. one per chunk for the whole download.
@@ -162,7 +162,7 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
       if (position > end) {
         const found = hash && `sha256:${hash.digest('hex')}`;
         if (found !== undefined && found !== check) throw new DigestMismatch(check as string, found);
-        if (unchanged && !(await unchanged())) throw new FileChanged();
+        if (unchanged && !unchanged()) throw new FileChanged();
       }
       written[turn] = write(buffer.subarray(0, bytesRead));
       turn = (turn + 1) % buffers.length;
