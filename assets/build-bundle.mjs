@@ -28,6 +28,18 @@ const tarHeaders = {
     }));
   },
 };
+// src/registry/bcrypt-source.ts reads bcryptjs's CommonJS build by path for the password-check
+// threads to evaluate; a bundle has no node_modules, so the module returns the same text inlined.
+const bcryptSourcePath = createRequire(import.meta.url).resolve('bcryptjs');
+const bcryptSource = {
+  name: 'bcrypt-source',
+  setup(bundler) {
+    bundler.onLoad({ filter: /[\\/]registry[\\/]bcrypt-source\.js$/ }, async () => ({
+      contents: `export function bcryptSource() { return ${JSON.stringify(await readFile(bcryptSourcePath, 'utf8'))}; }\n`,
+      loader: 'js',
+    }));
+  },
+};
 // src/image/validate.ts loads Ajv through createRequire only when a schema has no precompiled
 // validator; in a bundle that becomes a plain require('ajv'), which esbuild bundles (still lazily).
 const lazyAjv = {
@@ -66,7 +78,7 @@ const sdkApart = {
     bundler.onResolve({ filter: /[\\/]sdk\.js$/ }, (args) => (/[\\/]store[\\/]bucket$/.test(args.resolveDir) ? { path: `./${SDK_FILE}`, external: true } : undefined));
   },
 };
-const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders, lazyAjv] };
+const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders, lazyAjv, bcryptSource] };
 
 const resourceEntry = join(out, '.resource-entry.mjs');
 await mkdir(out, { recursive: true });

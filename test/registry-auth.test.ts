@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { hashSync } from 'bcryptjs';
 import { buildRegistry } from '../src/registry/app.js';
@@ -44,4 +45,49 @@ test('htpasswd: 401 with a Basic challenge without or with bad credentials, 200 
   assert.equal((await app.inject({ method: 'PUT', url: '/v2/busybox/manifests/1' })).statusCode, 401);
   assert.equal((await app.inject({ url: '/healthz' })).statusCode, 200);
   assert.equal((await app.inject({ url: '/metrics' })).statusCode, 200);
+});
+
+// bcrypt runs on worker threads behind a bounded queue; one thread and a queue of 2 here, and cost
+// 12 (~300 ms a compare in bcryptjs), so the 8 checks below are all asked before the first ends.
+test('password checks beyond the queue get 429 TOOMANYREQUESTS with Retry-After; remembered credentials, good or wrong, never wait', async (t) => {
+  const root = join(await tempDir(t), 'store');
+  await makeRegistryStore(root);
+  const htpasswd = parseHtpasswd(`alice:${hashSync('wonderland', 12)}\n`, 'test htpasswd');
+  const app = buildRegistry({ images: new ServedImages([new StoreReader(root)]), logger: false, htpasswd, bcrypt: { threads: 1, queue: 2 } });
+  t.after(() => app.close());
+  const get = (authorization: string) => app.inject({ url: '/v2/_catalog', headers: { authorization } });
+  assert.equal((await get(basic('alice', 'wonderland'))).statusCode, 200);
+  assert.equal((await get(basic('alice', 'wrong'))).statusCode, 401);
+  const flood = Array.from({ length: 8 }, (_, i) => get(basic('alice', `guess-${i}`)));
+  // While one check runs and two wait: the known good and the known wrong pair are answered at once.
+  const [good, wrong] = await Promise.all([get(basic('alice', 'wonderland')), get(basic('alice', 'wrong'))]);
+  assert.equal(good.statusCode, 200, 'a remembered good credential does not wait for the flood');
+  assert.equal(wrong.statusCode, 401, 'a remembered wrong one is refused without bcrypt');
+  const answers = await Promise.all(flood);
+  assert.deepEqual(answers.map((answer) => answer.statusCode).sort(), [401, 401, 401, 429, 429, 429, 429, 429]);
+  for (const answer of answers.filter((a) => a.statusCode === 429)) {
+    assert.equal(answer.headers['retry-after'], '1');
+    assert.equal(JSON.parse(answer.body).errors[0].code, 'TOOMANYREQUESTS');
+    assert.equal(answer.headers['www-authenticate'], undefined, 'not a challenge: the credentials were not judged');
+  }
+  // The same credentials sent at once share one check: 6 requests, one thread, a queue of 2, no 429.
+  const same = await Promise.all(Array.from({ length: 6 }, () => get(basic('alice', 'same-guess'))));
+  assert.deepEqual(same.map((answer) => answer.statusCode), [401, 401, 401, 401, 401, 401]);
+});
+
+test('htpasswd entries of different bcrypt costs: one warning at start, naming the costs', async (t) => {
+  const root = join(await tempDir(t), 'store');
+  await makeRegistryStore(root);
+  const start = (text: string): string[] => {
+    let logged = '';
+    const stream = new Writable({ write: (chunk: Buffer, _encoding, done) => ((logged += chunk.toString()), done()) });
+    const app = buildRegistry({ images: new ServedImages([new StoreReader(root)]), logger: { level: 'info', stream }, htpasswd: parseHtpasswd(text, 'test htpasswd') });
+    t.after(() => app.close());
+    return logged.split('\n').filter((line) => line.includes('different bcrypt costs'));
+  };
+  const mixed = start(`alice:${hashSync('a', 4)}\nbob:${hashSync('b', 5)}\ncarol:${hashSync('c', 5)}\n`);
+  assert.equal(mixed.length, 1);
+  assert.deepEqual((JSON.parse(mixed[0] ?? '{}') as { costs: unknown }).costs, { 4: ['alice'], 5: ['bob', 'carol'] });
+  assert.match(mixed[0] ?? '', /htpasswd -B -C/);
+  assert.deepEqual(start(`alice:${hashSync('a', 4)}\nbob:${hashSync('b', 4)}\n`), [], 'one cost: no warning');
 });

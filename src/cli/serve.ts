@@ -72,7 +72,7 @@ export function serveCommand(): Command {
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--htpasswd <file>', 'require HTTP Basic auth from this htpasswd file (bcrypt entries, htpasswd -B)')
-    .option('--verify', 'hash every layer of the archives on worker threads at start, while already serving; /healthz and the log tell when it is done and what failed')
+    .option('--verify', 'hash every layer of the archives on worker threads at start, while already serving; /healthz tells when it is done and how many failed, the log which')
     // auto, not 1: one Node.js process serves on one core, and a registry answering many small
     // requests is CPU-bound (manifest GETs at c32: 1 process used 1 of 2 cores while Distribution's
     // Go server used both). Where pods or replicas are the unit of scale, give --workers 1.

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { fstatSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { posix, resolve } from 'node:path';
 import { isSha256Digest, sha256Digest } from '../image/digest.js';
@@ -6,9 +7,10 @@ import { parseManifest, subjectOf } from '../image/manifest.js';
 import { MediaType, isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { normalizeRepositoryName } from '../image/reference.js';
-import type { BlobLocation, ImageSource } from '../store/image-source.js';
+import type { BlobLocation, ImageSource, SourceLog } from '../store/image-source.js';
 import { BuiltSnapshot, referrerDescriptor, type RepositorySnapshot, type StoredManifest } from '../store/snapshot.js';
 import { buildLegacyImage, inflatedDigest, nameFromDockerManifest, parseDockerManifest } from './docker-archive.js';
+import { type FileIdentity, describeIdentity, identityOf, rewritten } from './file-identity.js';
 import { LoadError } from './load-error.js';
 import { MAX_INDEX_BYTES, imagesFromIndex, parseLayoutIndex } from './oci-index.js';
 import { readTarHeaders, type TarEntry } from './tar-headers.js';
@@ -21,12 +23,28 @@ const BLOB_PATH = /^blobs\/sha256\/([a-f0-9]{64})$/;
 /** go-containerregistry's `tarball` (registry-image's image.tar) names a layer by its (compressed) digest. */
 const LAYER_NAMED_BY_DIGEST = /^(?:blobs\/sha256\/)?([a-f0-9]{64})(?:\.tar\.gz|\.tgz)?$/;
 
-/** An archive opened to be served: kept open, so a file replaced by rename keeps serving its old bytes. */
+/**
+ * An archive opened to be served: kept open, so a file replaced by rename keeps serving its old
+ * bytes. A file rewritten in place is another matter: the handle sees the new bytes, so its
+ * identity (size, mtime, ctime of the handle) is checked on every blob request (one fstat, ~1 µs)
+ * and before a download's last chunk; once it changes, every proof of the file is
+ * dropped and its blobs are hashed again as they stream (`revision`).
+ */
 interface OpenArchive {
   argument: string;
   path: string;
   handle: FileHandle;
   size: number;
+  /** What fstat said when last checked. */
+  identity: FileIdentity;
+  /** Counts the changes seen; a proof stands only if it did not move while the bytes were read. */
+  revision: number;
+  /** Every location in this file, to drop their proofs on a change. */
+  locations: BlobLocation[];
+  /** Changed in place at least once since it was opened (for /healthz; logged once). */
+  changed: boolean;
+  /** Told of the first change (the source's log). */
+  onChange: (archive: OpenArchive, was: FileIdentity) => void;
 }
 
 /** Everything served from the archives, built at start (and again on reload), never changed after. */
@@ -87,10 +105,15 @@ export class ArchiveSource implements ImageSource {
   readonly #arguments: string[];
   #served: Served;
   #verification: VerificationStatus | undefined;
+  #log: SourceLog | undefined;
 
   private constructor(args: string[], served: Served) {
     this.#arguments = args;
-    this.#served = served;
+    this.#served = this.#watch(served);
+  }
+
+  logTo(log: SourceLog): void {
+    this.#log = log;
   }
 
   /** Opens and indexes every `[NAME=]FILE` argument; throws a LoadError naming the file on any problem. */
@@ -115,7 +138,7 @@ export class ArchiveSource implements ImageSource {
   async reload(grace = 600_000): Promise<void> {
     const next = await readArchives(this.#arguments);
     const old = this.#served;
-    this.#served = next;
+    this.#served = this.#watch(next);
     this.#verification = undefined;
     setTimeout(() => void closeAll(old.archives), grace).unref();
   }
@@ -145,9 +168,19 @@ export class ArchiveSource implements ImageSource {
     return sizes.every(Boolean);
   }
 
+  /** Counts and states only (/healthz is public); which files, entries and digests is in the log. */
   health(): Record<string, unknown> | undefined {
+    const { archives, locations } = this.#served;
+    const changed = archives.filter((archive) => archive.changed).length;
+    let refused = 0;
+    for (const list of locations.values()) refused += list.filter((location) => location.refused !== undefined).length;
     const verification = this.#verification;
-    return verification && { verification: { ...verification, failed: verification.failed.slice(0, 20) } };
+    return {
+      ...((changed > 0 || refused > 0) && { degraded: true }),
+      archives: { served: archives.length, changedInPlace: changed },
+      refusedBlobs: refused,
+      ...(verification && { verification: { ...verification, failed: verification.failed.length } }),
+    };
   }
 
   /**
@@ -180,8 +213,8 @@ export class ArchiveSource implements ImageSource {
     if (identity !== this.#served.identity) return;
     const location = this.#served.locations.get(digest)?.find((each) => each.path === path && each.offset === offset);
     if (location !== undefined) {
-      if (problem === undefined) location.proven = true;
-      else location.refused ??= problem;
+      if (problem !== undefined) location.refused ??= problem;
+      else if (!this.#changedInPlace(location)) location.proven = true;
     }
     if (status !== undefined) this.#verification = status;
   }
@@ -197,6 +230,7 @@ export class ArchiveSource implements ImageSource {
     this.#verification = status;
     await Promise.all(pending.map(async ([digest, location]) => {
       let problem: string | undefined;
+      const revision = location.revision?.();
       try {
         const found = await hash(location);
         if (found !== digest) problem = `has digest ${found}, not ${digest}`;
@@ -208,8 +242,10 @@ export class ArchiveSource implements ImageSource {
       } catch (error) {
         problem = (error as Error).message;
       }
-      if (problem === undefined) location.proven = true;
-      else {
+      if (problem === undefined) {
+        // Bytes read while the file changed prove nothing: they are hashed as they stream instead.
+        if (location.revision?.() === revision) location.proven = true;
+      } else {
         location.refused ??= problem;
         status.failed.push(`${location.origin} (${digest}): ${problem}`);
       }
@@ -219,6 +255,40 @@ export class ArchiveSource implements ImageSource {
     status.state = 'done';
     return status.failed;
   }
+
+  // Another process's proof may be of bytes since rewritten in place (it reached us over IPC after
+  // the change): once a file has changed, only this process's own hashing proves its blobs.
+  #changedInPlace(location: BlobLocation): boolean {
+    location.revision?.();
+    return this.#served.archives.some((archive) => archive.changed && archive.locations.includes(location));
+  }
+
+  // The archives' first change in place goes to the log, with the file's name (never to /healthz).
+  #watch(served: Served): Served {
+    for (const archive of served.archives) {
+      archive.onChange = (changed, was) => {
+        this.#log?.({ archive: changed.path, was: describeIdentity(was), now: describeIdentity(changed.identity) }, 'archive changed in place while served: its blobs are hashed again as they stream and refused where they no longer match; replace an archive by rename, then SIGHUP');
+      };
+    }
+    return served;
+  }
+}
+
+// One fstat of the open handle, synchronous (~1 µs: an inode's attributes, no read); on a change every
+// proof of the file is dropped (see OpenArchive).
+function revise(archive: OpenArchive): number {
+  const identity = identityOf(fstatSync(archive.handle.fd, { bigint: true }));
+  const was = archive.identity;
+  archive.identity = identity;
+  if (rewritten(was, identity)) {
+    archive.revision++;
+    for (const location of archive.locations) location.proven = false;
+    if (!archive.changed) {
+      archive.changed = true;
+      archive.onChange(archive, was);
+    }
+  }
+  return archive.revision;
 }
 
 async function closeAll(archives: OpenArchive[]): Promise<void> {
@@ -254,13 +324,13 @@ async function openArchive(argument: string): Promise<OpenArchive> {
     throw new LoadError(path, (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be opened: ${(error as Error).message}`, 'check the path');
   }
   try {
-    const info = await handle.stat();
+    const info = await handle.stat({ bigint: true });
     if (!info.isFile()) throw new LoadError(path, 'is not a file', 'serve an OCI layout directory as DIR, a store with --store DIR');
     const head = Buffer.alloc(4);
     await handle.read(head, 0, 4, 0);
     if (head[0] === 0x1f && head[1] === 0x8b) throw compressed(path, 'gzip', `gunzip -k ${path}`);
     if (head.readUInt32LE(0) === 0xfd2fb528) throw compressed(path, 'zstd', `zstd -d ${path}`);
-    return { argument, path, handle, size: info.size };
+    return { argument, path, handle, size: Number(info.size), identity: identityOf(info), revision: 0, locations: [], changed: false, onChange: () => undefined };
   } catch (error) {
     await handle.close();
     throw error;
@@ -284,7 +354,11 @@ async function readArchive(archive: OpenArchive, collected: Collected): Promise<
     if (bytesRead < entry.size) throw new LoadError(path, `is truncated inside "${entry.path}"`, 'copy the file again and check its size');
     return bytes;
   };
-  const locate = (entry: TarEntry, proven: boolean): BlobLocation => ({ path, offset: entry.dataOffset, size: entry.size, proven, origin: `${path}: ${entry.path}`, handle });
+  const locate = (entry: TarEntry, proven: boolean): BlobLocation => {
+    const location = { path, offset: entry.dataOffset, size: entry.size, proven, origin: `${path}: ${entry.path}`, handle, revision: () => revise(archive) };
+    archive.locations.push(location);
+    return location;
+  };
   const given = nameGiven(archive.argument);
   const manifestJson = file('manifest.json');
   const indexJson = file('index.json');

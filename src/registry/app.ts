@@ -1,6 +1,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { BlobLocation, ServedImages } from '../store/image-source.js';
-import { BasicAuth, DEFAULT_REALM, type Htpasswd } from './auth.js';
+import { BasicAuth, DEFAULT_REALM, type Htpasswd, bcryptCosts } from './auth.js';
+import type { BcryptPoolLimits } from './bcrypt-pool.js';
 import { serveBlob } from './blobs.js';
 import { listCatalog } from './catalog.js';
 import { RegistryError, badRequest, internalError, routeUnknown, uriTooLong, writeUnsupported } from './errors.js';
@@ -31,6 +32,10 @@ export interface RegistryOptions {
   group?: ProcessGroup;
   /** Serve the read-only catalog for browsers at `/` (DESIGN §4b); off when absent. */
   ui?: { trustProxy?: boolean };
+  /** Connections open at once; one more is closed at once, and the log says so. */
+  maxConnections?: number;
+  /** Threads and queue of the password checks (tests shrink them). */
+  bcrypt?: Partial<BcryptPoolLimits>;
 }
 
 /** What one process of a server of several (one port, many processes) knows about the others. */
@@ -55,6 +60,11 @@ export interface Timeouts {
   connectionTimeout: number;
   /** How often headers and request timeouts are checked. */
   connectionsCheckingInterval: number;
+  /**
+   * To finish the TLS handshake, from the connection's start: before it, no HTTP timeout applies
+   * (the HTTP parser starts after it), so a client that connects and says nothing is held this long.
+   */
+  handshakeTimeout: number;
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {
@@ -67,7 +77,18 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
   // A download moves bytes all the time; two minutes of silence is a client that is gone.
   connectionTimeout: 120_000,
   connectionsCheckingInterval: 5_000,
+  // As headersTimeout: a real client's handshake takes milliseconds; Node's default is 120 s.
+  handshakeTimeout: 20_000,
 };
+
+/**
+ * Each open connection holds a descriptor and some memory (a download up to 128 KiB of buffers
+ * once slow, file-pump.ts); the many clients of a fleet rollout use a few each. Beyond this many,
+ * a connection is closed as it arrives instead of the process running out of descriptors.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 8192;
+/** A server at its connection cap says so at most this often (with how many it dropped since). */
+const DROP_LOG_INTERVAL_MS = 60_000;
 
 /** Request line plus headers (Node's default, set so a --max-http-header-size flag cannot raise it). */
 export const MAX_HEADER_BYTES = 16 * 1024;
@@ -93,7 +114,7 @@ function noSchemas(): never {
  */
 export function buildRegistry(options: RegistryOptions): FastifyInstance {
   const images = options.images;
-  const auth = options.htpasswd ? new BasicAuth(options.htpasswd, options.realm ?? DEFAULT_REALM) : undefined;
+  const auth = options.htpasswd ? new BasicAuth(options.htpasswd, options.realm ?? DEFAULT_REALM, options.bcrypt) : undefined;
   const metrics = options.metrics ?? new Metrics();
   const group = options.group;
   const routeLabels = new WeakMap<FastifyRequest, string>();
@@ -101,7 +122,8 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
   const server = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: timeouts.headersTimeout, connectionsCheckingInterval: timeouts.connectionsCheckingInterval };
   const app = Fastify({
     logger: options.logger ?? false,
-    ...(options.tls ? { https: { ...options.tls, ...server } } : { http: server }),
+    // fastify hands these to https.createServer, which passes handshakeTimeout on to tls.Server.
+    ...(options.tls ? { https: { ...options.tls, ...server, handshakeTimeout: timeouts.handshakeTimeout } } : { http: server }),
     // HEAD is written by hand for every route: fastify's automatic HEAD runs GET and discards the body.
     exposeHeadRoutes: false,
     // Names are up to 255 characters and the tail is parsed by parseV2Path, not by the router.
@@ -119,6 +141,16 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     },
     // The cast joins fastify's http and https instance types, which differ only in the server type.
   }) as unknown as FastifyInstance;
+  limitConnections(app, options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+  if (auth) {
+    app.addHook('onClose', () => auth.close());
+    const costs = bcryptCosts(options.htpasswd ?? new Map());
+    if (costs.size > 1) {
+      app.log.warn({ costs: Object.fromEntries(costs) }, 'htpasswd entries use different bcrypt costs: a wrong password takes longer for some users than for others, which tells a prober who they are; hash every entry at one cost (htpasswd -B -C COST)');
+    }
+  }
+  // Sources report what happens to their files (an archive changed in place) through the log.
+  for (const source of images.sources) source.logTo?.((details, message) => app.log.error(details, message));
 
   app.addHook('onRequest', async (request, reply) => {
     const started = process.hrtime.bigint();
@@ -204,14 +236,17 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     });
   }
 
+  // Public (PUBLIC_ROUTES): counts and states only, never a path, entry or digest; the log has those.
   app.route({ method: ['GET', 'HEAD'], url: '/healthz', handler: async (request, reply) => {
-    // The store directory going away (an unmounted volume) is the one failure a probe can see.
+    // The store directory going away (an unmounted volume) is what takes a replica out of service.
     const ok = await images.available();
     // A worker that died is being replaced; until then the server answers with less than it should.
     const processes = group?.processes();
     const whole = processes === undefined || processes.up >= processes.want;
-    const status = !ok ? 'store unavailable' : whole ? 'ok' : 'workers down';
-    return sendJson(request, reply.code(ok && whole ? 200 : 503), { status, ...(processes && { workers: processes }), ...images.health() });
+    // Degraded still serves (what no longer matches is refused): 200, so a probe keeps the replica.
+    const { degraded, ...health } = images.health();
+    const status = !ok ? 'store unavailable' : !whole ? 'workers down' : degraded === true ? 'degraded' : 'ok';
+    return sendJson(request, reply.code(ok && whole ? 200 : 503), { status, ...(processes && { workers: processes }), ...health });
   } });
   // The pages fall under the same credentials as /v2/ (onRequest above): they list every image.
   if (options.ui) registerCatalog(app, { images, ...options.ui });
@@ -220,6 +255,21 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(renderMetrics(snapshots));
   });
   return app;
+}
+
+// Node closes a connection beyond server.maxConnections as it arrives ('drop'): logged, not per drop.
+function limitConnections(app: FastifyInstance, max: number): void {
+  app.server.maxConnections = max;
+  let dropped = 0;
+  let loggedAt = -Infinity;
+  app.server.on('drop', () => {
+    dropped++;
+    const now = performance.now();
+    if (now - loggedAt < DROP_LOG_INTERVAL_MS) return;
+    loggedAt = now;
+    app.log.warn({ maxConnections: max, dropped }, `${max} connections are open, the most this server takes: new connections are closed as they arrive until some end`);
+    dropped = 0;
+  });
 }
 
 /** The raw path after `/v2/` (onRequest made sure it is spelled so), for parseV2Path to decode segment by segment. */

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { BlobLocation, RemoteBlob } from '../store/image-source.js';
 import { sha256Digest } from '../image/digest.js';
 import { RegistryError, blobUnknown, internalError, rangeInvalid } from './errors.js';
-import { DigestMismatch, hashFile, pumpFile } from './file-pump.js';
+import { DigestMismatch, FileChanged, hashFile, pumpFile } from './file-pump.js';
 import { notModified } from './respond.js';
 import { type RequestedRepository, snapshotOf } from './repository.js';
 
@@ -50,6 +50,9 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
  * connection is destroyed, so the client sees a failed download, and the blob is refused from
  * then on. A Range of such a blob is sent only after the whole blob was hashed once (clients
  * resume with Range; a part cannot be checked alone). A blob hashed whole is proven from then on.
+ * A file that can change in place (an archive) is checked once per request and again before the
+ * last chunk (`revision`, one fstat each): a change drops its proofs, so its blobs are hashed as
+ * they stream again, and a download during which it changed is cut before its last chunk.
  * A manifest asked for as a blob that has no file (a legacy docker save's, built at start) is
  * sent from the snapshot's bytes.
  */
@@ -70,6 +73,8 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
   const etag = `"${digest}"`;
   if (request.method === 'HEAD') return setHeaders(reply, digest, etag).header('content-length', blob.size).send();
   if (notModified(request, etag)) return setHeaders(reply, digest, etag).code(304).send();
+  const revision = blob.revision?.();
+  const unchanged = blob.revision && (() => blob.revision?.() === revision);
   const ifRange = request.headers['if-range'];
   const asked = ifRange === undefined || ifRange === etag ? request.headers.range : undefined;
   if (!blob.proven && (asked !== undefined || blob.size === 0)) await prove(blob, digest, request, verdict);
@@ -88,13 +93,15 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
   reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string | number>);
   const check = blob.proven ? undefined : digest;
   try {
-    const complete = await pumpFile(handle, reply.raw, blob.offset + start, blob.offset + end, check);
-    if (complete && check !== undefined) {
+    const complete = await pumpFile(handle, reply.raw, blob.offset + start, blob.offset + end, check, unchanged);
+    // Proven only if the file did not change while it was read (checked again: the socket took time).
+    if (complete && check !== undefined && (unchanged === undefined || unchanged())) {
       blob.proven = true;
       verdict?.(blob, digest);
     }
   } catch (error) {
     if (error instanceof DigestMismatch) refuse(blob, digest, error.message, request, verdict);
+    else if (error instanceof FileChanged) request.log.error({ archive: blob.path, entry: blob.origin, digest }, 'the archive changed while the blob was being sent: download cut before its last chunk');
     else request.log.error({ err: error, digest, origin: blob.origin }, 'blob read failed after headers were sent; download aborted');
     reply.raw.destroy();
   } finally {
@@ -138,11 +145,13 @@ async function prove(blob: BlobLocation, digest: string, request: FastifyRequest
     running = (async () => {
       const { handle, owned } = await openBlob(blob, digest);
       try {
+        const revision = blob.revision?.();
         const found = blob.size === 0 ? sha256Digest(Buffer.alloc(0)) : await hashFile(handle, blob.offset, blob.offset + blob.size - 1);
-        if (found === digest) {
+        if (found !== digest) refuse(blob, digest, `the bytes hash to ${found}, not ${digest}`, request, verdict);
+        else if (blob.revision?.() === revision) {
           blob.proven = true;
           verdict?.(blob, digest);
-        } else refuse(blob, digest, `the bytes hash to ${found}, not ${digest}`, request, verdict);
+        }
       } finally {
         if (owned) await handle.close();
         proving.delete(blob);
@@ -157,6 +166,8 @@ async function prove(blob: BlobLocation, digest: string, request: FastifyRequest
     throw internalError();
   }
   if (blob.refused !== undefined) throw blobRefused(digest, blob);
+  // The file changed while it was hashed (an archive rewritten in place): nothing is proven yet.
+  if (!blob.proven) throw new RegistryError('UNKNOWN', 503, 'the file holding the blob changed while it was being checked; try again', { digest }, { 'retry-after': '1' });
 }
 
 function refuse(blob: BlobLocation, digest: string, problem: string, request: FastifyRequest, verdict: BlobVerdict | undefined): void {

@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
   UNAUTHORIZED: { status: 401, message: 'authentication required' },
   DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
   // Distribution's codes (registry/api/errcode): no spec code covers these.
   RANGE_INVALID: { status: 416, message: 'invalid content range' },
   PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
@@ -83,6 +84,10 @@ export const routeUnknown = (path: string): RegistryError =>
 
 export const unauthorized = (realm: string): RegistryError =>
   registryError('UNAUTHORIZED', undefined, { 'www-authenticate': `Basic realm="${realm}"` });
+
+/** Every password check is busy (a flood of credentials): try again after `seconds`. */
+export const tooManyRequests = (seconds: number): RegistryError =>
+  registryError('TOOMANYREQUESTS', { reason: 'too many credentials are waiting to be checked; try again shortly' }, { 'retry-after': String(seconds) });
 
 export const rangeInvalid = (range: string, size: number): RegistryError =>
   registryError('RANGE_INVALID', { range: echo(range), size }, { 'content-range': `bytes */${size}` });

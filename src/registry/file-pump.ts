@@ -69,6 +69,14 @@ export class DigestMismatch extends Error {
   }
 }
 
+/** The file changed while the bytes were read (an archive rewritten in place); the last chunk was held back. */
+export class FileChanged extends Error {
+  constructor() {
+    super('the file changed while the blob was being sent');
+    this.name = 'FileChanged';
+  }
+}
+
 /**
  * What the pumps hold right now (for tests): large pairs lent (of `largePairs`), and the bytes of
  * every buffer out of the pool. A buffer whose write is never called back stays counted.
@@ -81,8 +89,10 @@ export function pumpUsage(): { largePairsLent: number; largePairs: number; bytes
  * With `check`, the bytes whose digest is only claimed (an archive served in place) are hashed as
  * they are read, and the last chunk is written only once the whole hash matches `check`: on a
  * mismatch the pump rejects with DigestMismatch and the client never receives the whole blob.
+ * With `unchanged`, it is asked once the last chunk is read and before it is written: false (the
+ * file changed meanwhile, so the bytes sent may be mixed) rejects with FileChanged.
  */
-export async function pumpFile(handle: FileHandle, response: ServerResponse, start: number, end: number, check?: string): Promise<boolean> {
+export async function pumpFile(handle: FileHandle, response: ServerResponse, start: number, end: number, check?: string, unchanged?: () => boolean): Promise<boolean> {
   // Waits end on the write's callback or on the response closing. Not Promise.race with a
   // promise of 'close': every race adds a reaction to that promise, kept until the response
   // closes, i.e. one per chunk for the whole download.
@@ -163,12 +173,11 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
       if (bytesRead === 0) throw new Error(`blob file ended at byte ${position}, before ${end + 1}`);
       position += bytesRead;
       unhurried += bytesRead;
-      if (hash) {
-        hash.update(buffer.subarray(0, bytesRead));
-        if (position > end) {
-          const found = `sha256:${hash.digest('hex')}`;
-          if (found !== check) throw new DigestMismatch(check as string, found);
-        }
+      hash?.update(buffer.subarray(0, bytesRead));
+      if (position > end) {
+        const found = hash && `sha256:${hash.digest('hex')}`;
+        if (found !== undefined && found !== check) throw new DigestMismatch(check as string, found);
+        if (unchanged && !unchanged()) throw new FileChanged();
       }
       written[turn] = write(buffer.subarray(0, bytesRead));
       turn = (turn + 1) % buffers.length;
