@@ -1,12 +1,14 @@
 import { stat } from 'node:fs/promises';
 import { Command } from 'commander';
 import { loadIntoStore, type LoadedImage } from '../formats/load.js';
-import { action, cleanUpOnSignals, examples, storeOption, storePath } from './common.js';
+import { action, CliError, cleanUpOnSignals, collect, examples, storeOption, storePath } from './common.js';
 import { addImageOptions, loadOptionsFrom, type ImageFlags } from './image-options.js';
 import { createProgress } from './progress.js';
 
 interface LoadFlags extends ImageFlags {
   store: string;
+  tarball?: string[];
+  replace?: boolean;
   quiet?: boolean;
   json?: boolean;
 }
@@ -19,7 +21,9 @@ export function loadCommand(): Command {
         'directories, Concourse rootfs images and resource-type bundles, registry-image get outputs. ' +
         'All inputs are loaded as one transaction: every image appears, or none does.',
     )
-    .argument('<src...>', 'files or directories to load')
+    .argument('[src...]', 'files or directories to load')
+    .option('--tarball <file>', 'a file to load, as a source argument would (repeatable; the spelling of earlier READMEs)', collect)
+    .option('--replace', 'each repository this load names ends holding exactly the tags it brings (a monthly bundle); tags it does not bring are removed in the same transaction, and `cartorio gc` frees their bytes')
     .addOption(storeOption())
     .option('-q, --quiet', 'print nothing but errors')
     .option('--json', 'print what was loaded as JSON')
@@ -28,9 +32,13 @@ export function loadCommand(): Command {
       'cartorio load --store /srv/images ./oci-layout ./other.tar',
       'cartorio load ./rootfs --name tools/busybox --tag 1.36 --cmd /bin/sh --env PATH=/bin',
       'cartorio load ./my-task-image --name ci/task        # Concourse rootfs/ + metadata.json',
+      'cartorio load --tarball=./image.tar',
+      'cartorio load --replace bundle-2026-12.tar && cartorio gc   # the repositories it names hold exactly its tags',
     ]));
   addImageOptions(command);
-  return command.action(action('load', async (sources: string[], flags: LoadFlags) => {
+  return command.action(action('load', async (args: string[], flags: LoadFlags) => {
+    const sources = [...args, ...(flags.tarball ?? [])];
+    if (sources.length === 0) throw new CliError('nothing to load', 'name a file or directory: cartorio load IMAGE.tar (or --tarball=IMAGE.tar)');
     cleanUpOnSignals();
     const progress = createProgress(flags.quiet === true || flags.json === true);
     // Several files (`cartorio load images/*.tar`): one bar over all their bytes, not one per file.
@@ -38,6 +46,7 @@ export function loadCommand(): Command {
     if (total !== undefined) progress.start(`loading ${sources.length} inputs`, total);
     const loaded = await loadIntoStore(storePath(flags.store), sources, {
       ...loadOptionsFrom(flags),
+      ...(flags.replace && { replace: true }),
       onStart: (size) => (total === undefined ? progress.start('loading', size) : undefined),
       onBytes: (bytes) => progress.add(bytes),
       onNotice: (message) => progress.note(`cartorio load: note: ${message}`),

@@ -52,7 +52,7 @@ export async function loadIntoStore(storeRoot: string, inputs: string[], options
   const ingest = await Ingest.begin(storeRoot);
   try {
     const loaded = await readInputs(inputs, ingest, options);
-    await commit(ingest, loaded, inputs);
+    await commit(ingest, loaded, inputs, options.replace === true);
     return loaded;
   } catch (error) {
     await ingest.abort();
@@ -117,11 +117,11 @@ function checkOneDigestPerTag(loaded: LoadedImage[]): void {
   }
 }
 
-async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[]): Promise<void> {
+async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[], replace: boolean): Promise<void> {
   const images: ImageToCommit[] = loaded.map(({ repository, tags, digest, mediaType, size }) => ({ repository, tags, descriptor: { mediaType, digest, size } }));
   const where = inputs.length === 1 ? (inputs[0] as string) : inputs.join(', ');
   try {
-    await ingest.commit(images, where);
+    await ingest.commit(images, where, { replace });
   } catch (error) {
     if (error instanceof LoadError) throw error;
     const message = (error as Error).message;

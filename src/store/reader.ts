@@ -121,11 +121,17 @@ export class StoreReader implements ImageSource {
     return snapshot;
   }
 
-  /** The file of `digest` if repository `name` holds it (reachable from its index), else undefined. */
+  /**
+   * The file of `digest` if repository `name` holds it, else undefined. A layout serves what its
+   * index reaches; a store also serves a blob its repository still holds (linked) after `rm`
+   * made it unreachable, until `gc` releases it once the grace is over: a pull that fetched its
+   * manifest before the removal gets every blob that manifest names.
+   */
   async blob(name: string, digest: string): Promise<BlobLocation | undefined> {
     if (!isSha256Digest(digest)) return undefined;
     const snapshot = await this.repository(name);
-    if (!snapshot || !(await snapshot.contents()).blobs.has(digest)) return undefined;
+    if (!snapshot) return undefined;
+    if (this.#layouts && !(await snapshot.contents()).blobs.has(digest)) return undefined;
     const path = blobPath(this.#dirOf(snapshot.name) ?? '', digest);
     try {
       const info = await stat(path);

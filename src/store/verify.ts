@@ -29,7 +29,11 @@ export async function verifyStore(root: string, onBlob?: (bytes: number) => void
   const listed = await readRepositoryList(root);
   if (listed !== undefined) {
     const inList = new Set(listed);
-    for (const name of repositories.filter((repository) => !inList.has(repository))) report.problems.push(`${name}: not in ${REPOSITORY_LIST}, so the catalog does not list it; remove that file and the next load rebuilds it from the store`);
+    for (const name of repositories.filter((repository) => !inList.has(repository))) {
+      // Removed by `rm`: an empty index and held blobs left for `gc` once the grace is over.
+      if ((await readLayoutIndex(repositoryDir(root, name)).catch(() => undefined))?.manifests.length === 0) continue;
+      report.problems.push(`${name}: not in ${REPOSITORY_LIST}, so the catalog does not list it; remove that file and the next load rebuilds it from the store`);
+    }
     // Listed without an index.json is what a killed load leaves; the next load drops it.
   }
   for (const repository of repositories) {
