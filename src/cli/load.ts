@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { Command } from 'commander';
 import { loadIntoStore, type LoadedImage } from '../formats/load.js';
-import { action, CliError, cleanUpOnSignals, collect, examples, storeOption, storePath } from './common.js';
+import { action, cleanUpOnSignals, collect, examples, storeOption, storePath } from './common.js';
 import { addImageOptions, loadOptionsFrom, type ImageFlags } from './image-options.js';
 import { createProgress } from './progress.js';
 
@@ -36,9 +36,12 @@ export function loadCommand(): Command {
       'cartorio load --replace bundle-2026-12.tar && cartorio gc   # the repositories it names hold exactly its tags',
     ]));
   addImageOptions(command);
+  // A usage error (exit 2) like any other missing argument: `--tarball` stands in for a source.
+  command.hook('preAction', (self) => {
+    if (self.args.length === 0 && !(self.opts() as LoadFlags).tarball) self.error("error: missing required argument 'src' (or --tarball FILE)", { exitCode: 2, code: 'commander.missingArgument' });
+  });
   return command.action(action('load', async (args: string[], flags: LoadFlags) => {
     const sources = [...args, ...(flags.tarball ?? [])];
-    if (sources.length === 0) throw new CliError('nothing to load', 'name a file or directory: cartorio load IMAGE.tar (or --tarball=IMAGE.tar)');
     cleanUpOnSignals();
     const progress = createProgress(flags.quiet === true || flags.json === true);
     // Several files (`cartorio load images/*.tar`): one bar over all their bytes, not one per file.

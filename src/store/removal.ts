@@ -114,12 +114,13 @@ async function planRepository(ops: StoreOps, walker: ReachWalker, repository: st
 }
 
 /**
- * Referrers (signatures, SBOMs) kept in index.json by digest go with their subject: a referrer
+ * Referrers (signatures, SBOMs) in index.json, by digest or by a tag naming their subject's
+ * digest (`sha256-<hex>.sig`), go with their subject: a referrer
  * entry stays only while what it refers to is still reached (or was never there to begin with:
  * removing something else does not tidy it away).
  */
 async function withoutOrphanReferrers(walker: ReachWalker, repository: string, kept: Descriptor[], before: { blobs: Map<string, number>; subjects: Map<string, string> }): Promise<Descriptor[]> {
-  const subjectOf = (entry: Descriptor): string | undefined => before.subjects.get(entry.digest);
+  const subjectOf = (entry: Descriptor): string | undefined => before.subjects.get(entry.digest) ?? taggedSubject(entry);
   const accepted = new Set(kept.filter((entry) => subjectOf(entry) === undefined));
   for (;;) {
     const reached = await walker.reach(repository, [...accepted]);
@@ -130,6 +131,14 @@ async function withoutOrphanReferrers(walker: ReachWalker, repository: string, k
     if (more.length === 0) return kept.filter((entry) => accepted.has(entry));
     for (const entry of more) accepted.add(entry);
   }
+}
+
+/** The tag schemes that attach an artifact by its subject's digest: `sha256-<hex>` (distribution-spec) and cosign's `.sig`, `.att`, `.sbom`. */
+const SUBJECT_TAG = /^sha256-([a-f0-9]{64})(?:\.[a-z]+)?$/;
+
+function taggedSubject(entry: Descriptor): string | undefined {
+  const hex = SUBJECT_TAG.exec(entry.annotations?.[REF_NAME] ?? '')?.[1];
+  return hex === undefined ? undefined : `sha256:${hex}`;
 }
 
 function describe(entry: Descriptor): { tag?: string; digest: string; mediaType: string } {
