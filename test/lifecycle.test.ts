@@ -88,9 +88,14 @@ test('rm untags, removes an image or a whole repository; blobs another repositor
     assert.equal(copy.code, 0, `${ref} is complete after gc: ${copy.stderr}`);
   }
 
-  // A whole repository; then a second gc has nothing left to do.
+  // A whole repository: list says what it alone holds, gc frees exactly that; a second gc has nothing left to do.
+  const rows = JSON.parse(await ok(['list', '--store', store, '--json'])) as { repository: string; repositoryOnlyBytes: number }[];
+  const only = rows.find((row) => row.repository === 'other/tool')?.repositoryOnlyBytes;
+  assert.ok(only !== undefined && only > 0, 'other/tool holds a config and manifest of its own');
+  assert.match(await ok(['list', '--store', store]), /ONLY IN REPOSITORY/);
   await ok(['rm', '--store', store, 'other/tool']);
-  await ok(['gc', '--store', store, '--grace', '0s']);
+  const freed = JSON.parse(await ok(['gc', '--store', store, '--grace', '0s', '--json'])) as { bytesFreed: number };
+  assert.equal(freed.bytesFreed, only);
   const again = JSON.parse(await ok(['gc', '--store', store, '--grace', '0s', '--json'])) as { bytesFreed: number; released: unknown[] };
   assert.deepEqual([again.bytesFreed, again.released.length], [0, 0]);
   assert.deepEqual(await tags(store), ['127.0.0.1:5000/busybox:1', 'oci/busybox:1']);

@@ -10,7 +10,7 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { isTag, repositoryNameProblem } from '../image/reference.js';
 import { BlobFile } from './blob-file.js';
 import { CopyPool, OffThreadBlobSink } from './copy-pool.js';
-import { DirectoryStore } from './dir-store.js';
+import { DirectoryStore, inParallel } from './dir-store.js';
 import { mergeIndex } from './index-file.js';
 import { POOL_DIR, TMP_DIR, blobPath, fsyncDir } from './layout.js';
 import type { RepositoryChange } from './store-ops.js';
@@ -173,14 +173,25 @@ export class Ingest {
    */
   async commit(images: ImageToCommit[], where: string, options: CommitOptions = {}): Promise<void> {
     const closures = new Map<string, Set<string>>();
+    const byRepository = new Map<string, ImageToCommit[]>();
+    // One image named by 10 000 repositories (a docker save of many names) is walked once.
+    const walked = new Map<string, Set<string>>();
     for (const image of images) {
       const problem = repositoryNameProblem(image.repository);
       if (problem) throw new Error(`${where}: repository name "${image.repository}" ${problem}`);
       const badTag = image.tags.find((tag) => !isTag(tag));
       if (badTag !== undefined) throw new Error(`${where}: "${badTag}" is not a valid tag (letters, digits, . _ -, at most 128, not starting with . or -)`);
+      const key = `${image.descriptor.digest}:${image.descriptor.size}:${image.descriptor.mediaType}`;
+      let reached = walked.get(key);
+      if (!reached) {
+        reached = new Set<string>();
+        await this.#collect(image.descriptor, reached, where, 0);
+        walked.set(key, reached);
+      }
       const closure = closures.get(image.repository) ?? new Set<string>();
-      await this.#collect(image.descriptor, closure, where, 0);
+      for (const digest of reached) closure.add(digest);
       closures.set(image.repository, closure);
+      byRepository.set(image.repository, [...(byRepository.get(image.repository) ?? []), image]);
     }
     const store = new DirectoryStore(this.#root);
     // Protection from a concurrent gc: until here every blob of this load lives in this load's
@@ -195,11 +206,11 @@ export class Ingest {
       await fsyncDir(join(pool, 'blobs', 'sha256'));
       const loadedAt = new Date();
       const changes: RepositoryChange[] = [];
-      for (const [repository, closure] of closures) {
+      await inParallel(closures, async ([repository, closure]) => {
         const current = options.replace ? undefined : (await store.readIndex(repository))?.index;
-        const entries = images.filter((image) => image.repository === repository);
+        const entries = byRepository.get(repository) ?? [];
         changes.push({ repository, blobs: [...closure], index: mergeIndex(current, entries, { loadedAt, replace: options.replace === true }) });
-      }
+      });
       await store.publish(changes);
     });
     await this.abort();
