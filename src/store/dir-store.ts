@@ -4,12 +4,12 @@ import { copyFile, link, mkdir, open, readdir, readFile, rename, rmdir, stat, un
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { digestHex, isSha256Digest } from '../image/digest.js';
-import type { ImageIndex } from '../image/oci.schema.js';
 import { serializeIndex } from './index-file.js';
-import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, TMP_DIR, blobPath, fsyncDir, isNotFound, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
+import { readRemoved, removedAfter, serializeRemoved } from './removed-file.js';
+import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobPath, fsyncDir, isNotFound, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
 import { withStoreLock } from './lock.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
-import type { HeldBlob, IndexVersion, PoolBlob, RepositoryChange, StoreOps } from './store-ops.js';
+import type { HeldBlob, IndexChange, IndexVersion, PoolBlob, RemovedRoot, RepositoryChange, StoreOps } from './store-ops.js';
 
 /** File operations in flight at once: enough to keep the disk and the threadpool busy. */
 const PARALLEL = 32;
@@ -47,13 +47,20 @@ export class DirectoryStore implements StoreOps {
 
   async readIndex(repository: string): Promise<IndexVersion | undefined> {
     const dir = repositoryDir(this.root, repository);
-    const before = await stat(join(dir, 'index.json')).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
-    if (!before) return undefined;
+    const before = await this.#versionOf(dir);
+    if (before === undefined) return undefined;
     const index = await readLayoutIndex(dir);
-    const after = await stat(join(dir, 'index.json')).catch(() => undefined);
+    const removed = await readRemoved(dir);
     // Replaced while read: the version must name the bytes read, so read again.
-    if (!index || !after || versionOf(after) !== versionOf(before)) return this.readIndex(repository);
-    return { index, version: versionOf(before), writtenAt: before.mtimeMs };
+    if (!index || (await this.#versionOf(dir)) !== before) return this.readIndex(repository);
+    return { index, removed, version: before };
+  }
+
+  async #versionOf(dir: string): Promise<string | undefined> {
+    const index = await stat(join(dir, 'index.json')).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
+    if (!index) return undefined;
+    const removed = await stat(join(dir, REMOVED_FILE)).catch(() => undefined);
+    return `${versionOf(index)}/${removed ? versionOf(removed) : '-'}`;
   }
 
   async readBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer | undefined> {
@@ -77,13 +84,16 @@ export class DirectoryStore implements StoreOps {
     const renames: { from: string; to: string }[] = [];
     const dirs = new Set<string>();
     let counter = 0;
-    await inParallel(changes, async ({ repository, blobs, index }) => {
+    // Removed roots are recorded before the index that drops them is in place.
+    const early: { from: string; to: string }[] = [];
+    await inParallel(changes, async ({ repository, blobs, index, left }) => {
       const dir = repositoryDir(this.root, repository);
       const blobDir = join(dir, 'blobs', 'sha256');
       await mkdir(blobDir, { recursive: true });
       for (const digest of blobs) await linkBlob(blobPath(pool, digest), join(blobDir, digestHex(digest)));
       dirs.add(blobDir).add(dir);
       const files: [string, string][] = [[join(dir, 'index.json'), serializeIndex(index)]];
+      if (left.length > 0) early.push(await this.#stage(join(dir, REMOVED_FILE), await removedAfter(dir, left), changes.length < SYNCFS_FROM, counter++));
       if (!(await stat(join(dir, OCI_LAYOUT_FILE)).then(() => true, () => false))) files.push([join(dir, OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT]);
       for (const [to, content] of files) {
         const from = join(this.#tmp, `write-${process.pid}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`);
@@ -95,15 +105,33 @@ export class DirectoryStore implements StoreOps {
     else await inParallel([...dirs].filter((dir) => dir.endsWith('sha256')), fsyncDir);
     // Listed before published: a repository is never served without being listed (see repository-list.ts).
     await this.#setList(changes.map((change) => change.repository), []);
+    await inParallel(early, ({ from, to }) => rename(from, to));
     await inParallel(renames, ({ from, to }) => rename(from, to));
     if (changes.length >= SYNCFS_FROM) await syncFileSystem(this.root);
     else await inParallel([...dirs].filter((dir) => !dir.endsWith('sha256')), fsyncDir);
   }
 
-  async rewriteIndexes(indexes: ReadonlyMap<string, ImageIndex>, unlist: readonly string[]): Promise<void> {
-    await inParallel([...indexes], ([repository, index]) => writeFileAtomic(join(repositoryDir(this.root, repository), 'index.json'), serializeIndex(index), this.#tmp));
+  async #stage(to: string, content: string, sync: boolean, n: number): Promise<{ from: string; to: string }> {
+    const from = join(this.#tmp, `write-${process.pid}-r${n.toString(36)}-${Math.random().toString(36).slice(2, 8)}`);
+    await writeNew(from, content, sync);
+    return { from, to };
+  }
+
+  async rewriteIndexes(changes: readonly IndexChange[], unlist: readonly string[]): Promise<void> {
+    await inParallel(changes, async ({ repository, index, left }) => {
+      const dir = repositoryDir(this.root, repository);
+      // First what left, then the index without it: a crash between serves both, never loses the record.
+      if (left.length > 0) await writeFileAtomic(join(dir, REMOVED_FILE), await removedAfter(dir, left), this.#tmp);
+      await writeFileAtomic(join(dir, 'index.json'), serializeIndex(index), this.#tmp);
+    });
     // After the index is emptied: a crash between leaves a listed repository with no tags, never an unlisted one with tags.
     if (unlist.length > 0) await this.#setList([], unlist);
+  }
+
+  async forgetRemoved(repository: string, kept: readonly RemovedRoot[]): Promise<void> {
+    const dir = repositoryDir(this.root, repository);
+    if (kept.length === 0) await unlink(join(dir, REMOVED_FILE)).catch(ignoreMissing);
+    else await writeFileAtomic(join(dir, REMOVED_FILE), serializeRemoved(kept), this.#tmp);
   }
 
   async heldBlobs(repository: string): Promise<HeldBlob[]> {
@@ -133,6 +161,7 @@ export class DirectoryStore implements StoreOps {
     // Anything left in blobs/ (a copy's partial file) keeps the repository for a later look.
     if (!(await removeDir(join(dir, 'blobs', 'sha256'))) || !(await removeDir(join(dir, 'blobs')))) return;
     await unlink(join(dir, OCI_LAYOUT_FILE)).catch(ignoreMissing);
+    await unlink(join(dir, REMOVED_FILE)).catch(ignoreMissing);
     await unlink(join(dir, 'index.json')).catch(ignoreMissing);
     // Parents that held nothing but this repository go too (never the store itself).
     for (let at = dir; at !== this.root && at.startsWith(this.root); at = dirname(at)) {

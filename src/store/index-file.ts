@@ -53,6 +53,14 @@ export function mergeIndex(current: ImageIndex | undefined, entries: IndexEntry[
   return { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests };
 }
 
+/** Roots of `before` that `after` no longer names (by digest), once each, as bare descriptors. */
+export function leftRoots(before: readonly Descriptor[], after: readonly Descriptor[]): Descriptor[] {
+  const kept = new Set(after.map((entry) => entry.digest));
+  const left = new Map<string, Descriptor>();
+  for (const { mediaType, digest, size } of before) if (!kept.has(digest)) left.set(digest, { mediaType, digest, size });
+  return [...left.values()];
+}
+
 /** index.json as cartorio writes it. */
 export function serializeIndex(index: ImageIndex): string {
   return JSON.stringify(index, null, 2) + '\n';

@@ -11,7 +11,7 @@ import { isTag, repositoryNameProblem } from '../image/reference.js';
 import { BlobFile } from './blob-file.js';
 import { CopyPool, OffThreadBlobSink } from './copy-pool.js';
 import { DirectoryStore, inParallel } from './dir-store.js';
-import { mergeIndex } from './index-file.js';
+import { leftRoots, mergeIndex } from './index-file.js';
 import { POOL_DIR, TMP_DIR, blobPath, fsyncDir } from './layout.js';
 import type { RepositoryChange } from './store-ops.js';
 import { registerTempPath, releaseTempPath } from './temp-paths.js';
@@ -207,9 +207,11 @@ export class Ingest {
       const loadedAt = new Date();
       const changes: RepositoryChange[] = [];
       await inParallel(closures, async ([repository, closure]) => {
-        const current = options.replace ? undefined : (await store.readIndex(repository))?.index;
+        const current = (await store.readIndex(repository))?.index;
         const entries = byRepository.get(repository) ?? [];
-        changes.push({ repository, blobs: [...closure], index: mergeIndex(current, entries, { loadedAt, replace: options.replace === true }) });
+        const index = mergeIndex(current, entries, { loadedAt, replace: options.replace === true });
+        // A moved tag or --replace: what left is recorded, so pulls of it under way finish (see gc.ts).
+        changes.push({ repository, blobs: [...closure], index, left: leftRoots(current?.manifests ?? [], index.manifests) });
       });
       await store.publish(changes);
     });

@@ -2,6 +2,7 @@ import { isSha256Digest } from '../image/digest.js';
 import { MediaType } from '../image/media-types.js';
 import type { Descriptor, ImageIndex } from '../image/oci.schema.js';
 import type { Resolution } from './image-source.js';
+import { leftRoots } from './index-file.js';
 import { REF_NAME } from './layout.js';
 import { ReachWalker } from './reach.js';
 import type { StoreOps } from './store-ops.js';
@@ -26,8 +27,9 @@ export interface RepositoryRemoval {
   /** Blobs the repository no longer reaches (gc releases them once the grace is over). */
   blobs: number;
   bytes: number;
-  /** The version of index.json this was planned against, and what replaces it. */
+  /** The version of index.json this was planned against, its roots, and what replaces it. */
   version: string;
+  before: Descriptor[];
   index: ImageIndex;
 }
 
@@ -109,6 +111,7 @@ async function planRepository(ops: StoreOps, walker: ReachWalker, repository: st
     blobs,
     bytes,
     version: read.version,
+    before: entries,
     index: { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: kept },
   };
 }
@@ -156,6 +159,7 @@ export async function applyRemoval(ops: StoreOps, plans: readonly RepositoryRemo
       const now = await ops.readIndex(plan.repository);
       if (now?.version !== plan.version) throw new Error(`${plan.repository}: index.json changed while the removal was planned (a load?); nothing was removed, run the command again`);
     }
-    await ops.rewriteIndexes(new Map(plans.map((plan) => [plan.repository, plan.index])), plans.filter((plan) => plan.whole).map((plan) => plan.repository));
+    const changes = plans.map((plan) => ({ repository: plan.repository, index: plan.index, left: leftRoots(plan.before, plan.index.manifests) }));
+    await ops.rewriteIndexes(changes, plans.filter((plan) => plan.whole).map((plan) => plan.repository));
   });
 }

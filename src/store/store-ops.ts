@@ -1,4 +1,4 @@
-import type { ImageIndex } from '../image/oci.schema.js';
+import type { Descriptor, ImageIndex } from '../image/oci.schema.js';
 
 /**
  * Every way a store changes, as one interface: loads publish through it, `rm`, `prune` and `gc`
@@ -7,9 +7,10 @@ import type { ImageIndex } from '../image/oci.schema.js';
  *
  * The model every implementation keeps:
  * - A repository *lists* its images in an index (index.json, replaced whole, old or new) and
- *   *holds* the blobs it was given (a directory store: hard links into the repository). A blob a
- *   repository holds is served under it even when its index no longer reaches it, until `gc`
- *   releases it: a client that fetched a manifest before `rm` still gets every blob it names.
+ *   *holds* the blobs it was given (a directory store: hard links into the repository). Roots
+ *   that leave the index (rm, prune, a tag moved by a load) are recorded with the time; the
+ *   blobs they reach stay held and served until `gc` forgets them once the grace is over: a
+ *   client that fetched a manifest before `rm` still gets every blob it names.
  * - A *pool* keeps one copy of every blob; a pool blob no repository holds is garbage.
  * - `.repositories` lists exactly the repositories with images. A removed repository keeps an
  *   empty index (and its held blobs) until `gc` drops it, so it is unlisted but still holds.
@@ -27,7 +28,7 @@ export interface StoreOps {
   /** Every repository that has an index, listed or removed and awaiting gc, sorted. */
   heldRepositories(): Promise<string[]>;
 
-  /** A repository's index with a version token (changes with every rewrite) and when it was last written. */
+  /** A repository's index and the roots that left it, with a version token (changes with every rewrite of either). */
   readIndex(repository: string): Promise<IndexVersion | undefined>;
   /** A blob the repository holds, whole, or undefined when it holds none by that digest or it is larger than `maxBytes`. */
   readBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer | undefined>;
@@ -39,7 +40,9 @@ export interface StoreOps {
    */
   publish(changes: readonly RepositoryChange[]): Promise<void>;
   /** Rewrites indexes (rm, prune) under the writer lock; `unlist` names leave `.repositories` after their index is emptied. */
-  rewriteIndexes(indexes: ReadonlyMap<string, ImageIndex>, unlist: readonly string[]): Promise<void>;
+  rewriteIndexes(changes: readonly IndexChange[], unlist: readonly string[]): Promise<void>;
+  /** Keeps only `kept` of a repository's removed roots (gc, under the writer lock, once the others' grace is over). */
+  forgetRemoved(repository: string, kept: readonly RemovedRoot[]): Promise<void>;
 
   /** Blobs a repository holds (reachable or not), with their sizes. */
   heldBlobs(repository: string): Promise<HeldBlob[]>;
@@ -58,17 +61,28 @@ export interface StoreOps {
 
 export interface IndexVersion {
   index: ImageIndex;
-  /** Differs between any two writes of the index (a directory store: inode, mtime, size). */
+  /** Roots that left the index, still served (while held) until gc forgets them. */
+  removed: RemovedRoot[];
+  /** Differs between any two writes of the index or its removed roots (a directory store: inode, mtime, size of each). */
   version: string;
-  /** When the index was last written, in ms since the epoch: a blob it no longer reaches became unreachable no later. */
-  writtenAt: number;
 }
 
-export interface RepositoryChange {
+export interface IndexChange {
   repository: string;
+  index: ImageIndex;
+  /** Roots of the old index the new one no longer names: recorded as removed now. */
+  left: readonly Descriptor[];
+}
+
+export interface RepositoryChange extends IndexChange {
   /** Digests of pool blobs the repository must hold before its index names them. */
   blobs: readonly string[];
-  index: ImageIndex;
+}
+
+export interface RemovedRoot {
+  descriptor: Descriptor;
+  /** When it left the index, in ms since the epoch. */
+  at: number;
 }
 
 export interface HeldBlob {
