@@ -81,6 +81,8 @@ export class DirectoryStore implements StoreOps {
   async publish(changes: readonly RepositoryChange[]): Promise<void> {
     const pool = join(this.root, POOL_DIR);
     await mkdir(this.#tmp, { recursive: true });
+    // Before any directory is made: a store without `.repositories` is walked while it is small.
+    const listed = await this.#currentList();
     const renames: { from: string; to: string }[] = [];
     const dirs = new Set<string>();
     let counter = 0;
@@ -104,7 +106,7 @@ export class DirectoryStore implements StoreOps {
     if (changes.length >= SYNCFS_FROM) await syncFileSystem(this.root);
     else await inParallel([...dirs].filter((dir) => dir.endsWith('sha256')), fsyncDir);
     // Listed before published: a repository is never served without being listed (see repository-list.ts).
-    await this.#setList(changes.map((change) => change.repository), []);
+    await this.#setList(changes.map((change) => change.repository), [], listed);
     await inParallel(early, ({ from, to }) => rename(from, to));
     await inParallel(renames, ({ from, to }) => rename(from, to));
     if (changes.length >= SYNCFS_FROM) await syncFileSystem(this.root);
@@ -192,9 +194,13 @@ export class DirectoryStore implements StoreOps {
     await unlink(blobPath(join(this.root, POOL_DIR), digest)).catch(ignoreMissing);
   }
 
-  async #setList(add: readonly string[], remove: readonly string[]): Promise<void> {
+  async #currentList(): Promise<{ listed: string[] | undefined; current: string[] }> {
     const listed = await readRepositoryList(this.root);
-    const current = listed === undefined ? await walkRepositories(this.root) : await withIndex(this.root, listed);
+    return { listed, current: listed === undefined ? await walkRepositories(this.root) : await withIndex(this.root, listed) };
+  }
+
+  async #setList(add: readonly string[], remove: readonly string[], known?: { listed: string[] | undefined; current: string[] }): Promise<void> {
+    const { listed, current } = known ?? (await this.#currentList());
     const all = new Set(current);
     for (const name of add) all.add(name);
     for (const name of remove) all.delete(name);
