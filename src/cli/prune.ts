@@ -6,7 +6,7 @@ import { pruneTargets } from '../store/prune.js';
 import { StoreReader } from '../store/reader.js';
 import { applyRemoval, planRemoval } from '../store/removal.js';
 import { action, CliError, examples, existingStore, storeOption } from './common.js';
-import { parseDuration } from './lifecycle-options.js';
+import { createCountProgress, parseDuration } from './lifecycle-options.js';
 import { printRemoval } from './rm.js';
 
 interface PruneFlags {
@@ -55,7 +55,8 @@ export function pruneCommand(): Command {
         keep: flags.keep,
         ...(flags.olderThan !== undefined && { olderThanMs: flags.olderThan }),
       });
-      const plans = await planRemoval(store, targets, async (path) => ({ kind: 'found', name: path, source: served.sources[0] as StoreReader }));
+      const progress = createCountProgress('pruning', flags.quiet === true || flags.json === true);
+      const plans = await planRemoval(store, targets, async (path) => ({ kind: 'found', name: path, source: served.sources[0] as StoreReader }), (done, total) => progress.update(done, total)).finally(() => progress.stop());
       if (!flags.dryRun && plans.length > 0) await applyRemoval(store, plans);
       printRemoval(plans, flags);
     }));

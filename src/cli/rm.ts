@@ -4,7 +4,7 @@ import { ServedImages } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
 import { applyRemoval, parseRef, planRemoval, type ParsedRef, type RepositoryRemoval } from '../store/removal.js';
 import { action, CliError, examples, existingStore, storeOption } from './common.js';
-import { humanBytes } from './lifecycle-options.js';
+import { createCountProgress, humanBytes } from './lifecycle-options.js';
 
 interface RmFlags {
   store: string;
@@ -40,9 +40,10 @@ export function rmCommand(): Command {
       const parsed = refs.map((ref) => parseRef(ref) ?? badRef(ref));
       const store = new DirectoryStore(root);
       const served = new ServedImages([new StoreReader(root)]);
-      const plans = await planRemoval(store, parsed, (path) => served.resolve(path)).catch((error: unknown) => {
+      const progress = createCountProgress('checking', flags.quiet === true || flags.json === true);
+      const plans = await planRemoval(store, parsed, (path) => served.resolve(path), (done, total) => progress.update(done, total)).catch((error: unknown) => {
         throw new CliError(`${(error as Error).message}; nothing was removed`, 'see `cartorio list` for what the store holds');
-      });
+      }).finally(() => progress.stop());
       if (!flags.dryRun) await applyRemoval(store, plans);
       printRemoval(plans, flags);
     }));

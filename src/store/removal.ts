@@ -55,7 +55,7 @@ export function parseRef(ref: string): ParsedRef | undefined {
  * Plans the removal of every REF, each resolved by the server's naming rule, and changes
  * nothing: a REF that names nothing, or more than one repository, throws naming it.
  */
-export async function planRemoval(ops: StoreOps, refs: readonly ParsedRef[], resolve: (path: string) => Promise<Resolution>): Promise<RepositoryRemoval[]> {
+export async function planRemoval(ops: StoreOps, refs: readonly ParsedRef[], resolve: (path: string) => Promise<Resolution>, onProgress?: (done: number, total: number) => void): Promise<RepositoryRemoval[]> {
   const byRepository = new Map<string, { ref: string; target: Target }[]>();
   for (const { ref, path, target } of refs) {
     const found = await resolve(path);
@@ -65,7 +65,10 @@ export async function planRemoval(ops: StoreOps, refs: readonly ParsedRef[], res
   }
   const walker = new ReachWalker(ops);
   const plans: RepositoryRemoval[] = [];
-  for (const [repository, targets] of byRepository) plans.push(await planRepository(ops, walker, repository, targets));
+  for (const [repository, targets] of byRepository) {
+    plans.push(await planRepository(ops, walker, repository, targets));
+    onProgress?.(plans.length, byRepository.size);
+  }
   return plans;
 }
 
