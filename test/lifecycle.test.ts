@@ -147,6 +147,15 @@ test('a pull that holds its manifest finishes after rm and gc; the server stops 
 
   await ok(['gc', '--store', store, '--grace', '0s']);
   assert.equal((await fetch(`${base}/other/tool/blobs/${digests[0]}`)).status, 404, 'after the grace the blob is gone');
+
+  // A tag a load moves (a Concourse put of `latest`) keeps the old image's blobs for the grace too.
+  await ok(['load', '--store', store, join(FIXTURES, 'rootfs.tar'), '--name', 'app', '--tag', 'latest', '--label', 'build=1']);
+  const old = JSON.parse(await (await fetch(`${base}/app/manifests/latest`, { headers: { accept: MANIFEST_TYPES } })).text()) as { config: { digest: string } };
+  await ok(['load', '--store', store, join(FIXTURES, 'rootfs.tar'), '--name', 'app', '--tag', 'latest', '--label', 'build=2']);
+  await ok(['gc', '--store', store]);
+  assert.equal((await fetch(`${base}/app/blobs/${old.config.digest}`)).status, 200, 'the old config during the grace');
+  await ok(['gc', '--store', store, '--grace', '0s']);
+  assert.equal((await fetch(`${base}/app/blobs/${old.config.digest}`)).status, 404);
   const busybox = await run('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${server.address}/busybox:1`, `dir:${join(dir, 'pulled')}`]);
   assert.equal(busybox.code, 0, `the sharer still pulls: ${busybox.stderr}`);
   await verified(store);
@@ -217,11 +226,13 @@ test('SIGKILL of gc at any point leaves a valid store, and the next gc finishes 
   await ok(['load', '--store', store, join(dir, 'many.tar')]);
   await ok(['load', '--store', store, join(FIXTURES, 'busybox-oci'), '--name', 'keep']);
   let next = 0;
-  let unfinished = 0;
-  for (const delay of [40, 90, 140, 190, 240, 300, 360, 450]) {
+  const outcomes = { none: 0, partial: 0, finished: 0 };
+  const delays = [60, 150, 250, 350, 450, 550, 650, 800, 1000];
+  for (const delay of delays) {
     // Each round removes 40 repositories, then kills gc at a later point of its run.
     await ok(['rm', '--store', store, '-q', ...names.slice(next, next + 40).map((name) => name.replace(/:1$/, ''))]);
     next += 40;
+    const before = (await readdir(join(store, 'many'))).length;
     const child = spawn(process.execPath, [CLI, 'gc', '--store', store, '--grace', '0s', '-q'], { stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     await new Promise((resolve) => setTimeout(resolve, delay));
@@ -229,9 +240,10 @@ test('SIGKILL of gc at any point leaves a valid store, and the next gc finishes 
     await exited;
     await verified(store);
     assert.equal((await tags(store)).length, 400 - next + 3); // and keep's three tags
-    if ((await readdir(join(store, 'many'))).length > 400 - next) unfinished++;
+    const after = (await readdir(join(store, 'many'))).length;
+    outcomes[after === before ? 'none' : after === 400 - next ? 'finished' : 'partial']++;
   }
-  t.diagnostic(`${unfinished} of 8 killed gc runs left removed repositories behind`);
+  t.diagnostic(`killed gc runs: ${outcomes.none} before the sweep, ${outcomes.partial} during it, ${outcomes.finished} after it`);
   await ok(['gc', '--store', store, '--grace', '0s']);
   const left = JSON.parse(await ok(['gc', '--store', store, '--grace', '0s', '--dry-run', '--json'])) as { released: unknown[]; freed: unknown[]; dropped: unknown[] };
   assert.deepEqual([left.released.length, left.freed.length, left.dropped.length], [0, 0, 0], 'the last gc finished the job');
