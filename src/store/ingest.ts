@@ -50,6 +50,8 @@ export interface WriteOptions {
 export interface CommitOptions {
   /** Each repository of the load ends holding exactly the tags it brings (`load --replace`). */
   replace?: boolean;
+  /** Stamp every entry added with LOADED_AT (default true; `prune` orders tags by it). */
+  recordLoadTime?: boolean;
 }
 
 /** Read buffers this large keep syscalls few on big layers (measured in bench/). */
@@ -204,12 +206,12 @@ export class Ingest {
       const all = new Set([...closures.values()].flatMap((set) => [...set]));
       for (const digest of all) await this.#moveToPool(pool, digest);
       await fsyncDir(join(pool, 'blobs', 'sha256'));
-      const loadedAt = new Date();
+      const loadedAt = options.recordLoadTime === false ? undefined : new Date();
       const changes: RepositoryChange[] = [];
       await inParallel(closures, async ([repository, closure]) => {
         const current = (await store.readIndex(repository))?.index;
         const entries = byRepository.get(repository) ?? [];
-        const index = mergeIndex(current, entries, { loadedAt, replace: options.replace === true });
+        const index = mergeIndex(current, entries, { ...(loadedAt && { loadedAt }), replace: options.replace === true });
         // A moved tag or --replace: what left is recorded, so pulls of it under way finish (see gc.ts).
         changes.push({ repository, blobs: [...closure], index, left: leftRoots(current?.manifests ?? [], index.manifests) });
       });
