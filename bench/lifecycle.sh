@@ -12,7 +12,7 @@
 #      listed (strace: getdents64 calls), which must not grow with N
 #
 # Env: N (10000), RUNS (3, medians for a), BENCH_DIR (/tmp/cartorio-bench), CARTORIO (the CLI),
-# BASE_CLI (optional second CLI for a). Only local files; no server is started.
+# BASE_CLI (optional second CLI for a, BASE_RUNS times: 1). Only local files; no server is started.
 # Run it as `flock /tmp/cartorio-heavy.lock bash bench/lifecycle.sh`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,8 +37,8 @@ mkdir "$W/names"; tar -xf "$SAVE" -C "$W/names"; rm -f "$W/names/repositories"
 node "$ROOT/bench/lifecycle-fixtures.mjs" names "$W/names" "$N"
 (cd "$W/names" && tar -cf "$W/names.tar" ./*)
 for cli in "$CLI" ${BASE_CLI:+"$BASE_CLI"}; do
-  times=()
-  for r in $(seq "$RUNS"); do
+  times=(); runs=$RUNS; [ "$cli" = "$CLI" ] || runs=${BASE_RUNS:-1}
+  for r in $(seq "$runs"); do
     rm -rf "$W/load-store"; sync
     timed "$W/load" $cli load -q --store "$W/load-store" "$W/names.tar"
     times+=("$(cat "$W/load.ms")")
@@ -60,7 +60,7 @@ pool=$(ls "$store/.blobs/blobs/sha256" | wc -l)
 # half the repositories go: cartorio rm (by name); Distribution loses their tags, as an untag leaves it
 seq 0 2 $((N - 1)) | sed 's|^|many/r|' > "$W/gone"
 xargs -a "$W/gone" -n 2000 $CLI rm -q --store "$store"
-while read -r name; do rm -rf "$dist/docker/registry/v2/repositories/$name/_manifests/tags"; done < "$W/gone"
+while read -r name; do rm -rf "$dist/docker/registry/v2/repositories/$name/_manifests/tags/"*; done < "$W/gone"
 cat > "$W/dist.yml" <<YML
 version: 0.1
 storage:
