@@ -8,9 +8,9 @@
 //     store of it holds 2N blobs of its own (config and manifest per repository) besides them.
 //   node lifecycle-fixtures.mjs dist STORE DISTROOT
 //     DISTROOT becomes Distribution 2.8's filesystem storage holding every tag of STORE: blob data
-//     hard-linked from STORE's pool, the repository's revision, tag and layer links.
+//     copied from STORE's pool, the repository's revision, tag and layer links.
 import { createHash } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const [mode, a, b] = process.argv.slice(2);
@@ -39,7 +39,8 @@ if (mode === 'names' || mode === 'images') {
   const put = (digest) => {
     const dir = join(v2, 'blobs/sha256', digest.slice(7, 9), digest.slice(7));
     mkdirSync(dir, { recursive: true });
-    try { linkSync(blob(digest), join(dir, 'data')); } catch (error) { if (error.code !== 'EEXIST') throw error; }
+    // Copied, not linked: a link would count as a holder of the store's pool blob, and gc would keep it.
+    copyFileSync(blob(digest), join(dir, 'data'));
   };
   const writeLink = (path, digest) => {
     mkdirSync(path, { recursive: true });

@@ -11,7 +11,7 @@
 #   c. `cartorio rm` of one tag in that N-repository store: time, and how many directories it
 #      listed (strace: getdents64 calls), which must not grow with N
 #
-# Env: N (10000), RUNS (3, medians for a), BENCH_DIR (/tmp/cartorio-bench), CARTORIO (the CLI),
+# Env: N (10000), RUNS (3, medians for a), SECTIONS (abc: the letters to run; c needs b), BENCH_DIR (/tmp/cartorio-bench), CARTORIO (the CLI),
 # BASE_CLI (optional second CLI for a, BASE_RUNS times: 1). Only local files; no server is started.
 # Run it as `flock /tmp/cartorio-heavy.lock bash bench/lifecycle.sh`.
 set -euo pipefail
@@ -30,9 +30,12 @@ timed() { # OUT_PREFIX CMD… → OUT_PREFIX.ms, OUT_PREFIX.rss (MB, peak)
   /usr/bin/time -f %M -o "$p.kb" "$@" >"$p.out" 2>"$p.err" || { echo "bench: $* failed: $(tail -3 "$p.err")" >&2; exit 1; }
   echo $(( $(now_ms) - s )) > "$p.ms"; awk '{printf "%.0f\n", $1/1024}' "$p.kb" > "$p.rss"
 }
+SECTIONS_=${SECTIONS:-abc}
+has() { [[ $SECTIONS_ == *"$1"* ]]; }
 rm -rf "$W"; mkdir -p "$W"
 
 # ---------- a. one docker save naming N repositories ----------
+if has a; then
 mkdir "$W/names"; tar -xf "$SAVE" -C "$W/names"; rm -f "$W/names/repositories"
 node "$ROOT/bench/lifecycle-fixtures.mjs" names "$W/names" "$N"
 (cd "$W/names" && tar -cf "$W/names.tar" ./*)
@@ -47,6 +50,8 @@ for cli in "$CLI" ${BASE_CLI:+"$BASE_CLI"}; do
 done
 [ "$($CLI verify --store "$W/load-store" | tail -1 | awk '{print $1}')" = "$N" ] || { echo "bench: the load is not complete" >&2; exit 1; }
 rm -rf "$W/load-store" "$W/names"
+fi
+has b || exit 0
 
 # ---------- b. gc over N repositories and 2N blobs of their own ----------
 say "building the gc store ($N images)"
