@@ -84,9 +84,9 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
     }
     const held = await ops.heldBlobs(repository);
     if (recent.length > 0) {
-      const listed = await walker.reach(repository, read.index.manifests);
+      const indexed = await walker.reach(repository, read.index.manifests);
       for (const blob of held) {
-        if (listed.blobs.has(blob.digest) || !reach.blobs.has(blob.digest)) continue;
+        if (indexed.blobs.has(blob.digest) || !reach.blobs.has(blob.digest)) continue;
         report.inGrace.blobs++;
         report.inGrace.bytes += blob.size;
       }
@@ -112,9 +112,10 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
 
   await ops.withWriteLock(async () => {
     const listedNow = new Set(await ops.listedRepositories());
-    for (const { repository, version, release, recent, forget, drop } of marked) {
+    // Repositories are independent of each other: swept side by side, so the lock is held briefly.
+    await inParallel(marked, async ({ repository, version, release, recent, forget, drop }) => {
       const now = await ops.readIndex(repository);
-      if (now?.version !== version) continue;
+      if (now?.version !== version) return;
       await ops.releaseBlobs(repository, release.map((blob) => blob.digest));
       // After the release: a record that outlives its blobs only makes the server look for a link that is gone.
       if (forget) await ops.forgetRemoved(repository, recent);
@@ -123,7 +124,7 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
         await ops.dropRepository(repository);
         report.dropped.push(repository);
       }
-    }
+    });
     await inParallel(pool, async ({ digest }) => {
       const now = await ops.poolBlob(digest);
       if (!now || now.holders > 0) return;
@@ -132,5 +133,6 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
       report.bytesFreed += now.size;
     });
   });
+  report.dropped.sort();
   return report;
 }
