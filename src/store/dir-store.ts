@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { copyFile, link, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { digestHex, isSha256Digest } from '../image/digest.js';
@@ -13,6 +13,8 @@ import type { HeldBlob, IndexChange, IndexVersion, PoolBlob, RemovedRoot, Reposi
 
 /** File operations in flight at once: enough to keep the disk and the threadpool busy. */
 const PARALLEL = 32;
+/** What a repository directory holds of its own; anything else is a nested repository. */
+const OWN_FILES = new Set(['blobs', OCI_LAYOUT_FILE, 'index.json', REMOVED_FILE]);
 /** Above this many files to make durable, one sync of the file system beats an fsync each. */
 const SYNCFS_FROM = 64;
 
@@ -155,18 +157,29 @@ export class DirectoryStore implements StoreOps {
   }
 
   /**
-   * index.json goes last: until then the directory is still a repository (unlisted, empty) that
-   * the next gc finds and finishes; after it, only empty directories are left to remove.
+   * A repository directory holding nothing but its own files is renamed whole into `.tmp/` (one
+   * step: gc killed before it leaves the repository for the next gc, after it nothing the store
+   * knows), then deleted; the next load clears a `.tmp/<pid>-…` entry its dead owner left. One
+   * that also holds a nested repository loses its own files one by one, index.json last.
    */
   async dropRepository(repository: string): Promise<void> {
     const dir = repositoryDir(this.root, repository);
-    // Anything left in blobs/ (a copy's partial file) keeps the repository for a later look.
-    if (!(await removeDir(join(dir, 'blobs', 'sha256'))) || !(await removeDir(join(dir, 'blobs')))) return;
-    await unlink(join(dir, OCI_LAYOUT_FILE)).catch(ignoreMissing);
-    await unlink(join(dir, REMOVED_FILE)).catch(ignoreMissing);
-    await unlink(join(dir, 'index.json')).catch(ignoreMissing);
+    const entries = await readdir(dir).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
+    if (entries === undefined) return;
+    if (entries.every((name) => OWN_FILES.has(name))) {
+      await mkdir(this.#tmp, { recursive: true });
+      const grave = join(this.#tmp, `${process.pid}-drop-${Math.random().toString(36).slice(2, 10)}`);
+      await rename(dir, grave);
+      await rm(grave, { recursive: true, force: true });
+    } else {
+      // Anything left in blobs/ (a copy's partial file) keeps the repository for a later look.
+      if (!(await removeDir(join(dir, 'blobs', 'sha256'))) || !(await removeDir(join(dir, 'blobs')))) return;
+      await unlink(join(dir, OCI_LAYOUT_FILE)).catch(ignoreMissing);
+      await unlink(join(dir, REMOVED_FILE)).catch(ignoreMissing);
+      await unlink(join(dir, 'index.json')).catch(ignoreMissing);
+    }
     // Parents that held nothing but this repository go too (never the store itself).
-    for (let at = dir; at !== this.root && at.startsWith(this.root); at = dirname(at)) {
+    for (let at = dirname(dir); at !== this.root && at.startsWith(this.root); at = dirname(at)) {
       if (!(await rmdir(at).then(() => true, () => false))) break;
     }
   }
