@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { sha256Digest } from '../src/image/digest.js';
@@ -125,4 +125,24 @@ test('verify reports what a store should never hold: a tag twice, a dangling sub
   verify = await cartorio(['verify', '--store', store]);
   assert.equal(verify.code, 1);
   assert.match(verify.stdout + verify.stderr, new RegExp(`conf: ${sbom} refers to subject ${BUSYBOX_1}, which the repository does not hold`));
+});
+
+test('rm of an image takes its referrers with it: the SBOM naming it as subject and its .sig tag', async (t) => {
+  const dir = await tempDir(t);
+  const { layout, sbom, signature, signatureTag } = await layoutWithAttachments(dir);
+  const store = join(dir, 'store');
+  assert.equal((await cartorio(['load', '--store', store, layout, '--name', 'conf'])).code, 0);
+  const dry = await cartorio(['rm', '--store', store, '--dry-run', '--json', `conf@${BUSYBOX_1}`]);
+  assert.equal(dry.code, 0, dry.stderr);
+  const removed = (JSON.parse(dry.stdout) as { repositories: { removed: { tag?: string; digest: string }[] }[] }).repositories[0]?.removed ?? [];
+  assert.deepEqual(removed.map((entry) => entry.digest).sort(), [BUSYBOX_1, sbom, signature].sort());
+  assert.ok(removed.some((entry) => entry.tag === signatureTag));
+  // Untagging the image's only tag is the same: nothing is left to name it.
+  const rm = await cartorio(['rm', '--store', store, 'conf:1']);
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.match(rm.stdout, /removed repository conf/);
+  const verify = await cartorio(['verify', '--store', store]);
+  assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+  assert.equal((await cartorio(['gc', '--store', store, '--grace', '0s'])).code, 0);
+  assert.deepEqual(await readdir(join(store, '.blobs', 'blobs', 'sha256')), []);
 });

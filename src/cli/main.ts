@@ -13,6 +13,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import('./serve.js')).serveCommand(),
   list: async () => (await import('./list.js')).listCommand(),
   verify: async () => (await import('./verify.js')).verifyCommand(),
+  rm: async () => (await import('./rm.js')).rmCommand(),
+  gc: async () => (await import('./gc.js')).gcCommand(),
+  prune: async () => (await import('./prune.js')).pruneCommand(),
   convert: async () => (await import('./convert.js')).convertCommand(),
   'mirror-config': async () => (await import('./mirror-config.js')).mirrorConfigCommand(),
 };

@@ -1,7 +1,7 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { normalizeRepositoryName, repositoryNameProblem } from '../image/reference.js';
-import { type CommitTarget, Ingest, type ImageToCommit } from '../store/ingest.js';
+import { type CommitOptions, type CommitTarget, Ingest, type ImageToCommit } from '../store/ingest.js';
 import { repositoryDir } from '../store/layout.js';
 import { registerTempPath, releaseTempPath } from '../store/temp-paths.js';
 import { parseManifest, rootKind, type RootKind } from '../image/manifest.js';
@@ -53,7 +53,7 @@ export async function loadIntoStore(storeRoot: string | CommitTarget, inputs: st
   const ingest = await Ingest.begin(storeRoot);
   try {
     const loaded = await readInputs(inputs, ingest, options);
-    await commit(ingest, loaded, inputs);
+    await commit(ingest, loaded, inputs, { replace: options.replace === true, recordLoadTime: options.recordLoadTime !== false });
     return loaded;
   } catch (error) {
     await ingest.abort();
@@ -74,7 +74,7 @@ export async function convertToLayout(input: string, dest: string, options: Load
   const repository = options.name ?? 'image';
   registerTempPath(scratch);
   try {
-    const loaded = await loadIntoStore(scratch, [input], { ...options, name: repository });
+    const loaded = await loadIntoStore(scratch, [input], { ...options, name: repository, recordLoadTime: false });
     if (existing !== undefined) await rm(dest, { recursive: true });
     await rename(repositoryDir(scratch, repository), dest);
     return loaded;
@@ -118,11 +118,11 @@ function checkOneDigestPerTag(loaded: LoadedImage[]): void {
   }
 }
 
-async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[]): Promise<void> {
+async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[], options: CommitOptions): Promise<void> {
   const images: ImageToCommit[] = loaded.map(({ repository, tags, digest, mediaType, size }) => ({ repository, tags, descriptor: { mediaType, digest, size } }));
   const where = inputs.length === 1 ? (inputs[0] as string) : inputs.join(', ');
   try {
-    await ingest.commit(images, where);
+    await ingest.commit(images, where, options);
   } catch (error) {
     if (error instanceof LoadError) throw error;
     const message = (error as Error).message;

@@ -30,6 +30,10 @@ export interface LoadOptions {
   onBytes?: (bytes: number) => void;
   /** Told what the load decided for the user that the input did not say (a mapped user id). */
   onNotice?: (message: string) => void;
+  /** Each repository the load names ends holding exactly the tags it brings (`load --replace`). */
+  replace?: boolean;
+  /** False: index.json entries get no load time (a standalone layout from `convert` stays reproducible). */
+  recordLoadTime?: boolean;
 }
 
 /** An image a loader found: its root descriptor, and the names the input gave it, if any. */

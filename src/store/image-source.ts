@@ -69,7 +69,7 @@ export interface ImageSource {
   repositoryNames(): Promise<readonly string[]>;
   /** The snapshot of exactly `name`, or undefined when this source has no such repository. */
   repository(name: string): Promise<RepositorySnapshot | undefined>;
-  /** Where the bytes of `digest` are if repository `name` holds it (reachable from its index), else undefined. */
+  /** Where the bytes of `digest` are if repository `name` holds it (reachable from its index; for a store, still linked), else undefined. */
   blob(name: string, digest: string): Promise<BlobLocation | RemoteBlob | undefined>;
   /** False once what is served is gone (an unmounted store volume): /healthz reports it. */
   available(): Promise<boolean>;

@@ -1,19 +1,19 @@
 import { createReadStream } from 'node:fs';
-import { copyFile, link, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { HashingStream, digestHex, isSha256Digest, sha256Digest } from '../image/digest.js';
+import { HashingStream, isSha256Digest, sha256Digest } from '../image/digest.js';
 import { parseManifest } from '../image/manifest.js';
 import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { isTag, repositoryNameProblem } from '../image/reference.js';
 import { BlobFile } from './blob-file.js';
 import { CopyPool, OffThreadBlobSink } from './copy-pool.js';
-import { updateIndex } from './index-file.js';
-import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, TMP_DIR, blobPath, fsyncDir, isNotFound, repositoryDir, writeFileAtomic } from './layout.js';
-import { withStoreLock } from './lock.js';
-import { addToRepositoryList } from './repository-list.js';
+import { DirectoryStore, inParallel } from './dir-store.js';
+import { leftRoots, mergeIndex } from './index-file.js';
+import { POOL_DIR, TMP_DIR, blobPath, fsyncDir } from './layout.js';
+import type { RepositoryChange } from './store-ops.js';
 import { registerTempPath, releaseTempPath } from './temp-paths.js';
 
 /** A blob's identity once written: what a descriptor needs besides its media type. */
@@ -61,7 +61,14 @@ export interface StagedBlob {
 export interface CommitTarget {
   /** A local directory for the load's temp files (the bucket's own are not a filesystem). */
   readonly tempRoot: string;
-  commit(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[]): Promise<void>;
+  commit(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[], options: CommitOptions): Promise<void>;
+}
+
+export interface CommitOptions {
+  /** Each repository of the load ends holding exactly the tags it brings (`load --replace`). */
+  replace?: boolean;
+  /** Stamp every entry added with LOADED_AT (default true; `prune` orders tags by it). */
+  recordLoadTime?: boolean;
 }
 
 /** Read buffers this large keep syscalls few on big layers (measured in bench/). */
@@ -190,16 +197,27 @@ export class Ingest {
    * Checks that every image is complete (all referenced blobs present, sizes as declared,
    * manifests well-formed), then publishes them atomically. Throws and changes nothing on error.
    */
-  async commit(images: ImageToCommit[], where: string): Promise<void> {
+  async commit(images: ImageToCommit[], where: string, options: CommitOptions = {}): Promise<void> {
     const closures = new Map<string, Set<string>>();
+    const byRepository = new Map<string, ImageToCommit[]>();
+    // One image named by 10 000 repositories (a docker save of many names) is walked once.
+    const walked = new Map<string, Set<string>>();
     for (const image of images) {
       const problem = repositoryNameProblem(image.repository);
       if (problem) throw new Error(`${where}: repository name "${image.repository}" ${problem}`);
       const badTag = image.tags.find((tag) => !isTag(tag));
       if (badTag !== undefined) throw new Error(`${where}: "${badTag}" is not a valid tag (letters, digits, . _ -, at most 128, not starting with . or -)`);
+      const key = `${image.descriptor.digest}:${image.descriptor.size}:${image.descriptor.mediaType}`;
+      let reached = walked.get(key);
+      if (!reached) {
+        reached = new Set<string>();
+        await this.#collect(image.descriptor, reached, where, 0);
+        walked.set(key, reached);
+      }
       const closure = closures.get(image.repository) ?? new Set<string>();
-      await this.#collect(image.descriptor, closure, where, 0);
+      for (const digest of reached) closure.add(digest);
       closures.set(image.repository, closure);
+      byRepository.set(image.repository, [...(byRepository.get(image.repository) ?? []), image]);
     }
     if (this.#target) {
       const staged = new Map<string, StagedBlob>();
@@ -209,21 +227,31 @@ export class Ingest {
         await blob.durable; // the temp file is whole and closed
         staged.set(digest, blob);
       }
-      await this.#target.commit(staged, closures, images);
+      await this.#target.commit(staged, closures, images, options);
       await this.abort();
       return;
     }
-    await withStoreLock(this.#root, async () => {
+    const store = new DirectoryStore(this.#root);
+    // Protection from a concurrent gc: until here every blob of this load lives in this load's
+    // own temp directory, which gc never reads. Under the writer lock, which gc's sweep also
+    // takes, blobs move into the pool and are linked into their repositories before the lock is
+    // released; gc sweeps only pool blobs no repository links, checked under that same lock.
+    await store.withWriteLock(async () => {
       const pool = join(this.#root, POOL_DIR);
       await mkdir(join(pool, 'blobs', 'sha256'), { recursive: true });
       const all = new Set([...closures.values()].flatMap((set) => [...set]));
       for (const digest of all) await this.#moveToPool(pool, digest);
       await fsyncDir(join(pool, 'blobs', 'sha256'));
-      // First: a repository is never served without being listed (see addToRepositoryList).
-      await addToRepositoryList(this.#root, join(this.#root, TMP_DIR), closures.keys());
-      for (const [repository, closure] of closures) {
-        await this.#publish(repository, closure, pool, images.filter((image) => image.repository === repository));
-      }
+      const loadedAt = options.recordLoadTime === false ? undefined : new Date();
+      const changes: RepositoryChange[] = [];
+      await inParallel(closures, async ([repository, closure]) => {
+        const current = (await store.readIndex(repository))?.index;
+        const entries = byRepository.get(repository) ?? [];
+        const index = mergeIndex(current, entries, { ...(loadedAt && { loadedAt }), replace: options.replace === true });
+        // A moved tag or --replace: what left is recorded, so pulls of it under way finish (see gc.ts).
+        changes.push({ repository, blobs: [...closure], index, left: leftRoots(current?.manifests ?? [], index.manifests) });
+      });
+      await store.publish(changes);
     });
     await this.abort();
   }
@@ -290,39 +318,6 @@ export class Ingest {
     }
     await rename(blob.path, target);
     blob.path = target;
-  }
-
-  async #publish(repository: string, closure: Set<string>, pool: string, images: ImageToCommit[]): Promise<void> {
-    const dir = repositoryDir(this.#root, repository);
-    const blobDir = join(dir, 'blobs', 'sha256');
-    await mkdir(blobDir, { recursive: true });
-    await writeFileIfMissing(join(dir, OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT, join(this.#root, TMP_DIR));
-    for (const digest of closure) await linkBlob(blobPath(pool, digest), join(blobDir, digestHex(digest)));
-    await fsyncDir(blobDir);
-    await updateIndex(dir, join(this.#root, TMP_DIR), images);
-  }
-}
-
-/** Hard-links a pool blob into a repository (a copy where links are not allowed). */
-async function linkBlob(source: string, target: string): Promise<void> {
-  try {
-    await link(source, target);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return;
-    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
-    const tmp = `${target}.partial-${process.pid}`;
-    await copyFile(source, tmp);
-    await rename(tmp, target);
-  }
-}
-
-async function writeFileIfMissing(path: string, content: string, tmpDir: string): Promise<void> {
-  try {
-    await stat(path);
-  } catch (error) {
-    if (!isNotFound(error)) throw error;
-    await writeFileAtomic(path, content, tmpDir);
   }
 }
 

@@ -29,9 +29,18 @@ export function blobPath(layoutDir: string, digest: string): string {
   return join(layoutDir, 'blobs', 'sha256', digestHex(digest));
 }
 
-/** Reads and validates `<layoutDir>/index.json`; undefined when the directory is no OCI layout. */
-export async function readLayoutIndex(layoutDir: string): Promise<ImageIndex | undefined> {
-  const path = join(layoutDir, 'index.json');
+/**
+ * `<repository>/removed.json` (an image index in form): roots that left the repository's
+ * index.json, each with when (REMOVED_AT). The server still serves the blobs they reach while
+ * the repository holds them, so a pull that fetched its manifest before finishes; gc forgets
+ * them, and releases those blobs, once the grace is over. Never read as a layout's index.
+ */
+export const REMOVED_FILE = 'removed.json';
+export const REMOVED_AT = 'io.cartorio.removed';
+
+/** Reads and validates `<layoutDir>/index.json` (or `file`); undefined when there is none. */
+export async function readLayoutIndex(layoutDir: string, file = 'index.json'): Promise<ImageIndex | undefined> {
+  const path = join(layoutDir, file);
   let bytes: Buffer;
   try {
     const info = await stat(path);

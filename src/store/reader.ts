@@ -6,7 +6,8 @@ import { MediaType, isIndexMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { isRepositoryName } from '../image/reference.js';
 import type { BlobLocation, ImageSource } from './image-source.js';
-import { REF_NAME, blobPath, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
+import { readRemoved } from './removed-file.js';
+import { REF_NAME, REMOVED_FILE, blobPath, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
 import { MAX_MANIFEST_BYTES, ManifestCache } from './manifest-cache.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 import { type RepositorySnapshot, StoreSnapshot } from './snapshot.js';
@@ -26,6 +27,8 @@ export class StoreReader implements ImageSource {
   /** Per repository: the index.json version read (inode, mtime, size) and its snapshot, shared by every request. */
   readonly #cache = new Map<string, { key: string; snapshot: Promise<StoreSnapshot | undefined> }>();
   readonly #manifests = new ManifestCache();
+  /** Per repository: the removed.json version read and what its roots reach. */
+  readonly #removed = new Map<string, { key: string; snapshot: Promise<StoreSnapshot> }>();
   #names: { key: string; names: readonly string[]; at: number } | undefined;
   #walking: Promise<readonly string[]> | undefined;
 
@@ -121,11 +124,18 @@ export class StoreReader implements ImageSource {
     return snapshot;
   }
 
-  /** The file of `digest` if repository `name` holds it (reachable from its index), else undefined. */
+  /**
+   * The file of `digest` if repository `name` holds it (reachable from its index), else undefined.
+   * A store's repository also holds, until gc forgets them once the grace is over, the blobs of
+   * roots that left its index (removed.json): a pull that fetched its manifest before `rm` gets
+   * every blob that manifest names.
+   */
   async blob(name: string, digest: string): Promise<BlobLocation | undefined> {
     if (!isSha256Digest(digest)) return undefined;
     const snapshot = await this.repository(name);
-    if (!snapshot || !(await snapshot.contents()).blobs.has(digest)) return undefined;
+    if (!snapshot) return undefined;
+    const held = (await snapshot.contents()).blobs.has(digest) || (!this.#layouts && (await this.#removedReaches(name, digest)));
+    if (!held) return undefined;
     const path = blobPath(this.#dirOf(snapshot.name) ?? '', digest);
     try {
       const info = await stat(path);
@@ -134,6 +144,26 @@ export class StoreReader implements ImageSource {
       if (isNotFound(error)) return undefined;
       throw error;
     }
+  }
+
+  // What the removed roots of a repository reach, read once per version of its removed.json.
+  async #removedReaches(name: string, digest: string): Promise<boolean> {
+    const dir = this.#dirOf(name);
+    if (dir === undefined) return false;
+    const info = await stat(join(dir, REMOVED_FILE)).catch(() => undefined);
+    if (!info) {
+      this.#removed.delete(name);
+      return false;
+    }
+    const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
+    let cached = this.#removed.get(name);
+    if (cached?.key !== key) {
+      const snapshot = readRemoved(dir).then((roots) => new StoreSnapshot(name, dir, roots.map((root) => root.descriptor), new Map(), this.#manifests));
+      cached = { key, snapshot };
+      this.#removed.set(name, cached);
+    }
+    const snapshot = await cached.snapshot.catch(() => undefined);
+    return snapshot !== undefined && (await snapshot.contents()).blobs.has(digest);
   }
 
   // Only after the name is validated is a path built from it.

@@ -1,12 +1,15 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isRepositoryName } from '../image/reference.js';
-import { isNotFound, writeFileAtomic } from './layout.js';
+import { isNotFound } from './layout.js';
 
 /**
- * `<store>/.repositories`: every repository name of the store, sorted, one a line. Loads update it
- * under the writer lock, before publishing; servers re-read it when it changes, so `_catalog` and name resolution
- * cost one stat per request instead of a walk of the whole store (10 000 repositories: 0.9 s).
+ * `<store>/.repositories`: every repository name of the store, sorted, one a line. Loads add names
+ * under the writer lock before publishing (DirectoryStore.publish: a load killed between the two
+ * leaves a listed name with no image, answered NAME_UNKNOWN, never a served repository the list
+ * lacks; the next load drops such names); rm drops a name after emptying its index. Servers re-read
+ * it when it changes, so `_catalog` and name resolution cost one stat per request instead of a
+ * walk of the whole store (10 000 repositories: 0.9 s).
  */
 export const REPOSITORY_LIST = '.repositories';
 const MAX_REPOSITORY_DEPTH = 32;
@@ -21,29 +24,6 @@ export async function readRepositoryList(root: string): Promise<string[] | undef
     throw error;
   }
   return text.split('\n').filter((name) => name !== '' && isRepositoryName(name));
-}
-
-/**
- * Adds `names` to the list (creating it from a walk of the store if missing), before their
- * index.json files are published: a load killed between the two leaves a listed name with no
- * image (answered NAME_UNKNOWN, like any repository not loaded yet), never a served repository
- * the list lacks. Names of such interrupted loads are dropped here, by the next load. Hold the
- * writer lock.
- */
-export async function addToRepositoryList(root: string, tmpDir: string, names: Iterable<string>): Promise<void> {
-  const listed = await readRepositoryList(root);
-  const current = listed === undefined ? await walkRepositories(root) : await withIndex(root, listed);
-  const all = new Set(current);
-  for (const name of names) all.add(name);
-  const text = [...all].sort().map((name) => `${name}\n`).join('');
-  if (listed !== undefined && text === listed.map((name) => `${name}\n`).join('')) return;
-  await writeFileAtomic(join(root, REPOSITORY_LIST), text, tmpDir);
-}
-
-// The names whose repository has an index.json (one stat each: ~0.1 s for 10 000, once per load).
-async function withIndex(root: string, names: string[]): Promise<string[]> {
-  const present = await Promise.all(names.map((name) => stat(join(root, ...name.split('/'), 'index.json')).then((info) => info.isFile(), () => false)));
-  return names.filter((_, i) => present[i]);
 }
 
 /** Every directory under `root` holding an index.json, as a repository name, sorted. */

@@ -25,11 +25,20 @@ export interface VerifyReport {
 export async function verifyStore(root: string, onBlob?: (bytes: number) => void): Promise<VerifyReport> {
   const report: VerifyReport = { repositories: 0, blobs: 0, bytes: 0, problems: [] };
   const hashedInodes = new Map<string, string>();
-  const repositories = await walkRepositories(root);
   const listed = await readRepositoryList(root);
+  const listedSet = new Set(listed);
+  const repositories: string[] = [];
+  for (const name of await walkRepositories(root)) {
+    // Removed by `rm` and not yet dropped by `gc` (perhaps killed halfway): unlisted, with an
+    // empty index and blobs held for pulls under way. Nothing of it is served by name.
+    const removed = listed !== undefined && !listedSet.has(name) && (await readLayoutIndex(repositoryDir(root, name)).catch(() => undefined))?.manifests.length === 0;
+    if (!removed) repositories.push(name);
+  }
   if (listed !== undefined) {
     const inList = new Set(listed);
-    for (const name of repositories.filter((repository) => !inList.has(repository))) report.problems.push(`${name}: not in ${REPOSITORY_LIST}, so the catalog does not list it; remove that file and the next load rebuilds it from the store`);
+    for (const name of repositories.filter((repository) => !inList.has(repository))) {
+      report.problems.push(`${name}: not in ${REPOSITORY_LIST}, so the catalog does not list it; remove that file and the next load rebuilds it from the store`);
+    }
     // Listed without an index.json is what a killed load leaves; the next load drops it.
   }
   for (const repository of repositories) {

@@ -1,7 +1,7 @@
-import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { addToRepositoryList } from '../../src/store/repository-list.js';
+import { REPOSITORY_LIST } from '../../src/store/repository-list.js';
 import { FIXTURES, run } from './cli.js';
 import { type RegistryStore, makeRegistryStore } from './registry-store.js';
 
@@ -32,7 +32,9 @@ export async function makeCatalogStore(root: string): Promise<RegistryStore> {
     await mkdir(join(root, 'quay.io', 'evil'), { recursive: true });
     await must('skopeo', ['copy', '-q', `oci:${layout}:hostile`, `oci:${join(root, ...HOSTILE_NAME.split('/'))}:hostile`]);
     // skopeo writes the layout; the store's list of names is cartorio's to keep.
-    await addToRepositoryList(root, join(root, '.tmp'), [HOSTILE_NAME]);
+    const list = join(root, REPOSITORY_LIST);
+    const names = new Set((await readFile(list, 'utf8')).split('\n').filter(Boolean)).add(HOSTILE_NAME);
+    await writeFile(list, [...names].sort().map((name) => `${name}\n`).join(''));
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestHex } from '../../image/digest.js';
 import type { ImageIndex } from '../../image/oci.schema.js';
-import { indexBytes, mergeIndex } from '../index-file.js';
-import type { CommitTarget, ImageToCommit, StagedBlob } from '../ingest.js';
+import { mergeIndex, serializeIndex } from '../index-file.js';
+import type { CommitOptions, CommitTarget, ImageToCommit, StagedBlob } from '../ingest.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, parseLayoutIndex } from '../layout.js';
 import { REPOSITORY_LIST } from '../repository-list.js';
 import type { Bucket } from './client.js';
@@ -48,13 +48,16 @@ export class BucketWriter implements CommitTarget {
   }
 
   /** The load's commit: blobs into the pool, then each repository's new index (see the class comment). */
-  async commit(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[]): Promise<void> {
+  async commit(blobs: ReadonlyMap<string, StagedBlob>, closures: ReadonlyMap<string, ReadonlySet<string>>, images: ImageToCommit[], options: CommitOptions): Promise<void> {
+    // As for a directory: each entry added records when it was loaded, and --replace drops the
+    // tags a repository held before (their blobs stay in the pool: no gc runs on buckets yet).
+    const loadedAt = options.recordLoadTime === false ? undefined : new Date();
     await this.withWriteLock(async () => {
       await this.addPoolBlobs(blobs);
       const changes: IndexChange[] = [];
       for (const repository of closures.keys()) {
         const current = await this.readIndex(repository);
-        changes.push({ repository, index: mergeIndex(current?.index, images.filter((image) => image.repository === repository)) });
+        changes.push({ repository, index: mergeIndex(current?.index, images.filter((image) => image.repository === repository), { ...(loadedAt && { loadedAt }), replace: options.replace === true }) });
       }
       await this.publish(changes);
     });
@@ -109,7 +112,7 @@ export class BucketWriter implements CommitTarget {
     if (all.length !== listed.length) await this.bucket.put(REPOSITORY_LIST, all.map((name) => `${name}\n`).join(''));
     for (const { repository, index } of changes) {
       if ((await this.bucket.head(`${repository}/${OCI_LAYOUT_FILE}`)) === undefined) await this.bucket.put(`${repository}/${OCI_LAYOUT_FILE}`, OCI_LAYOUT_CONTENT);
-      await this.bucket.put(`${repository}/index.json`, indexBytes(index));
+      await this.bucket.put(`${repository}/index.json`, serializeIndex(index));
     }
   }
 }
