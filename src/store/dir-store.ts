@@ -259,11 +259,20 @@ async function writeNew(path: string, content: string, sync: boolean): Promise<v
 }
 
 /**
- * syncfs(2) of the file system holding `root` (coreutils `sync --file-system`): one journal
+ * syncfs(2) of the file system holding `root` (`sync -f`, coreutils or BusyBox): one journal
  * commit for thousands of small files, where an fsync each costs a commit each.
  */
 async function syncFileSystem(root: string): Promise<void> {
-  await promisify(execFile)('sync', ['--file-system', root]);
+  const run = promisify(execFile);
+  try {
+    // -f, not --file-system: BusyBox's sync (an Alpine base image) knows only the short option.
+    await run('sync', ['-f', root]);
+  } catch (error) {
+    // A sync without -f (an older BusyBox) still makes everything durable: every file system.
+    await run('sync', []).catch((plain: unknown) => {
+      throw new Error(`${root}: could not make the load durable: \`sync -f\` failed (${(error as Error).message.split('\n')[0]}) and so did \`sync\` (${(plain as Error).message.split('\n')[0]}); the store needs the \`sync\` command on PATH`, { cause: plain });
+    });
+  }
 }
 
 /** Runs `work` on every item, PARALLEL at a time. */
