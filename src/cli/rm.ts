@@ -15,7 +15,7 @@ interface RmFlags {
 
 export function rmCommand(): Command {
   return new Command('rm')
-    .summary('remove tags, images or repositories from the store')
+    .summary('remove tags, images or repositories')
     .description(
       'Remove from the store: NAME:TAG untags (the image goes once no tag and no tagged index names it), ' +
         'NAME@DIGEST removes that image or index with its referrers, NAME removes the whole repository. ' +
