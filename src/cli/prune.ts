@@ -20,7 +20,7 @@ interface PruneFlags {
 
 export function pruneCommand(): Command {
   return new Command('prune')
-    .summary('untag all but the N newest tags of each')
+    .summary('keep the N newest tags of each repository')
     .description(
       `Untag all but the --keep newest tags of each repository (of the NAMEs given, else of every one), ` +
         `newest by when they were loaded into this store: the ${LOADED_AT} annotation cartorio puts on each ` +
