@@ -4,6 +4,7 @@ import type { ImageSource } from '../store/image-source.js';
 import type { RepositorySnapshot } from '../store/snapshot.js';
 import { parseManifest } from '../image/manifest.js';
 import { action, examples, openStoreReader, storeOption } from './common.js';
+import { humanBytes } from './lifecycle-options.js';
 
 interface Row {
   repository: string;
@@ -51,7 +52,7 @@ export function listCommand(): Command {
         return;
       }
       // The repository's own bytes once, on its first row.
-      const table = [['REPOSITORY', 'TAG', 'DIGEST', 'SIZE', 'ONLY IN REPOSITORY'], ...rows.map((row, i) => [row.repository, row.tag, row.digest, human(row.size), rows[i - 1]?.repository === row.repository ? '' : human(row.repositoryOnlyBytes)])];
+      const table = [['REPOSITORY', 'TAG', 'DIGEST', 'SIZE', 'ONLY IN REPOSITORY'], ...rows.map((row, i) => [row.repository, row.tag, row.digest, humanBytes(row.size), rows[i - 1]?.repository === row.repository ? '' : humanBytes(row.repositoryOnlyBytes)])];
       const widths = table[0]?.map((_, i) => Math.max(...table.map((line) => (line[i] ?? '').length))) ?? [];
       process.stdout.write(table.map((line) => line.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n') + '\n');
     }));
@@ -92,13 +93,3 @@ async function pullSize(snapshot: RepositorySnapshot, digest: string, counted: S
   return total;
 }
 
-function human(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
