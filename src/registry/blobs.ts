@@ -69,7 +69,7 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
     throw blobUnknown(digest);
   }
   if ('kind' in blob) return serveRemote(blob, digest, request, reply);
-  if (blob.refused !== undefined) throw blobRefused(digest, blob);
+  if (blob.refused !== undefined) throw blobRefused(digest);
   const etag = `"${digest}"`;
   if (request.method === 'HEAD') return setHeaders(reply, digest, etag).header('content-length', blob.size).send();
   if (notModified(request, etag)) return setHeaders(reply, digest, etag).code(304).send();
@@ -165,7 +165,7 @@ async function prove(blob: BlobLocation, digest: string, request: FastifyRequest
     request.log.error({ err: error, digest, origin: blob.origin }, 'blob could not be read to check its digest');
     throw internalError();
   }
-  if (blob.refused !== undefined) throw blobRefused(digest, blob);
+  if (blob.refused !== undefined) throw blobRefused(digest);
   // The file changed while it was hashed (an archive rewritten in place): nothing is proven yet.
   if (!blob.proven) throw new RegistryError('UNKNOWN', 503, 'the file holding the blob changed while it was being checked; try again', { digest }, { 'retry-after': '1' });
 }
@@ -177,8 +177,9 @@ function refuse(blob: BlobLocation, digest: string, problem: string, request: Fa
 }
 
 /** A blob whose bytes were found not to match its digest: never sent again (500: the server's data is bad). */
-function blobRefused(digest: string, blob: BlobLocation): RegistryError {
-  return new RegistryError('UNKNOWN', 500, 'blob content does not match its digest', { digest, reason: `${blob.origin}: ${blob.refused ?? ''}; the file served is corrupt` });
+function blobRefused(digest: string): RegistryError {
+  // The file and entry go to the log (refuse), never to a client: no error body holds a server path.
+  return new RegistryError('UNKNOWN', 500, 'blob content does not match its digest', { digest, reason: 'the bytes the server holds for it are corrupt; its log names the file' });
 }
 
 // A manifest served as a blob from memory: whole, or one Range of it.
