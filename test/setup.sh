@@ -4,9 +4,9 @@
 # the fixture recipe changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PACKAGES="skopeo umoci podman buildah docker-registry containerd runc docker.io busybox-static jq curl openssl zstd tinyproxy radosgw ceph-mon ceph-osd ceph-common awscli chromium"
+PACKAGES="skopeo umoci podman buildah docker-registry containerd runc docker.io busybox-static jq curl openssl zstd tinyproxy strace radosgw ceph-mon ceph-osd ceph-common awscli chromium"
 missing=()
-for bin in skopeo umoci podman buildah docker-registry containerd ctr runc dockerd jq curl openssl zstd tinyproxy radosgw ceph-mon ceph-osd ceph monmaptool radosgw-admin aws chromium; do
+for bin in skopeo umoci podman buildah docker-registry containerd ctr runc dockerd jq curl openssl zstd tinyproxy strace radosgw ceph-mon ceph-osd ceph monmaptool radosgw-admin aws chromium; do
   command -v "$bin" >/dev/null || missing+=("$bin")
 done
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
