@@ -1,38 +1,17 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
-import { Job } from 'kubernetes-models/batch/v1/Job';
-import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { Secret } from 'kubernetes-models/v1/Secret';
-import { Service } from 'kubernetes-models/v1/Service';
-import { parseAllDocuments } from 'yaml';
 import { CLI, FIXTURES, ROOT, run, tempDir } from './helpers/cli.js';
 import { aws, startRgw } from './helpers/ceph.js';
 import { readyFileContent, startChild, whenReady } from './helpers/clients.js';
+import { type Manifest, assertValid, firstContainer, readManifests } from './helpers/kubernetes.js';
 
 // deploy/kubernetes/object-storage: every manifest validates against the Kubernetes schemas, and
 // the Deployment's and the load Job's commands run for real against Ceph RGW with the environment
 // the ConfigMap and Secret give them (only the endpoint, bucket and keys are the test's). What is
 // not run here: a real cluster (no kubelet in this sandbox).
 const DEPLOY = join(ROOT, 'deploy', 'kubernetes', 'object-storage');
-const MODELS: Record<string, new (data: never) => { validate(): void }> = {
-  'apps/v1/Deployment': Deployment as never,
-  'batch/v1/Job': Job as never,
-  'v1/ConfigMap': ConfigMap as never,
-  'v1/Secret': Secret as never,
-  'v1/Service': Service as never,
-};
-
-interface Manifest {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string };
-  spec: Record<string, unknown>;
-  data?: Record<string, string>;
-  stringData?: Record<string, string>;
-}
 interface Container {
   command?: string[];
   args: string[];
@@ -42,20 +21,8 @@ interface Container {
   volumeMounts?: { name: string; mountPath: string }[];
 }
 
-async function manifests(): Promise<Manifest[]> {
-  const all: Manifest[] = [];
-  for (const file of (await readdir(DEPLOY)).filter((name) => name.endsWith('.yaml') && name !== 'kustomization.yaml')) {
-    for (const document of parseAllDocuments(await readFile(join(DEPLOY, file), 'utf8'))) {
-      assert.deepEqual(document.errors, [], `${file} parses`);
-      all.push(document.toJS() as Manifest);
-    }
-  }
-  return all;
-}
-
-function container(manifest: Manifest): Container {
-  return (manifest.spec['template'] as { spec: { containers: Container[] } }).spec.containers[0] as Container;
-}
+const manifests = (): Promise<Manifest[]> => readManifests(DEPLOY);
+const container = (manifest: Manifest): Container => firstContainer<Container>(manifest);
 
 // Kubernetes expands $(VAR) in args from the container's environment.
 function expand(args: string[], env: Record<string, string>): string[] {
@@ -65,13 +32,7 @@ function expand(args: string[], env: Record<string, string>): string[] {
 test('the object-storage manifests validate; replicas read the bucket from the ConfigMap and Secret, keep nothing on disk', async () => {
   const all = await manifests();
   assert.deepEqual(all.map((m) => m.kind).sort(), ['ConfigMap', 'Deployment', 'Job', 'Secret', 'Service']);
-  for (const manifest of all) {
-    const Model = MODELS[`${manifest.apiVersion}/${manifest.kind}`];
-    assert.ok(Model, `a model for ${manifest.apiVersion} ${manifest.kind}`);
-    assert.doesNotThrow(() => new Model(manifest as never).validate(), `${manifest.kind} ${manifest.metadata.name}`);
-  }
-  const kustomization = parseAllDocuments(await readFile(join(DEPLOY, 'kustomization.yaml'), 'utf8'))[0]?.toJS() as { resources: string[] };
-  for (const resource of kustomization.resources) await readFile(join(DEPLOY, resource));
+  await assertValid(DEPLOY, all);
   const secret = all.find((m) => m.kind === 'Secret') as Manifest;
   const config = all.find((m) => m.kind === 'ConfigMap') as Manifest;
   assert.deepEqual(Object.keys(secret.stringData ?? {}).sort(), ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']);

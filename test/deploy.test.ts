@@ -1,61 +1,26 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
-import { Job } from 'kubernetes-models/batch/v1/Job';
-import { PersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
-import { Service } from 'kubernetes-models/v1/Service';
 import { parse as parseToml } from 'smol-toml';
 import { parseAllDocuments } from 'yaml';
 import { CLI, FIXTURES, ROOT, run, tempDir } from './helpers/cli.js';
 import { startContainerd, startServe } from './helpers/clients.js';
+import { type Manifest, assertValid, firstContainer, readManifests } from './helpers/kubernetes.js';
 
 // deploy/kubernetes: every manifest parses and validates against the Kubernetes schemas
 // (kubernetes-models); the commands in them run for real against a local store. What is not
 // run here: a real cluster (no kubelet in this sandbox).
 const DEPLOY = join(ROOT, 'deploy', 'kubernetes');
-const MODELS: Record<string, new (data: never) => { validate(): void }> = {
-  'apps/v1/Deployment': Deployment as never,
-  'batch/v1/Job': Job as never,
-  'v1/PersistentVolumeClaim': PersistentVolumeClaim as never,
-  'v1/Service': Service as never,
-};
-
-interface Manifest {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string };
-  spec: Record<string, unknown>;
-}
-
-async function manifests(): Promise<Manifest[]> {
-  const all: Manifest[] = [];
-  for (const file of (await readdir(DEPLOY)).filter((name) => name.endsWith('.yaml') && name !== 'kustomization.yaml')) {
-    for (const document of parseAllDocuments(await readFile(join(DEPLOY, file), 'utf8'))) {
-      assert.deepEqual(document.errors, [], `${file} parses`);
-      all.push(document.toJS() as Manifest);
-    }
-  }
-  return all;
-}
-
-function container(manifest: Manifest): { command?: string[]; args: string[]; readinessProbe?: { httpGet: { path: string } }; livenessProbe?: { httpGet: { path: string } }; volumeMounts: { name: string; readOnly?: boolean }[] } {
-  const template = (manifest.spec['template'] as { spec: { containers: unknown[] } }).spec;
-  return template.containers[0] as never;
-}
+type Container = { command?: string[]; args: string[]; readinessProbe?: { httpGet: { path: string } }; livenessProbe?: { httpGet: { path: string } }; volumeMounts: { name: string; readOnly?: boolean }[] };
+const manifests = (): Promise<Manifest[]> => readManifests(DEPLOY);
+const container = (manifest: Manifest): Container => firstContainer<Container>(manifest);
 
 test('every manifest validates against the Kubernetes schemas', async () => {
   const all = await manifests();
   assert.deepEqual(all.map((m) => m.kind).sort(), ['Deployment', 'Job', 'PersistentVolumeClaim', 'Service']);
-  for (const manifest of all) {
-    const Model = MODELS[`${manifest.apiVersion}/${manifest.kind}`];
-    assert.ok(Model, `a model for ${manifest.apiVersion} ${manifest.kind}`);
-    assert.doesNotThrow(() => new Model(manifest as never).validate(), `${manifest.kind} ${manifest.metadata.name}`);
-  }
-  // kustomization lists the serving manifests
-  const kustomization = parseAllDocuments(await readFile(join(DEPLOY, 'kustomization.yaml'), 'utf8'))[0]?.toJS() as { resources: string[] };
-  for (const resource of kustomization.resources) await readFile(join(DEPLOY, resource));
+  // and the kustomization lists files that exist
+  await assertValid(DEPLOY, all);
 });
 
 test('the Deployment serves the store read-only with /healthz probes, and its args start a real server', async (t) => {
