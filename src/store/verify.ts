@@ -49,7 +49,8 @@ export async function verifyStore(root: string, onBlob?: (bytes: number) => void
       const index = await readLayoutIndex(dir);
       const seen = new Set<string>();
       const subjects = new Map<string, string>();
-      for (const descriptor of index?.manifests ?? []) await verifyDescriptor(dir, repository, descriptor, { seen, subjects }, hashedInodes, report, onBlob, 0);
+      const blobs = directoryBlobs(dir, hashedInodes, report, onBlob);
+      for (const descriptor of index?.manifests ?? []) await verifyDescriptor(blobs, repository, descriptor, { seen, subjects }, report);
       report.problems.push(...namingProblems(repository, index?.manifests ?? [], seen, subjects));
     } catch (error) {
       report.problems.push(`${repository}: ${(error as Error).message}`);
@@ -59,7 +60,7 @@ export async function verifyStore(root: string, onBlob?: (bytes: number) => void
 }
 
 /** What a walk of one repository found: every digest reached, and referrer → subject digest. */
-interface Walk {
+export interface Walk {
   seen: Set<string>;
   subjects: Map<string, string>;
 }
@@ -91,45 +92,67 @@ export function namingProblems(repository: string, roots: Descriptor[], walk: Wa
   return problems;
 }
 
-async function verifyDescriptor(
-  dir: string, repository: string, descriptor: Descriptor, walk: Walk, hashed: Map<string, string>,
-  report: VerifyReport, onBlob: ((bytes: number) => void) | undefined, depth: number,
-): Promise<void> {
+/**
+ * How a verify walk reaches one store's blobs (a directory's files, a bucket's pool): `check`
+ * re-hashes a blob (once, however many repositories share it) and says what is wrong with it, if
+ * anything; `read` gives a manifest's bytes, or throws saying why it cannot.
+ */
+export interface BlobChecks {
+  check(digest: string, size: number): Promise<string | undefined>;
+  read(digest: string, size: number): Promise<Buffer>;
+}
+
+/**
+ * Walks `descriptor` and what it references within one repository: each blob checked, each
+ * manifest parsed, referrers' subjects noted for namingProblems. Problems go to `report`.
+ */
+export async function verifyDescriptor(blobs: BlobChecks, repository: string, descriptor: Descriptor, walk: Walk, report: VerifyReport, depth = 0): Promise<void> {
   const { digest, mediaType, size } = descriptor;
   const problem = (text: string): void => void report.problems.push(`${repository}: ${mediaType} ${digest}: ${text}`);
   if (!isSha256Digest(digest)) return problem('not a sha256 digest');
   if (walk.seen.has(digest)) return;
   walk.seen.add(digest);
-  const path = blobPath(dir, digest);
-  let info;
-  try {
-    info = await stat(path);
-  } catch (error) {
-    if (isNotFound(error)) return problem('blob is missing');
-    throw error;
-  }
-  if (info.size !== size) return problem(`blob is ${info.size} bytes, descriptor says ${size}`);
-  const inode = `${info.dev}:${info.ino}`;
-  let actual = hashed.get(inode);
-  if (actual === undefined) {
-    const hashing = new HashingStream();
-    await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hashing, new Writable({ write: (_chunk, _enc, done) => done() }));
-    actual = hashing.digest();
-    hashed.set(inode, actual);
-    report.blobs++;
-    report.bytes += info.size;
-    onBlob?.(info.size);
-  }
-  if (actual !== digest) return problem(`content hashes to ${actual}; the blob is corrupt`);
+  const wrong = await blobs.check(digest, size);
+  if (wrong !== undefined) return problem(wrong);
   if (!isManifestMediaType(mediaType) || depth > 8) return;
   let children: Descriptor[];
   try {
-    const parsed = parseManifest(await readFile(path), mediaType, 'manifest');
+    const parsed = parseManifest(await blobs.read(digest, size), mediaType, 'manifest');
     children = parsed.children;
     const subject = subjectOf(parsed);
     if (subject) walk.subjects.set(digest, subject.digest);
   } catch (error) {
     return problem((error as Error).message);
   }
-  for (const child of children) await verifyDescriptor(dir, repository, child, walk, hashed, report, onBlob, depth + 1);
+  for (const child of children) await verifyDescriptor(blobs, repository, child, walk, report, depth + 1);
+}
+
+/** A repository directory's blobs; a blob hard-linked into several repositories is hashed once (by inode). */
+function directoryBlobs(dir: string, hashed: Map<string, string>, report: VerifyReport, onBlob: ((bytes: number) => void) | undefined): BlobChecks {
+  return {
+    async check(digest, size) {
+      const path = blobPath(dir, digest);
+      let info;
+      try {
+        info = await stat(path);
+      } catch (error) {
+        if (isNotFound(error)) return 'blob is missing';
+        throw error;
+      }
+      if (info.size !== size) return `blob is ${info.size} bytes, descriptor says ${size}`;
+      const inode = `${info.dev}:${info.ino}`;
+      let actual = hashed.get(inode);
+      if (actual === undefined) {
+        const hashing = new HashingStream();
+        await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hashing, new Writable({ write: (_chunk, _enc, done) => done() }));
+        actual = hashing.digest();
+        hashed.set(inode, actual);
+        report.blobs++;
+        report.bytes += info.size;
+        onBlob?.(info.size);
+      }
+      return actual === digest ? undefined : `content hashes to ${actual}; the blob is corrupt`;
+    },
+    read: (digest) => readFile(blobPath(dir, digest)),
+  };
 }

@@ -1,20 +1,12 @@
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { HashingStream, isSha256Digest } from '../../image/digest.js';
-import { parseManifest, subjectOf } from '../../image/manifest.js';
-import { isManifestMediaType } from '../../image/media-types.js';
-import type { Descriptor } from '../../image/oci.schema.js';
+import { HashingStream } from '../../image/digest.js';
 import { OCI_LAYOUT_FILE, parseLayoutIndex } from '../layout.js';
 import { MAX_MANIFEST_BYTES } from '../manifest-cache.js';
 import { REPOSITORY_LIST } from '../repository-list.js';
-import { type VerifyReport, namingProblems } from '../verify.js';
+import { type BlobChecks, type VerifyReport, type Walk, namingProblems, verifyDescriptor } from '../verify.js';
 import type { Bucket } from './client.js';
 import { poolKey } from './writer.js';
-
-interface Walk {
-  seen: Set<string>;
-  subjects: Map<string, string>;
-}
 
 /**
  * `cartorio verify` of a bucket store: the directory store's checks, on keys. Every blob reachable
@@ -35,7 +27,8 @@ export async function verifyBucket(bucket: Bucket, onBlob?: (bytes: number) => v
       if ((await bucket.head(`${repository}/${OCI_LAYOUT_FILE}`)) === undefined) report.problems.push(`${repository}: ${OCI_LAYOUT_FILE} is missing`);
       const manifests = parseLayoutIndex(index.bytes, `${bucket.url}/${repository}/index.json`).manifests;
       const walk: Walk = { seen: new Set(), subjects: new Map() };
-      for (const descriptor of manifests) await verifyDescriptor(bucket, repository, descriptor, walk, hashed, report, onBlob, 0);
+      const blobs = poolBlobs(bucket, hashed, report, onBlob);
+      for (const descriptor of manifests) await verifyDescriptor(blobs, repository, descriptor, walk, report);
       report.problems.push(...namingProblems(repository, manifests, walk.seen, walk.subjects));
     } catch (error) {
       report.problems.push(`${repository}: ${(error as Error).message}`);
@@ -44,34 +37,23 @@ export async function verifyBucket(bucket: Bucket, onBlob?: (bytes: number) => v
   return report;
 }
 
-async function verifyDescriptor(
-  bucket: Bucket, repository: string, descriptor: Descriptor, walk: Walk, hashed: Map<string, { digest: string; size: number } | undefined>,
-  report: VerifyReport, onBlob: ((bytes: number) => void) | undefined, depth: number,
-): Promise<void> {
-  const { digest, mediaType, size } = descriptor;
-  const problem = (text: string): void => void report.problems.push(`${repository}: ${mediaType} ${digest}: ${text}`);
-  if (!isSha256Digest(digest)) return problem('not a sha256 digest');
-  if (walk.seen.has(digest)) return;
-  walk.seen.add(digest);
-  if (!hashed.has(digest)) hashed.set(digest, await hashObject(bucket, digest, report, onBlob));
-  const found = hashed.get(digest);
-  if (found === undefined) return problem(`blob is missing (${poolKey(digest)})`);
-  if (found.size !== size) return problem(`blob is ${found.size} bytes, descriptor says ${size}`);
-  if (found.digest !== digest) return problem(`content hashes to ${found.digest}; the object is corrupt`);
-  if (!isManifestMediaType(mediaType) || depth > 8) return;
-  let children: Descriptor[];
-  try {
-    if (size > MAX_MANIFEST_BYTES) throw new Error(`manifest is ${size} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
-    const read = await bucket.get(poolKey(digest));
-    if (read === undefined || read === 'unchanged') return problem('blob is missing');
-    const parsed = parseManifest(read.bytes, mediaType, 'manifest');
-    children = parsed.children;
-    const subject = subjectOf(parsed);
-    if (subject) walk.subjects.set(digest, subject.digest);
-  } catch (error) {
-    return problem((error as Error).message);
-  }
-  for (const child of children) await verifyDescriptor(bucket, repository, child, walk, hashed, report, onBlob, depth + 1);
+/** The pool's blobs: each hashed once per run, however many repositories reach it. */
+function poolBlobs(bucket: Bucket, hashed: Map<string, { digest: string; size: number } | undefined>, report: VerifyReport, onBlob: ((bytes: number) => void) | undefined): BlobChecks {
+  return {
+    async check(digest, size) {
+      if (!hashed.has(digest)) hashed.set(digest, await hashObject(bucket, digest, report, onBlob));
+      const found = hashed.get(digest);
+      if (found === undefined) return `blob is missing (${poolKey(digest)})`;
+      if (found.size !== size) return `blob is ${found.size} bytes, descriptor says ${size}`;
+      return found.digest === digest ? undefined : `content hashes to ${found.digest}; the object is corrupt`;
+    },
+    async read(digest, size) {
+      if (size > MAX_MANIFEST_BYTES) throw new Error(`manifest is ${size} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit`);
+      const read = await bucket.get(poolKey(digest));
+      if (read === undefined || read === 'unchanged') throw new Error('blob is missing');
+      return read.bytes;
+    },
+  };
 }
 
 // Streams the object through a hash; never held in memory.
