@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CLI, FIXTURES, ROOT, run, tempDir } from './helpers/cli.js';
+import { CLI, ROOT, tempDir } from './helpers/cli.js';
 import { aws, startRgw } from './helpers/ceph.js';
 import { readyFileContent, startChild, whenReady } from './helpers/clients.js';
-import { type Manifest, assertValid, firstContainer, readManifests } from './helpers/kubernetes.js';
+import { type Manifest, assertValid, firstContainer, readManifests, runLoadJob } from './helpers/kubernetes.js';
 
 // deploy/kubernetes/object-storage: every manifest validates against the Kubernetes schemas, and
 // the Deployment's and the load Job's commands run for real against Ceph RGW with the environment
@@ -69,14 +68,7 @@ test('the Deployment\'s args serve the bucket and the load Job\'s command loads 
   Object.assign(process.env, rgw.env, env);
 
   const load = container(all.find((m) => m.kind === 'Job') as Manifest);
-  const bin = join(dir, 'bin');
-  await mkdir(join(dir, 'incoming'), { recursive: true });
-  await mkdir(bin);
-  await writeFile(join(bin, 'cartorio'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
-  await chmod(join(bin, 'cartorio'), 0o755);
-  await writeFile(join(dir, 'incoming', 'images.tar'), await readFile(join(FIXTURES, 'docker-save-multi.tar')));
-  const script = (load.args[0] ?? '').replaceAll('/incoming', join(dir, 'incoming'));
-  const loaded = await run(load.command?.[0] ?? 'sh', [...(load.command?.slice(1) ?? []), script], { env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}`, TMPDIR: join(dir, 'tmp') } });
+  const loaded = await runLoadJob(load, dir, [], { ...process.env, TMPDIR: join(dir, 'tmp') });
   assert.equal(loaded.code, 0, loaded.stderr);
   assert.match(loaded.stdout, /other\/tool:2@sha256:/);
 

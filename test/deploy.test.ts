@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
 import { parseAllDocuments } from 'yaml';
 import { CLI, FIXTURES, ROOT, run, tempDir } from './helpers/cli.js';
 import { startContainerd, startServe } from './helpers/clients.js';
-import { type Manifest, assertValid, firstContainer, readManifests } from './helpers/kubernetes.js';
+import { type Manifest, assertValid, firstContainer, readManifests, runLoadJob } from './helpers/kubernetes.js';
 
 // deploy/kubernetes: every manifest parses and validates against the Kubernetes schemas
 // (kubernetes-models); the commands in them run for real against a local store. What is not
@@ -46,14 +46,7 @@ test('the load Job command loads what is in the incoming directory', async (t) =
   const job = (await manifests()).find((m) => m.kind === 'Job') as Manifest;
   const load = container(job);
   const dir = await tempDir(t);
-  const bin = join(dir, 'bin');
-  await mkdir(join(dir, 'incoming'), { recursive: true });
-  await mkdir(bin);
-  await writeFile(join(bin, 'cartorio'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
-  await chmod(join(bin, 'cartorio'), 0o755);
-  await writeFile(join(dir, 'incoming', 'images.tar'), await readFile(join(FIXTURES, 'docker-save-multi.tar')));
-  const script = (load.args[0] ?? '').replaceAll('/store', join(dir, 'store')).replaceAll('/incoming', join(dir, 'incoming'));
-  const result = await run(load.command?.[0] ?? 'sh', [...(load.command?.slice(1) ?? []), script], { env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+  const result = await runLoadJob(load, dir, ['/store'], process.env);
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /other\/tool:2@sha256:/);
 });

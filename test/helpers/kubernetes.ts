@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { Job } from 'kubernetes-models/batch/v1/Job';
@@ -8,6 +8,7 @@ import { PersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClai
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { parseAllDocuments } from 'yaml';
+import { CLI, FIXTURES, run } from './cli.js';
 
 /** A manifest of deploy/kubernetes as parsed, enough to find it and read its spec. */
 export interface Manifest {
@@ -55,4 +56,21 @@ export async function assertValid(dir: string, manifests: readonly Manifest[]): 
 /** The first container of a workload's pod template (a Deployment's or a Job's). */
 export function firstContainer<C>(manifest: Manifest): C {
   return (manifest.spec['template'] as { spec: { containers: C[] } }).spec.containers[0] as C;
+}
+
+/**
+ * Runs a load Job's command as its container would, in `dir`: `cartorio` on PATH is this build,
+ * `dir/incoming` holds a docker save of several images, and each path of `paths` in the script is
+ * rewritten to its place under `dir` (`/incoming` always).
+ */
+export async function runLoadJob(load: { command?: string[]; args: string[] }, dir: string, paths: readonly string[], env: NodeJS.ProcessEnv): Promise<Awaited<ReturnType<typeof run>>> {
+  const bin = join(dir, 'bin');
+  await mkdir(join(dir, 'incoming'), { recursive: true });
+  await mkdir(bin);
+  await writeFile(join(bin, 'cartorio'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
+  await chmod(join(bin, 'cartorio'), 0o755);
+  await writeFile(join(dir, 'incoming', 'images.tar'), await readFile(join(FIXTURES, 'docker-save-multi.tar')));
+  let script = load.args[0] ?? '';
+  for (const path of [...paths, '/incoming']) script = script.replaceAll(path, join(dir, path.slice(1)));
+  return run(load.command?.[0] ?? 'sh', [...(load.command?.slice(1) ?? []), script], { env: { ...env, PATH: `${join(dir, 'bin')}:${env['PATH'] ?? ''}` } });
 }
