@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { digestHex, isSha256Digest } from '../image/digest.js';
 import { serializeIndex } from './index-file.js';
 import { readRemoved, removedAfter, serializeRemoved } from './removed-file.js';
-import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobPath, fsyncDir, isNotFound, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
+import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobPath, fileVersion, fsyncDir, isNotFound, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
 import { withStoreLock } from './lock.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 import type { HeldBlob, IndexChange, IndexVersion, PoolBlob, RemovedRoot, RepositoryChange, StoreOps } from './store-ops.js';
@@ -62,7 +62,7 @@ export class DirectoryStore implements StoreOps {
     const index = await stat(join(dir, 'index.json')).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
     if (!index) return undefined;
     const removed = await stat(join(dir, REMOVED_FILE)).catch(() => undefined);
-    return `${versionOf(index)}/${removed ? versionOf(removed) : '-'}`;
+    return `${fileVersion(index)}/${removed ? fileVersion(removed) : '-'}`;
   }
 
   async readBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer | undefined> {
@@ -221,11 +221,6 @@ export class DirectoryStore implements StoreOps {
     if (listed !== undefined && text === listed.map((name) => `${name}\n`).join('')) return;
     await writeFileAtomic(join(this.root, REPOSITORY_LIST), text, this.#tmp);
   }
-}
-
-/** Identity of one version of a file replaced by rename. */
-function versionOf(info: { ino: number; mtimeMs: number; size: number }): string {
-  return `${info.ino}:${info.mtimeMs}:${info.size}`;
 }
 
 // Names a killed load listed whose repository never got an index are dropped (one stat each).

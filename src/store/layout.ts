@@ -19,6 +19,11 @@ export const LOCK_DIR = '.lock';
 const validateIndex = compileValidator<ImageIndex>(imageIndexSchema, 'index.json');
 const validateLayout = compileValidator(ociLayoutSchema, 'oci-layout');
 
+/** Identity of one version of a file that writers replace by rename (index.json, .repositories). */
+export function fileVersion(info: { ino: number; mtimeMs: number; size: number }): string {
+  return `${info.ino}:${info.mtimeMs}:${info.size}`;
+}
+
 /** Directory of `repository` inside the store at `root`; the name must already be validated. */
 export function repositoryDir(root: string, repository: string): string {
   return join(root, ...repository.split('/'));

@@ -7,7 +7,7 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { isRepositoryName } from '../image/reference.js';
 import type { BlobLocation, ImageSource } from './image-source.js';
 import { readRemoved } from './removed-file.js';
-import { REF_NAME, REMOVED_FILE, blobPath, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
+import { REF_NAME, REMOVED_FILE, blobPath, fileVersion, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
 import { MAX_MANIFEST_BYTES, ManifestCache } from './manifest-cache.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 import { type RepositorySnapshot, StoreSnapshot } from './snapshot.js';
@@ -55,7 +55,7 @@ export class StoreReader implements ImageSource {
       return this.#names.names;
     }
     const info = statNow(join(this.root, REPOSITORY_LIST));
-    const key = info ? `${info.ino}:${info.mtimeMs}:${info.size}` : 'walk';
+    const key = info ? fileVersion(info) : 'walk';
     const cached = this.#names;
     if (cached?.key === key && (info || Date.now() - cached.at < WALK_INTERVAL_MS)) return cached.names;
     const names = (info && (await readRepositoryList(this.root))) || (await this.#walk(cached?.key === 'walk' ? cached.names : undefined));
@@ -105,7 +105,7 @@ export class StoreReader implements ImageSource {
       this.#cache.delete(name);
       return undefined;
     }
-    const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
+    const key = fileVersion(info);
     const cached = this.#cache.get(name);
     if (cached?.key === key) return cached.snapshot;
     // One read per version of index.json, however many requests arrive while it runs, and whether
@@ -155,7 +155,7 @@ export class StoreReader implements ImageSource {
       this.#removed.delete(name);
       return false;
     }
-    const key = `${info.ino}:${info.mtimeMs}:${info.size}`;
+    const key = fileVersion(info);
     let cached = this.#removed.get(name);
     if (cached?.key !== key) {
       const snapshot = readRemoved(dir).then((roots) => new StoreSnapshot(name, dir, roots.map((root) => root.descriptor), new Map(), this.#manifests));
