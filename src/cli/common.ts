@@ -1,9 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Option } from 'commander';
-import { Bucket, type EndpointSettings } from '../store/bucket/client.js';
+import type { Bucket, EndpointSettings } from '../store/bucket/client.js';
 import type { BucketLocation } from '../store/bucket/location.js';
-import { BucketSource } from '../store/bucket/source.js';
 import type { ImageSource } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
 import { removeTempPathsSync } from '../store/temp-paths.js';
@@ -105,13 +104,18 @@ export async function openBucket(location: BucketLocation, presignEndpoint?: str
   };
   // The SDK wants a region even for endpoints that ignore it (RGW, MinIO).
   if (env['AWS_REGION'] === undefined && env['AWS_DEFAULT_REGION'] === undefined && endpoint !== undefined) env['AWS_REGION'] = 'us-east-1';
+  // Imported here, not at start: a directory store never loads the bucket client (node:https, tls).
+  const { Bucket } = await import('../store/bucket/client.js');
   return Bucket.open(location, settings);
 }
 
 /** A store that must exist, to read (list, mirror-config): a directory's reader, or a bucket's, read once. */
 export async function openStoreReader(store: string): Promise<ImageSource> {
   const location = parseStore(store);
-  if (location.kind === 'bucket') return BucketSource.open(await openBucket(location.bucket), { refreshMs: 0, blobs: 'stream' });
+  if (location.kind === 'bucket') {
+    const { BucketSource } = await import('../store/bucket/source.js');
+    return BucketSource.open(await openBucket(location.bucket), { refreshMs: 0, blobs: 'stream' });
+  }
   return new StoreReader(await existingStore(store));
 }
 
