@@ -78,7 +78,28 @@ const sdkApart = {
     bundler.onResolve({ filter: /[\\/]sdk\.js$/ }, (args) => (/[\\/]store[\\/]bucket$/.test(args.resolveDir) ? { path: `./${SDK_FILE}`, external: true } : undefined));
   },
 };
-const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders, lazyAjv, bcryptSource] };
+// An ESM import of a Node.js builtin builds its ESM facade, which reads every export; node:http's
+// WebSocket getter then loads Node's bundled undici (~60 ms at every start, nodejs/node#59686).
+// esbuild also hoists every builtin import of the bundle to its top, loaded at start even when only
+// a lazily imported module uses it. Taken with require() instead, a builtin is loaded when the
+// module that uses it is, and no facade is built.
+const builtinsByRequire = {
+  name: 'builtins-by-require',
+  setup(bundler) {
+    bundler.onResolve({ filter: /^node:/ }, (args) => (args.kind === 'import-statement' ? { path: args.path, namespace: 'builtin' } : undefined));
+    bundler.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});\n`, loader: 'js' }));
+  },
+};
+// fastify requires node:http2 at its start for an http2 option the registry never sets; Node
+// compiles that module at every start (~15 ms). In the bundle it is loaded on first use instead.
+const lazyHttp2 = {
+  name: 'lazy-http2',
+  setup(bundler) {
+    bundler.onResolve({ filter: /^node:http2$/ }, (args) => (args.namespace !== 'lazy-http2' && /[\\/]fastify[\\/]lib[\\/]server\.js$/.test(args.importer) ? { path: args.path, namespace: 'lazy-http2' } : undefined));
+    bundler.onLoad({ filter: /.*/, namespace: 'lazy-http2' }, () => ({ contents: "module.exports = new Proxy({}, { get: (_, key) => require('node:http2')[key] });\n", loader: 'js' }));
+  },
+};
+const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [builtinsByRequire, lazyHttp2, tarHeaders, lazyAjv, bcryptSource] };
 
 const resourceEntry = join(out, '.resource-entry.mjs');
 await mkdir(out, { recursive: true });
