@@ -100,7 +100,7 @@ await build({ ...common, entryPoints: [resourceEntry], outfile: join(out, 'resou
 await rm(resourceEntry);
 // Two files: main.mjs, a few lines that turn Node's compile cache on (src/cli/compile-cache.ts), then
 // import program.mjs, all the rest, which is then compiled from the cache after the first start
-// (serve: ~20 ms less CPU before it listens). esbuild's code splitting at the commands' dynamic
+// (serve: 12–20 ms less CPU before it listens). esbuild's code splitting at the commands' dynamic
 // imports was measured too: its ~40 chunks cost more to load than compiling the unused code saved.
 const cliDir = join(out, 'cartorio', 'dist', 'src', 'cli');
 const programApart = {
