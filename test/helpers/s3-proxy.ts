@@ -16,10 +16,12 @@ export interface S3ProxyOptions {
   /**
    * Called before each request is forwarded, with every request seen before it. True trips the
    * proxy: `onTrip` runs (a test SIGKILLs the client there), and neither this request nor any
-   * later one reaches the store, as if the client had died just before sending it.
+   * later one reaches the store, as if the client had died just before sending it. When `onTrip`
+   * gives a promise instead (a test SIGSTOPs the client), this request is held until it settles,
+   * then forwarded, and every other request goes through as before: a client paused mid-load.
    */
   tripWhen?: (request: ProxiedRequest, seen: readonly ProxiedRequest[]) => boolean;
-  onTrip?: (request: ProxiedRequest) => void;
+  onTrip?: (request: ProxiedRequest) => Promise<void> | void;
   /**
    * Stand in for an object store that ignores conditional writes: If-None-Match and If-Match are
    * removed from every signed request, which is then signed again with these keys (a header
@@ -46,19 +48,22 @@ export interface S3Proxy {
 export async function startS3Proxy(t: { after: (fn: () => Promise<void>) => void }, upstream: string, options: S3ProxyOptions = {}): Promise<S3Proxy> {
   const target = new URL(upstream);
   const proxy: S3Proxy = { endpoint: '', seen: [], tripped: undefined, close: async () => undefined };
+  let dropping = false;
   const server = createServer((incoming, outgoing) => {
     const url = new URL(incoming.url ?? '/', 'http://proxy');
     const entry: ProxiedRequest = { method: incoming.method ?? 'GET', key: decodeURIComponent(url.pathname).replace(/^\/[^/]*\/?/, ''), query: url.searchParams, headers: incoming.headers };
+    let held: Promise<void> | void = undefined;
     if (proxy.tripped === undefined && options.tripWhen?.(entry, proxy.seen) === true) {
       proxy.tripped = entry;
-      options.onTrip?.(entry);
+      held = options.onTrip?.(entry);
+      dropping = !(held instanceof Promise);
     }
-    if (proxy.tripped !== undefined) {
+    if (dropping) {
       incoming.socket.destroy();
       return;
     }
     proxy.seen.push(entry);
-    void headersFor(incoming, url, options).then((headers) => forward(incoming, outgoing, target, headers, entry), (error: unknown) => {
+    void Promise.resolve(held).then(() => headersFor(incoming, url, options)).then((headers) => forward(incoming, outgoing, target, headers, entry), (error: unknown) => {
       outgoing.writeHead(502).end(`s3-proxy: ${(error as Error).message}`);
     });
   });
