@@ -135,6 +135,35 @@ test('bucket store: loads killed while publishing, and an object store without c
     assert.match(await aws(rgw, ['s3api', 'get-bucket-lifecycle-configuration', '--bucket', BUCKET]), /"DaysAfterInitiation": 1/);
   });
 
+  await t.test('a load paused past its lock, resumed after another load published: it fails and undoes nothing', async (st) => {
+    const store = `s3://${BUCKET}/paused`;
+    await must(process.execPath, [CLI, 'load', '--quiet', '--store', store, old, '--name', 'shared', '--tag', 'seed']);
+    // SIGSTOP at the paused load's index.json PUT, held by the proxy until after the other load.
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let pause = (): void => undefined;
+    const proxy = await startS3Proxy(st, rgw.endpoint, { tripWhen: (request) => isPut(request, indexKey), onTrip: () => (pause(), released) });
+    const paused = spawn(process.execPath, [CLI, 'load', '--quiet', '--store', store, join(FIXTURES, 'rootfs.tar.gz'), '--name', 'shared', '--tag', 'paused'], { env: { ...process.env, AWS_ENDPOINT_URL_S3: proxy.endpoint }, stdio: ['ignore', 'ignore', 'pipe'] });
+    pause = () => paused.kill('SIGSTOP');
+    let stderr = '';
+    paused.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => paused.once('exit', (code) => resolve(code)));
+    st.after(() => void paused.kill('SIGKILL'));
+    while (proxy.tripped === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+    // The other load takes the lock over once the paused one's expires, and publishes.
+    const other = await cartorio(['load', '--quiet', '--store', store, huge, '--name', 'shared', '--tag', 'other']);
+    assert.equal(other.code, 0, other.stderr);
+    paused.kill('SIGCONT');
+    release();
+    const code = await exited;
+    const tags = [...(await digests(store)).keys()].sort();
+    assert.deepEqual(tags, ['shared:other', 'shared:seed'], `the load that took the lock over said it loaded shared:other; the paused load (exit ${code}) left: ${tags.join(' ')}; ${stderr}`);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /^cartorio load: .*s3:\/\/cartorio\/paused\/shared\/index\.json: another writer changed it during this load, which had lost the writer lock .*; load again\n$/);
+    const verified = await cartorio(['verify', '--store', store]);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+  });
+
   await t.test('an object store that ignores If-None-Match: the load is refused in one line and changes nothing; ?single-writer=true loads', async (st) => {
     const store = `s3://${BUCKET}/no-conditions`;
     await must(process.execPath, [CLI, 'load', '--quiet', '--store', store, old, '--name', 'seed', '--tag', '1']);
@@ -171,7 +200,7 @@ test('bucket store: loads killed while publishing, and an object store without c
 /** Runs `point.load` through a proxy that SIGKILLs it at the point's request; fails if the load never got there. */
 async function killLoadAt(t: { after: (fn: () => Promise<void>) => void }, rgw: Rgw, store: string, point: KillPoint): Promise<{ seen: ProxiedRequest[]; tripped: ProxiedRequest }> {
   let kill = (): void => undefined;
-  const proxy = await startS3Proxy(t, rgw.endpoint, { tripWhen: point.trip, onTrip: () => kill() });
+  const proxy = await startS3Proxy(t, rgw.endpoint, { tripWhen: point.trip, onTrip: () => void kill() });
   const child = spawn(process.execPath, [CLI, 'load', '--quiet', '--store', store, ...point.load], { env: { ...process.env, AWS_ENDPOINT_URL_S3: proxy.endpoint }, stdio: ['ignore', 'ignore', 'pipe'] });
   kill = () => child.kill('SIGKILL');
   let stderr = '';
