@@ -11,7 +11,8 @@ import { type ProxiedRequest, startS3Proxy } from './helpers/s3-proxy.js';
 // A load into a bucket store SIGKILLed at chosen requests of its publish (a proxy in front of a
 // real Ceph RGW kills it when the request arrives, and that request never reaches the store):
 // verify stays clean, every repository serves its old image or its new one whole, and the next
-// load takes over the killed load's lock. Then a store that ignores conditional writes: a load is
+// load takes over the killed load's lock. A load paused past its lock while another publishes
+// fails instead of undoing the other. Then a store that ignores conditional writes: a load is
 // refused in one line and changes nothing, unless the URL says `?single-writer=true`.
 
 const BUCKET = 'cartorio';
