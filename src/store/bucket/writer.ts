@@ -57,7 +57,7 @@ export class BucketWriter implements CommitTarget {
       const changes: IndexChange[] = [];
       for (const repository of closures.keys()) {
         const current = await this.readIndex(repository);
-        changes.push({ repository, index: mergeIndex(current?.index, images.filter((image) => image.repository === repository), { ...(loadedAt && { loadedAt }), replace: options.replace === true }) });
+        changes.push({ repository, version: current?.version, index: mergeIndex(current?.index, images.filter((image) => image.repository === repository), { ...(loadedAt && { loadedAt }), replace: options.replace === true }) });
       }
       await this.publish(changes);
     });
@@ -103,16 +103,22 @@ export class BucketWriter implements CommitTarget {
 
   /**
    * Publishes new indexes (their blobs already in the pool): the names are listed first, then each
-   * index.json is replaced whole (a PUT is atomic: readers see the old object or the new one).
+   * index.json is replaced whole (a PUT is atomic: readers see the old object or the new one), only
+   * if it is still the version the change was made from: a writer paused past its lock's expiry
+   * (another took the lock over and published) fails here instead of undoing the other's load.
    * Hold the writer lock.
    */
   async publish(changes: readonly IndexChange[]): Promise<void> {
     const listed = await this.listedRepositories();
     const all = [...new Set([...listed, ...changes.map((change) => change.repository)])].sort();
     if (all.length !== listed.length) await this.bucket.put(REPOSITORY_LIST, all.map((name) => `${name}\n`).join(''));
-    for (const { repository, index } of changes) {
+    for (const { repository, index, version } of changes) {
       if ((await this.bucket.head(`${repository}/${OCI_LAYOUT_FILE}`)) === undefined) await this.bucket.put(`${repository}/${OCI_LAYOUT_FILE}`, OCI_LAYOUT_CONTENT);
-      await this.bucket.put(`${repository}/index.json`, serializeIndex(index));
+      // ?single-writer=true: a store that ignores conditions; none are sent, as for the lock.
+      const unchanged = this.bucket.location.singleWriter === true ? {} : version === undefined ? { ifNoneMatch: '*' as const } : { ifMatch: version };
+      if ((await this.bucket.put(`${repository}/index.json`, serializeIndex(index), unchanged)) === 'conflict') {
+        throw new Error(`${this.bucket.url}/${repository}/index.json: another writer changed it during this load, which had lost the writer lock (paused for over 30 s?); load again`);
+      }
     }
   }
 }
@@ -121,4 +127,6 @@ export class BucketWriter implements CommitTarget {
 export interface IndexChange {
   repository: string;
   index: ImageIndex;
+  /** The version (ETag) of the index.json `index` was made from (readIndex), undefined when there was none. */
+  version: string | undefined;
 }
