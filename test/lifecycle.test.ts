@@ -6,23 +6,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI, FIXTURES, ROOT, cartorio, run, tempDir } from './helpers/cli.js';
 import { startServe } from './helpers/clients.js';
+import { ok, tags } from './helpers/lifecycle.js';
 import { BUSYBOX_ARM64, BUSYBOX_MULTI } from './helpers/registry-store.js';
 import { snapshotTree } from './helpers/snapshot.js';
 
 // Removing images from a store and freeing their bytes: rm, gc, prune, load --replace.
 
 const MANIFEST_TYPES = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json';
-
-async function ok(args: string[]): Promise<string> {
-  const result = await cartorio(args);
-  assert.equal(result.code, 0, `cartorio ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
-
-async function tags(store: string): Promise<string[]> {
-  const rows = JSON.parse(await ok(['list', '--store', store, '--json'])) as { repository: string; tag: string }[];
-  return rows.map((row) => `${row.repository}:${row.tag}`).sort();
-}
 
 async function verified(store: string): Promise<void> {
   const result = await cartorio(['verify', '--store', store]);

@@ -3,8 +3,10 @@ import { resolve } from 'node:path';
 import { Option } from 'commander';
 import type { Bucket, EndpointSettings } from '../store/bucket/client.js';
 import type { BucketLocation } from '../store/bucket/location.js';
+import { DirectoryStore } from '../store/dir-store.js';
 import type { ImageSource } from '../store/image-source.js';
 import { StoreReader } from '../store/reader.js';
+import type { StoreOps } from '../store/store-ops.js';
 import { removeTempPathsSync } from '../store/temp-paths.js';
 
 /**
@@ -117,6 +119,21 @@ export async function openStoreReader(store: string): Promise<ImageSource> {
     return BucketSource.open(await openBucket(location.bucket), { refreshMs: 0, blobs: 'stream' });
   }
   return new StoreReader(await existingStore(store));
+}
+
+/**
+ * A store that must exist, to change (rm, prune, gc): its operations, and a reader that resolves
+ * names as the server does (a bucket's is read once, never refreshed).
+ */
+export async function openStoreOps(store: string): Promise<{ ops: StoreOps; reader: ImageSource }> {
+  const location = parseStore(store);
+  if (location.kind === 'bucket') {
+    const [{ BucketStore }, { BucketSource }] = await Promise.all([import('../store/bucket/bucket-store.js'), import('../store/bucket/source.js')]);
+    const bucket = await openBucket(location.bucket);
+    return { ops: new BucketStore(bucket), reader: await BucketSource.open(bucket, { refreshMs: 0, blobs: 'stream' }) };
+  }
+  const root = await existingStore(store);
+  return { ops: new DirectoryStore(root), reader: new StoreReader(root) };
 }
 
 /** The path of a directory store; a command that has no bucket version yet refuses one here. */

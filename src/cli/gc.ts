@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander';
-import { DirectoryStore } from '../store/dir-store.js';
 import { DEFAULT_GRACE_MS, collectGarbage } from '../store/gc.js';
-import { action, cleanUpOnSignals, examples, existingStore, storeOption } from './common.js';
+import { action, cleanUpOnSignals, examples, openStoreOps, storeOption } from './common.js';
 import { createCountProgress, humanBytes, parseDuration } from './lifecycle-options.js';
 
 interface GcFlags {
@@ -34,10 +33,10 @@ export function gcCommand(): Command {
       'cartorio gc --json | jq .bytesFreed',
     ]))
     .action(action('gc', async (flags: GcFlags) => {
-      const root = await existingStore(flags.store, 'cartorio gc');
+      const { ops } = await openStoreOps(flags.store);
       cleanUpOnSignals();
       const progress = createCountProgress('marking', flags.quiet === true || flags.json === true);
-      const report = await collectGarbage(new DirectoryStore(root), {
+      const report = await collectGarbage(ops, {
         graceMs: flags.grace,
         ...(flags.dryRun && { dryRun: true }),
         onProgress: (done, total) => progress.update(done, total),
@@ -52,6 +51,7 @@ export function gcCommand(): Command {
       const lines = flags.dryRun ? report.freed.map((blob) => `would free ${blob.digest} (${humanBytes(blob.size)})`) : [];
       for (const name of report.dropped) lines.push(`${flags.dryRun ? 'would drop' : 'dropped'} removed repository ${name}`);
       lines.push(`${verb} ${report.freed.length} blobs, ${report.bytesFreed} bytes (${humanBytes(report.bytesFreed)}); ${report.released.length} links released in ${report.repositories} repositories`);
+      if (report.aborted.length > 0) lines.push(`${flags.dryRun ? 'would abort' : 'aborted'} ${report.aborted.length} unfinished uploads a killed load left (${report.aborted.map((upload) => upload.path).join(', ')})`);
       if (report.inGrace.blobs > 0) lines.push(`${report.inGrace.blobs} blobs (${humanBytes(report.inGrace.bytes)}) unreferenced for less than the grace were kept; run gc again later`);
       process.stdout.write(lines.join('\n') + '\n');
     }));

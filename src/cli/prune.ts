@@ -1,11 +1,9 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { DirectoryStore } from '../store/dir-store.js';
 import { LOADED_AT } from '../store/index-file.js';
 import { ServedImages } from '../store/image-source.js';
 import { pruneTargets } from '../store/prune.js';
-import { StoreReader } from '../store/reader.js';
 import { applyRemoval, planRemoval } from '../store/removal.js';
-import { action, CliError, examples, existingStore, storeOption } from './common.js';
+import { action, CliError, examples, openStoreOps, storeOption } from './common.js';
 import { createCountProgress, parseDuration } from './lifecycle-options.js';
 import { printRemoval } from './rm.js';
 
@@ -41,14 +39,13 @@ export function pruneCommand(): Command {
       'cartorio prune --keep 3 --dry-run --json | jq ".repositories[].removed[].tag"',
     ]))
     .action(action('prune', async (names: string[], flags: PruneFlags) => {
-      const root = await existingStore(flags.store, 'cartorio prune');
-      const store = new DirectoryStore(root);
-      const served = new ServedImages([new StoreReader(root)]);
+      const { ops: store, reader } = await openStoreOps(flags.store);
+      const served = new ServedImages([reader]);
       const repositories: string[] = [];
       for (const name of names) {
         const found = await served.resolve(name);
         if (found.kind === 'ambiguous') throw new CliError(`${name}: names several repositories (${found.names.join(', ')}); write the full name; nothing was removed`);
-        if (found.kind === 'unknown') throw new CliError(`${name}: no such repository in ${root}; nothing was removed`, 'see `cartorio list`');
+        if (found.kind === 'unknown') throw new CliError(`${name}: no such repository in ${store.description}; nothing was removed`, 'see `cartorio list`');
         if (found.kind === 'invalid') throw new CliError(`${name}: ${found.problem}; nothing was removed`);
         repositories.push(found.name);
       }
@@ -57,7 +54,7 @@ export function pruneCommand(): Command {
         ...(flags.olderThan !== undefined && { olderThanMs: flags.olderThan }),
       });
       const progress = createCountProgress('pruning', flags.quiet === true || flags.json === true);
-      const plans = await planRemoval(store, targets, async (path) => ({ kind: 'found', name: path, source: served.sources[0] as StoreReader }), (done, total) => progress.update(done, total)).finally(() => progress.stop());
+      const plans = await planRemoval(store, targets, async (path) => ({ kind: 'found', name: path, source: reader }), (done, total) => progress.update(done, total)).finally(() => progress.stop());
       if (!flags.dryRun && plans.length > 0) await applyRemoval(store, plans);
       printRemoval(plans, flags);
     }));

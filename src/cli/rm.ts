@@ -1,9 +1,7 @@
 import { Command } from 'commander';
-import { DirectoryStore } from '../store/dir-store.js';
 import { ServedImages } from '../store/image-source.js';
-import { StoreReader } from '../store/reader.js';
 import { applyRemoval, parseRef, planRemoval, type ParsedRef, type RepositoryRemoval } from '../store/removal.js';
-import { action, CliError, examples, existingStore, storeOption } from './common.js';
+import { action, CliError, examples, openStoreOps, storeOption } from './common.js';
 import { createCountProgress, humanBytes } from './lifecycle-options.js';
 
 interface RmFlags {
@@ -36,10 +34,9 @@ export function rmCommand(): Command {
       'cartorio rm --dry-run app:1.0 app:1.1 && cartorio rm app:1.0 app:1.1 && cartorio gc',
     ]))
     .action(action('rm', async (refs: string[], flags: RmFlags) => {
-      const root = await existingStore(flags.store, 'cartorio rm');
       const parsed = refs.map((ref) => parseRef(ref) ?? badRef(ref));
-      const store = new DirectoryStore(root);
-      const served = new ServedImages([new StoreReader(root)]);
+      const { ops: store, reader } = await openStoreOps(flags.store);
+      const served = new ServedImages([reader]);
       const progress = createCountProgress('checking', flags.quiet === true || flags.json === true);
       const plans = await planRemoval(store, parsed, (path) => served.resolve(path), (done, total) => progress.update(done, total)).catch((error: unknown) => {
         throw new CliError(`${(error as Error).message}; nothing was removed`, 'see `cartorio list` for what the store holds');

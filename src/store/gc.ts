@@ -1,6 +1,6 @@
 import { ReachWalker } from './reach.js';
 import { inParallel } from './dir-store.js';
-import type { RemovedRoot, StoreOps } from './store-ops.js';
+import type { PoolBlob, RemovedRoot, StoreOps, UnfinishedUpload } from './store-ops.js';
 
 export const DEFAULT_GRACE_MS = 10 * 60 * 1000;
 
@@ -22,8 +22,10 @@ export interface GcReport {
   /** Pool blobs deleted: the bytes actually freed. */
   freed: { digest: string; size: number }[];
   bytesFreed: number;
-  /** Blobs left because they became unreachable less than the grace ago. */
+  /** Blobs left because they became unreachable (or were written, unheld) less than the grace ago. */
   inGrace: { blobs: number; bytes: number };
+  /** Uploads a killed load left unfinished, begun longer than the grace ago, discarded. */
+  aborted: UnfinishedUpload[];
   /** Repositories left alone: a manifest could not be read, so what it reaches is unknown. */
   problems: string[];
 }
@@ -59,12 +61,16 @@ interface Marked {
  * again under the lock, no repository links it. A load not yet committed keeps its blobs in its
  * own temp directory (`.tmp/<pid>-…`), which gc never reads: nothing of it can be swept.
  *
+ * Where a pool blob can appear before an index names it, outside the lock (a bucket: writtenAt),
+ * an unheld one younger than the grace stays. A store's unfinished uploads begun longer than the
+ * grace ago (a killed load's multipart uploads) are discarded under the lock.
+ *
  * Killed at any point: each step is an unlink of something nothing referenced reaches, or the
  * rewrite of a record by rename, so the store stays valid (verify clean); the next gc marks what
  * is left and finishes.
  */
 export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise<GcReport> {
-  const report: GcReport = { repositories: 0, released: [], dropped: [], freed: [], bytesFreed: 0, inGrace: { blobs: 0, bytes: 0 }, problems: [] };
+  const report: GcReport = { repositories: 0, released: [], dropped: [], freed: [], bytesFreed: 0, inGrace: { blobs: 0, bytes: 0 }, aborted: [], problems: [] };
   const cutoff = Date.now() - options.graceMs;
   const repositories = await ops.heldRepositories();
   const listed = new Set(await ops.listedRepositories());
@@ -98,7 +104,15 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
   });
   const releasing = new Map<string, number>();
   for (const { release } of marked) for (const { digest } of release) releasing.set(digest, (releasing.get(digest) ?? 0) + 1);
-  const pool = (await ops.poolBlobs()).filter((blob) => blob.holders - (releasing.get(blob.digest) ?? 0) <= 0);
+  const young = (blob: PoolBlob): boolean => blob.writtenAt !== undefined && blob.writtenAt > cutoff;
+  const pool = (await ops.poolBlobs()).filter((blob) => {
+    if (blob.holders - (releasing.get(blob.digest) ?? 0) > 0) return false;
+    if (!young(blob)) return true;
+    report.inGrace.blobs++;
+    report.inGrace.bytes += blob.size;
+    return false;
+  });
+  const uploads = (await ops.unfinishedUploads?.(cutoff)) ?? [];
 
   if (options.dryRun) {
     for (const { repository, release, drop } of marked) {
@@ -107,6 +121,7 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
     }
     report.freed = pool.map(({ digest, size }) => ({ digest, size }));
     report.bytesFreed = pool.reduce((sum, blob) => sum + blob.size, 0);
+    report.aborted = uploads;
     return report;
   }
 
@@ -127,10 +142,14 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
     });
     await inParallel(pool, async ({ digest }) => {
       const now = await ops.poolBlob(digest);
-      if (!now || now.holders > 0) return;
+      if (!now || now.holders > 0 || young(now)) return;
       await ops.deletePoolBlob(digest);
       report.freed.push({ digest, size: now.size });
       report.bytesFreed += now.size;
+    });
+    await inParallel(uploads, async (upload) => {
+      await ops.abortUpload?.(upload);
+      report.aborted.push(upload);
     });
   });
   report.dropped.sort();

@@ -245,11 +245,12 @@ export class Ingest {
       const loadedAt = options.recordLoadTime === false ? undefined : new Date();
       const changes: RepositoryChange[] = [];
       await inParallel(closures, async ([repository, closure]) => {
-        const current = (await store.readIndex(repository))?.index;
+        const read = await store.readIndex(repository);
+        const current = read?.index;
         const entries = byRepository.get(repository) ?? [];
         const index = mergeIndex(current, entries, { ...(loadedAt && { loadedAt }), replace: options.replace === true });
         // A moved tag or --replace: what left is recorded, so pulls of it under way finish (see gc.ts).
-        changes.push({ repository, blobs: [...closure], index, left: leftRoots(current?.manifests ?? [], index.manifests) });
+        changes.push({ repository, blobs: [...closure], index, left: leftRoots(current?.manifests ?? [], index.manifests), version: read?.version });
       });
       await store.publish(changes);
     });

@@ -163,7 +163,7 @@ export async function applyRemoval(ops: StoreOps, plans: readonly RepositoryRemo
       const now = await ops.readIndex(plan.repository);
       if (now?.version !== plan.version) throw new Error(`${plan.repository}: index.json changed while the removal was planned (a load?); nothing was removed, run the command again`);
     }
-    const changes = plans.map((plan) => ({ repository: plan.repository, index: plan.index, left: leftRoots(plan.before, plan.index.manifests) }));
+    const changes = plans.map((plan) => ({ repository: plan.repository, index: plan.index, left: leftRoots(plan.before, plan.index.manifests), version: plan.version }));
     await ops.rewriteIndexes(changes, plans.filter((plan) => plan.whole).map((plan) => plan.repository));
   });
 }

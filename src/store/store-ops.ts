@@ -57,6 +57,19 @@ export interface StoreOps {
   poolBlob(digest: string): Promise<PoolBlob | undefined>;
   /** Deletes a pool blob (gc, under the writer lock, after `poolBlob` says no repository holds it). */
   deletePoolBlob(digest: string): Promise<void>;
+
+  /** Uploads begun before `before` (ms) and never finished: a killed load's (a bucket's multipart uploads). A store that has none omits this. */
+  unfinishedUploads?(before: number): Promise<UnfinishedUpload[]>;
+  /** Discards one, with what it stored so far (gc, under the writer lock). */
+  abortUpload?(upload: UnfinishedUpload): Promise<void>;
+}
+
+export interface UnfinishedUpload {
+  /** Store-relative path the upload was writing. */
+  path: string;
+  id: string;
+  /** When it began, in ms since the epoch. */
+  started: number;
 }
 
 export interface IndexVersion {
@@ -72,6 +85,12 @@ export interface IndexChange {
   index: ImageIndex;
   /** Roots of the old index the new one no longer names: recorded as removed now. */
   left: readonly Descriptor[];
+  /**
+   * The version (readIndex) the new index was made from, undefined when the repository had none.
+   * A store whose lock can be lost while its holder is paused (a bucket's, taken over when stale)
+   * writes only over that version, so a late writer fails instead of undoing another's change.
+   */
+  version: string | undefined;
 }
 
 export interface RepositoryChange extends IndexChange {
@@ -95,4 +114,9 @@ export interface PoolBlob {
   size: number;
   /** Repositories holding the blob; 0 means garbage. */
   holders: number;
+  /**
+   * When it was written (ms), for a store where a pool blob can appear before any index names it
+   * and outside gc's sight (a bucket: see BucketStore): gc keeps an unheld one younger than the grace.
+   */
+  writtenAt?: number;
 }

@@ -99,12 +99,12 @@ export class Bucket {
     }
   }
 
-  /** Size and ETag of an object, or undefined. */
-  async head(path: string): Promise<{ size: number; etag: string } | undefined> {
+  /** Size, ETag and last write (ms since the epoch, the object store's clock) of an object, or undefined. */
+  async head(path: string): Promise<{ size: number; etag: string; modified: number } | undefined> {
     const [{ HeadObjectCommand }] = this.#sdk;
     try {
       const answer = await this.#client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key: keyOf(this.location, path) }));
-      return { size: answer.ContentLength ?? 0, etag: unquote(answer.ETag) };
+      return { size: answer.ContentLength ?? 0, etag: unquote(answer.ETag), modified: answer.LastModified?.getTime() ?? 0 };
     } catch (error) {
       if (isNoSuchKey(error)) return undefined;
       throw this.describe(error, path);
@@ -182,8 +182,8 @@ export class Bucket {
     }), { expiresIn: seconds });
   }
 
-  /** Every key under `path` (store-relative), as store-relative paths. */
-  async *list(path: string): AsyncGenerator<{ path: string; size: number }> {
+  /** Every key under `path` (store-relative), as store-relative paths, with size and last write. */
+  async *list(path: string): AsyncGenerator<{ path: string; size: number; modified: number }> {
     const [{ ListObjectsV2Command }] = this.#sdk;
     const base = keyOf(this.location, '');
     let token: string | undefined;
@@ -194,9 +194,39 @@ export class Bucket {
       } catch (error) {
         throw this.describe(error, path);
       }
-      for (const object of page.Contents ?? []) if (object.Key !== undefined) yield { path: object.Key.slice(base.length), size: object.Size ?? 0 };
+      for (const object of page.Contents ?? []) if (object.Key !== undefined) yield { path: object.Key.slice(base.length), size: object.Size ?? 0, modified: object.LastModified?.getTime() ?? 0 };
       token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
     } while (token !== undefined);
+  }
+
+  /** Multipart uploads under the store never completed nor aborted (a killed load's), with when each began. */
+  async *uploads(): AsyncGenerator<{ path: string; id: string; started: number }> {
+    const [{ ListMultipartUploadsCommand }] = this.#sdk;
+    const base = keyOf(this.location, '');
+    let marker: { KeyMarker?: string; UploadIdMarker?: string } = {};
+    for (;;) {
+      let page;
+      try {
+        page = await this.#client.send(new ListMultipartUploadsCommand({ Bucket: this.location.bucket, Prefix: base, ...marker }));
+      } catch (error) {
+        throw this.describe(error, undefined);
+      }
+      for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
+        if (Key !== undefined && UploadId !== undefined) yield { path: Key.slice(base.length), id: UploadId, started: Initiated?.getTime() ?? 0 };
+      }
+      if (page.IsTruncated !== true) return;
+      marker = { ...(page.NextKeyMarker !== undefined && { KeyMarker: page.NextKeyMarker }), ...(page.NextUploadIdMarker !== undefined && { UploadIdMarker: page.NextUploadIdMarker }) };
+    }
+  }
+
+  /** Discards a multipart upload and its parts (gone already: nothing to do). */
+  async abortUpload(path: string, id: string): Promise<void> {
+    const [{ AbortMultipartUploadCommand }] = this.#sdk;
+    try {
+      await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.location.bucket, Key: keyOf(this.location, path), UploadId: id }));
+    } catch (error) {
+      if ((error as { name?: string }).name !== 'NoSuchUpload' && statusOf(error) !== 404) throw this.describe(error, path);
+    }
   }
 
   /** Checks the bucket is there and the keys work: the first call of every command, so a mistake costs one clear line. */

@@ -1,3 +1,6 @@
+import { digestHex } from '../../image/digest.js';
+import { POOL_DIR } from '../layout.js';
+
 /**
  * A store in an S3-compatible bucket (DESIGN §4a): `s3://BUCKET[/PREFIX]`. Its keys are the paths
  * a directory store has under its root, below PREFIX: `PREFIX/<repository>/index.json`,
@@ -24,4 +27,9 @@ export function bucketUrl(location: BucketLocation): string {
 /** The key of `path` (a store-relative path such as `app/index.json`) in the bucket. */
 export function keyOf(location: BucketLocation, path: string): string {
   return location.prefix === '' ? path : `${location.prefix}/${path}`;
+}
+
+/** The store-relative path of a blob in a bucket store: once, in the pool (see BucketStore). */
+export function poolKey(digest: string): string {
+  return `${POOL_DIR}/blobs/sha256/${digestHex(digest)}`;
 }

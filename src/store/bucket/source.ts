@@ -1,12 +1,14 @@
 import { isSha256Digest } from '../../image/digest.js';
 import { isRepositoryName } from '../../image/reference.js';
 import type { ImageSource, RemoteBlob } from '../image-source.js';
-import { REF_NAME, parseLayoutIndex } from '../layout.js';
+import { REF_NAME, REMOVED_FILE, parseLayoutIndex } from '../layout.js';
 import { ManifestCache } from '../manifest-cache.js';
+import { removedRoots } from '../removed-file.js';
 import { REPOSITORY_LIST } from '../repository-list.js';
 import { type RepositorySnapshot, StoreSnapshot } from '../snapshot.js';
+import { walkIndexes } from './bucket-store.js';
 import type { Bucket } from './client.js';
-import { poolKey } from './writer.js';
+import { poolKey } from './location.js';
 
 export interface BucketSourceOptions {
   /** How often what is in memory is compared with the bucket (ms); 0: read once, never again. */
@@ -26,6 +28,15 @@ interface Held {
   snapshot: StoreSnapshot;
 }
 
+/** What a repository's removed roots reach, read for one version of its index.json. */
+interface Removed {
+  /** The index.json ETag it was read with, when, and removed.json's own ETag ('' when absent). */
+  index: string;
+  at: number;
+  etag: string;
+  snapshot: StoreSnapshot | undefined;
+}
+
 /**
  * A bucket store as the registry reads it (DESIGN §4a). Names, tags, manifests and referrers are
  * answered from memory; every `refreshMs` the small objects are compared with the bucket by ETag
@@ -33,6 +44,13 @@ interface Held {
  * each, 304 when unchanged), so a load through any machine is served by every replica within one
  * interval. Manifests are read once per digest (content-addressed, never stale). Blob bytes are
  * never read here: the registry sends clients to a presigned URL, or streams the object through.
+ *
+ * After `rm`, as the directory reader (reader.ts) does: a blob a repository's removed roots reach
+ * (removed.json) is still served until gc forgets them; removed.json is read only when a blob is
+ * not reached from the index, and again when index.json changed (rm writes removed.json first) or
+ * `refreshMs` passed. A repository that leaves `.repositories` leaves the catalog, but while its
+ * (empty) index.json is there it is still looked up by this replica, so a pull under way
+ * finishes. Why that is enough for gc to delete blobs safely: BucketStore and gc.ts.
  */
 export class BucketSource implements ImageSource {
   readonly bucket: Bucket;
@@ -41,6 +59,9 @@ export class BucketSource implements ImageSource {
   readonly #repositories = new Map<string, Held>();
   /** Repositories being read for the first time, shared by the requests that wait for them. */
   readonly #reading = new Map<string, Promise<Held | undefined>>();
+  readonly #removed = new Map<string, Promise<Removed>>();
+  /** Names that were listed and left the list: looked up until their index.json is gone. */
+  readonly #unlisted = new Set<string>();
   #names: readonly string[] = [];
   #listEtag: string | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -80,11 +101,13 @@ export class BucketSource implements ImageSource {
     return this.#names;
   }
 
-  /** Only listed names are looked up: an unknown name costs no trip to the bucket. */
+  /** Only names listed (or listed once, see the class comment) are looked up: an unknown name costs no trip to the bucket. */
   async repository(name: string): Promise<RepositorySnapshot | undefined> {
     const held = this.#repositories.get(name);
     if (held) return held.snapshot;
-    if (!isRepositoryName(name) || !this.#listed(name)) return undefined;
+    // A reader that never refreshes (a command's, not a server's) looks up any name, as a directory's does.
+    const looked = this.#listed(name) || this.#unlisted.has(name) || this.#options.refreshMs === 0;
+    if (!isRepositoryName(name) || !looked) return undefined;
     let reading = this.#reading.get(name);
     if (!reading) {
       reading = this.#read(name, undefined).finally(() => this.#reading.delete(name));
@@ -96,7 +119,7 @@ export class BucketSource implements ImageSource {
   async blob(name: string, digest: string): Promise<RemoteBlob | undefined> {
     if (!isSha256Digest(digest)) return undefined;
     const snapshot = await this.repository(name);
-    const size = snapshot && (await snapshot.contents()).blobs.get(digest);
+    const size = snapshot && ((await snapshot.contents()).blobs.get(digest) ?? (await this.#removedReach(name, digest)));
     if (size === undefined) return undefined;
     const key = poolKey(digest);
     const seconds = this.#options.presignSeconds ?? DEFAULT_PRESIGN_SECONDS;
@@ -134,7 +157,7 @@ export class BucketSource implements ImageSource {
     const list = await this.bucket.get(REPOSITORY_LIST, this.#listEtag);
     if (list === undefined) {
       // A store copied in without `.repositories` (an older one): found by listing its index.json keys.
-      this.#setNames(await this.#walk());
+      this.#setNames(await walkIndexes(this.bucket));
       this.#listEtag = undefined;
     } else if (list !== 'unchanged') {
       this.#setNames(list.bytes.toString('utf8').split('\n').filter((name) => name !== '' && isRepositoryName(name)));
@@ -145,8 +168,7 @@ export class BucketSource implements ImageSource {
     const worker = async (): Promise<void> => {
       while (next < held.length) {
         const [name, old] = held[next++] as [string, Held];
-        if (!this.#listed(name)) this.#repositories.delete(name);
-        else await this.#read(name, old);
+        await this.#read(name, old);
       }
     };
     await Promise.all(Array.from({ length: REFRESH_PARALLELISM }, worker));
@@ -159,6 +181,8 @@ export class BucketSource implements ImageSource {
     if (read === 'unchanged') return old;
     if (read === undefined) {
       this.#repositories.delete(name);
+      this.#removed.delete(name);
+      this.#unlisted.delete(name);
       return undefined;
     }
     const index = parseLayoutIndex(read.bytes, `${this.bucket.url}/${path}`);
@@ -176,7 +200,36 @@ export class BucketSource implements ImageSource {
     const sorted = [...new Set(names)].sort();
     const same = sorted.length === this.#names.length && sorted.every((name, i) => name === this.#names[i]);
     // The same array while nothing changed: ServedImages keeps what it derived from it.
-    if (!same) this.#names = sorted;
+    if (same) return;
+    const now = new Set(sorted);
+    for (const name of this.#names) if (!now.has(name)) this.#unlisted.add(name);
+    for (const name of sorted) this.#unlisted.delete(name);
+    this.#names = sorted;
+  }
+
+  // The size of `digest` if the removed roots of `name` reach it (see the class comment).
+  async #removedReach(name: string, digest: string): Promise<number | undefined> {
+    const index = this.#repositories.get(name)?.etag;
+    if (index === undefined) return undefined;
+    let removed = this.#removed.get(name);
+    const known = await removed?.catch(() => undefined);
+    const stale = known === undefined || known.index !== index || (this.#options.refreshMs > 0 && Date.now() - known.at > this.#options.refreshMs);
+    if (stale) {
+      // One read at a time per repository: a request that finds another's read under way shares it.
+      if (this.#removed.get(name) === removed) this.#removed.set(name, this.#readRemoved(name, index, known));
+      removed = this.#removed.get(name);
+    }
+    const snapshot = (await removed?.catch(() => undefined))?.snapshot;
+    return snapshot && (await snapshot.contents()).blobs.get(digest);
+  }
+
+  async #readRemoved(name: string, index: string, old: Removed | undefined): Promise<Removed> {
+    const path = `${name}/${REMOVED_FILE}`;
+    const read = await this.bucket.get(path, old?.etag || undefined);
+    if (read === 'unchanged' && old) return { ...old, index, at: Date.now() };
+    if (read === undefined || read === 'unchanged') return { index, at: Date.now(), etag: '', snapshot: undefined };
+    const roots = removedRoots(parseLayoutIndex(read.bytes, `${this.bucket.url}/${path}`)).map((root) => root.descriptor);
+    return { index, at: Date.now(), etag: read.etag, snapshot: new StoreSnapshot(name, name, roots, new Map(), this.#manifests) };
   }
 
   #listed(name: string): boolean {
@@ -191,15 +244,5 @@ export class BucketSource implements ImageSource {
       else high = middle - 1;
     }
     return false;
-  }
-
-  async #walk(): Promise<string[]> {
-    const names: string[] = [];
-    for await (const { path } of this.bucket.list('')) {
-      if (!path.endsWith('/index.json') || path.startsWith('.') || path.includes('/blobs/')) continue;
-      const name = path.slice(0, -'/index.json'.length);
-      if (isRepositoryName(name)) names.push(name);
-    }
-    return names;
   }
 }

@@ -6,7 +6,7 @@ import { MAX_MANIFEST_BYTES } from '../manifest-cache.js';
 import { REPOSITORY_LIST } from '../repository-list.js';
 import { type BlobChecks, type VerifyReport, type Walk, namingProblems, verifyDescriptor } from '../verify.js';
 import type { Bucket } from './client.js';
-import { poolKey } from './writer.js';
+import { poolKey } from './location.js';
 
 /**
  * `cartorio verify` of a bucket store: the directory store's checks, on keys. Every blob reachable
