@@ -160,8 +160,11 @@ row "gzip image: 2 cores vs 1 core (scaling)" "$(m "${L_DIRGZ[@]}")" "$(m "${L_D
 fi
 [ "${SECTIONS:-all}" = load ] && exit 0
 m() { printf '%s\n' "$@" | median; }
-# peak RSS of serve: every process of it (the primary and its workers), each one's VmHWM summed
-tree_hwm() { local p; for p in "$1" $(pgrep -P "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status"; done | awk '{s+=$1} END {printf "%.0f", s/1024}'; }
+# peak RSS of serve: every process of it (the primary and its workers), each one's VmHWM and their
+# sum. The sum counts twice what the processes share: the pages of the node binary they run
+# (~50 MB each), so it is above the machine memory they take together (their summed Pss, printed too).
+tree_hwm() { local p; for p in "$1" $(pgrep -P "$1"); do awk '/VmHWM/ {print $2}' "/proc/$p/status"; done | awk '{s+=$1; a=a (NR>1 ? " + " : "") int($1/1024+0.5)} END {printf "%.0f MB (%s)", s/1024, a}'; }
+tree_pss() { local p; for p in "$1" $(pgrep -P "$1"); do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | awk '{s+=$1} END {printf "%.0f", s/1024}'; }
 
 # ---------- servers: cartorio, Distribution (seeded by skopeo), nginx (static files) ----------
 store=$W/s-c
@@ -275,8 +278,8 @@ for n in 1 8 32; do
 done
 
 # ---------- 5. memory ----------
-serve_hwm=$(tree_hwm "$serve_pid")
+serve_hwm=$(tree_hwm "$serve_pid"); serve_pss=$(tree_pss "$serve_pid")
 echo
 echo "## 5. peak RSS"
 [ "${SECTIONS:-all}" = serve ] || echo "cartorio load of the $((tar_bytes / 1048576)) MB tarball: $(( $(m "${RSS[@]}") / 1024 )) MB (median of $RUNS, /usr/bin/time)"
-echo "cartorio serve after sections 2-4 (blob GETs, manifest GETs at c256, 32 concurrent pulls): ${serve_hwm} MB (VmHWM, summed over its $(( $(pgrep -c -P "$serve_pid") + 1 )) processes)"
+echo "cartorio serve after sections 2-4 (blob GETs, manifest GETs at c256, 32 concurrent pulls): ${serve_hwm} (VmHWM summed over its $(( $(pgrep -c -P "$serve_pid") + 1 )) processes, and each); Pss now: ${serve_pss} MB"

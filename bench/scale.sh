@@ -110,6 +110,10 @@ header() { printf '\n%s\n| %-52s | %-16s | %-29s | %-7s |\n|%s|%s|%s|%s|\n' "$1"
 # a process and its children (serve's workers), summed: for serve, the whole server's memory
 tree() { local p; for p in "$2" $(pgrep -P "$2"); do awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/status"; done | awk '{s+=$1} END {printf "%.0f\n", s/1024}'; }
 hwm() { tree VmHWM "$1"; }
+# each process's VmHWM ("A+B"): the sum counts twice the node binary's pages the processes share
+hwm_each() { local p; for p in "$1" $(pgrep -P "$1"); do awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status"; done | awk '{a=a (NR>1 ? "+" : "") int($1/1024+0.5)} END {print a}'; }
+# Pss summed: the memory the processes take together, shared pages counted once
+pss() { local p; for p in "$1" $(pgrep -P "$1"); do awk '$1 == "Pss:" {print $2}' "/proc/$p/smaps_rollup"; done | awk '{s+=$1} END {printf "%.0f\n", s/1024}'; }
 rss() { tree VmRSS "$1"; }
 
 start_servers() { # fresh processes: VmHWM then measures only what follows
@@ -249,25 +253,28 @@ fdig=$(jq -r '.manifests[0].digest' "$store/bench/fleet/index.json")
 blob=$(jq -r '.layers | max_by(.size) | .digest' "$store/bench/fleet/blobs/sha256/${fdig#sha256:}")
 bsize=$(stat -c %s "$store/bench/fleet/blobs/sha256/${blob#sha256:}")
 one_mbs() { local i; for i in 1 2 3; do curl -fsS -o /dev/null -w '%{speed_download}\n' "$1"; done | median | awk '{printf "%.0f\n", $1/1048576}'; }
-fleet() { # BASE → "peakRSS_MB MB_sent ok_or_cut errors"
+fleet() { # BASE → "peakRSS_MB MB_sent ok_or_cut errors peakRSS_each Pss_MB"
   local base=$1 pid=$2 i cpids=(); rm -rf "$W/fleet"; mkdir -p "$W/fleet"
   for i in $(seq "$FLEET"); do
     curl -sS --limit-rate 2M --max-time "$FLEET_SECONDS" -o /dev/null -w '%{http_code} %{size_download}\n' "$base/v2/bench/fleet/blobs/$blob" >"$W/fleet/$i" 2>/dev/null &
     cpids+=($!)
   done
+  sleep $(( FLEET_SECONDS > 5 ? FLEET_SECONDS - 3 : 1 )); local now; now=$(pss "$pid")  # while the clients still download
   wait "${cpids[@]}" || true  # curl exits 28 when --max-time cuts it: expected
-  awk -v p="$(hwm "$pid")" '{n++; b+=$2; if ($1 != 200) e++} END {printf "%s %.0f %d %d\n", p, b/1048576, n-e, e}' "$W/fleet"/*
+  local each; each=$(hwm_each "$pid")
+  awk -v p="$(hwm "$pid")" -v each="$each" -v now="$now" '{n++; b+=$2; if ($1 != 200) e++} END {printf "%s %.0f %d %d %s %s\n", p, b/1048576, n-e, e, each, now}' "$W/fleet"/*
 }
 say "f. fleet: $FLEET × curl --limit-rate 2M of a $((bsize / 1048576)) MB layer, ${FLEET_SECONDS} s each"
 start_servers
 one_c=$(one_mbs "$C/v2/bench/fleet/blobs/$blob"); one_d=$(one_mbs "$D/v2/bench/fleet/blobs/$blob")
 start_servers
-read -r fc_rss fc_mb fc_ok fc_err < <(fleet "$C" "$cart_pid")
-read -r fd_rss fd_mb fd_ok fd_err < <(fleet "$D" "$dist_pid")
+read -r fc_rss fc_mb fc_ok fc_err fc_each fc_pss < <(fleet "$C" "$cart_pid")
+read -r fd_rss fd_mb fd_ok fd_err fd_each fd_pss < <(fleet "$D" "$dist_pid")
 header "## f. fleet: $FLEET clients × curl --limit-rate 2M of a $((bsize / 1048576)) MB layer, cut at ${FLEET_SECONDS} s"
 row "server peak RSS (fresh server; VmHWM)" "$fc_rss" "$fd_rss" MB 0 "Distribution 2.8"
 row "MB delivered in ${FLEET_SECONDS} s (non-200 answers: $fc_err / $fd_err)" "$fc_mb" "$fd_mb" MB 1 "Distribution 2.8"
 row "one unlimited curl of the layer (median of 3)" "$one_c" "$one_d" MB/s 1 "Distribution 2.8"
+echo "cartorio peak RSS per process: $fc_each MB; Pss summed near the end: $fc_pss MB (Distribution: $fd_pss MB); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 
 # ---------- g. 1 000 pulls ----------

@@ -11,6 +11,7 @@ import { StoreReader } from '../store/reader.js';
 import { Metrics } from '../registry/metrics.js';
 import { type Verdict, WorkerGroup, WorkerLink, checkSameArchives, leaveGroup, stopOnSignals, workerAddress } from './serve-workers.js';
 import { autoWorkers, hasReusePort, parseWorkers } from './worker-count.js';
+import { capYoungGeneration } from './young-generation.js';
 import { type BucketServeFlags, bucketServeOptions, openBucketSource } from './bucket-serve.js';
 import { CliError, type StoreLocation, action, examples, parseStore, storeOption } from './common.js';
 
@@ -146,6 +147,7 @@ async function openSources(inputs: string[], location: StoreLocation | undefined
 
 async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }, { parseHtpasswd }]: Registry): Promise<void> {
   const { images, archives } = sources;
+  capYoungGeneration(process.execArgv, process.env.NODE_OPTIONS);
   // A worker listens where the primary already does; only the primary speaks to the user.
   const shared = workerAddress();
   const { host, port } = parseListen(shared ?? options.listen);
