@@ -160,7 +160,7 @@ test('bucket store: loads killed while publishing, and an object store without c
     const tags = [...(await digests(store)).keys()].sort();
     assert.deepEqual(tags, ['shared:other', 'shared:seed'], `the load that took the lock over said it loaded shared:other; the paused load (exit ${code}) left: ${tags.join(' ')}; ${stderr}`);
     assert.equal(code, 1, stderr);
-    assert.match(stderr, /^cartorio load: .*s3:\/\/cartorio\/paused\/shared\/index\.json: another writer changed it during this load, which had lost the writer lock .*; load again\n$/);
+    assert.match(stderr, /^cartorio load: .*s3:\/\/cartorio\/paused\/shared\/index\.json: another writer changed it after this command lost the writer lock .*, so it was left as that writer made it; run the command again\n$/);
     const verified = await cartorio(['verify', '--store', store]);
     assert.equal(verified.code, 0, verified.stdout + verified.stderr);
   });

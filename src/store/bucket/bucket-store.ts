@@ -154,7 +154,7 @@ export class BucketStore implements StoreOps {
   async #putUnchanged(path: string, body: string, etag: string | undefined): Promise<void> {
     const condition = this.bucket.location.singleWriter === true ? {} : etag === undefined || etag === NO_OBJECT ? { ifNoneMatch: '*' as const } : { ifMatch: etag };
     if ((await this.bucket.put(path, body, condition)) === 'conflict') {
-      throw new Error(`${this.bucket.url}/${path}: another writer changed it meanwhile, while this command had lost the writer lock (paused for over 30 s?); nothing more was written, run the command again`);
+      throw new Error(`${this.bucket.url}/${path}: another writer changed it after this command lost the writer lock (paused for over 30 s?), so it was left as that writer made it; run the command again`);
     }
   }
 
