@@ -85,8 +85,13 @@ export class BucketStore implements StoreOps {
 
   /** The names in `.repositories`, sorted; a store copied in without one is walked, as BucketSource does. */
   async listedRepositories(): Promise<string[]> {
+    return (await this.#readList()).names;
+  }
+
+  /** The listed names and the list's ETag (NO_OBJECT for a store copied in without one: walked). */
+  async #readList(): Promise<{ names: string[]; etag: string }> {
     const current = await this.bucket.get(REPOSITORY_LIST);
-    return current === undefined || current === 'unchanged' ? walkIndexes(this.bucket) : namesOf(current.bytes);
+    return current === undefined || current === 'unchanged' ? { names: await walkIndexes(this.bucket), etag: NO_OBJECT } : { names: namesOf(current.bytes), etag: current.etag };
   }
 
   heldRepositories(): Promise<string[]> {
@@ -117,9 +122,9 @@ export class BucketStore implements StoreOps {
 
   /** Names listed first, then per repository what left (removed.json), then index.json (see BucketWriter). */
   async publish(changes: readonly RepositoryChange[]): Promise<void> {
-    const listed = await this.listedRepositories();
-    const all = [...new Set([...listed, ...changes.map((change) => change.repository)])].sort();
-    if (all.length !== listed.length) await this.#writeList(all);
+    const listed = await this.#readList();
+    const all = [...new Set([...listed.names, ...changes.map((change) => change.repository)])].sort();
+    if (all.length !== listed.names.length) await this.#writeList(all, listed.etag);
     await inParallel(changes, async (change) => {
       if ((await this.bucket.head(`${change.repository}/${OCI_LAYOUT_FILE}`)) === undefined) await this.bucket.put(`${change.repository}/${OCI_LAYOUT_FILE}`, OCI_LAYOUT_CONTENT);
       await this.#rewrite(change);
@@ -132,7 +137,8 @@ export class BucketStore implements StoreOps {
     // After the index is emptied, as for a directory store: never an unlisted repository with tags.
     if (unlist.length > 0) {
       const gone = new Set(unlist);
-      await this.#writeList((await this.listedRepositories()).filter((name) => !gone.has(name)));
+      const listed = await this.#readList();
+      await this.#writeList(listed.names.filter((name) => !gone.has(name)), listed.etag);
     }
     this.#holders = undefined;
   }
@@ -158,8 +164,9 @@ export class BucketStore implements StoreOps {
     }
   }
 
-  async #writeList(names: readonly string[]): Promise<void> {
-    await this.bucket.put(REPOSITORY_LIST, names.map((name) => `${name}\n`).join(''));
+  // Over the list as read, like the indexes (#rewrite): a late writer never drops another's names.
+  async #writeList(names: readonly string[], etag: string): Promise<void> {
+    await this.#putUnchanged(REPOSITORY_LIST, names.map((name) => `${name}\n`).join(''), etag);
   }
 
   async forgetRemoved(repository: string, kept: readonly RemovedRoot[]): Promise<void> {
