@@ -3,6 +3,7 @@
 // resource image and the get's `cartorio` launcher (params.bundle_server):
 //   OUT/resource.mjs                          checkCommand, inCommand, outCommand
 //   OUT/cartorio/dist/src/cli/main.mjs        the cartorio CLI
+//   OUT/cartorio/dist/src/cli/aws-sdk.mjs     the AWS SDK, imported by both only for an s3 store
 //   OUT/cartorio/package.json                 name and version (the CLI reads ../../../package.json)
 // OUT defaults to dist/bundle. Usage: node assets/build-bundle.mjs [OUT]
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -71,29 +72,31 @@ const leaveOut = {
 // The AWS SDK (s3:// stores only) inside the CLI bundle would double it (1.2 → 2.3 MB, read at
 // every start): src/store/bucket/sdk.js becomes a file of its own beside it, aws-sdk.mjs,
 // imported only when a store is s3://.
+// The resource bundle (a bucket store's check, in and out) imports that same file, beside the CLI.
 const SDK_FILE = 'aws-sdk.mjs';
-const sdkApart = {
+const SDK_DIR = 'cartorio/dist/src/cli';
+const sdkApart = (path) => ({
   name: 'sdk-apart',
   setup(bundler) {
-    bundler.onResolve({ filter: /[\\/]sdk\.js$/ }, (args) => (/[\\/]store[\\/]bucket$/.test(args.resolveDir) ? { path: `./${SDK_FILE}`, external: true } : undefined));
+    bundler.onResolve({ filter: /[\\/]sdk\.js$/ }, (args) => (/[\\/]store[\\/]bucket$/.test(args.resolveDir) ? { path, external: true } : undefined));
   },
-};
+});
 const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22', banner, legalComments: 'none', logLevel: 'warning', plugins: [tarHeaders, lazyAjv, bcryptSource] };
 
 const resourceEntry = join(out, '.resource-entry.mjs');
 await mkdir(out, { recursive: true });
 await writeFile(resourceEntry, ['check', 'in', 'out'].map((c) => `export * from ${JSON.stringify(join(root, 'dist', 'src', 'resource', `${c}.js`))};`).join('\n') + '\n');
-await build({ ...common, entryPoints: [resourceEntry], outfile: join(out, 'resource.mjs') });
+await build({ ...common, plugins: [...common.plugins, sdkApart(`./${SDK_DIR}/${SDK_FILE}`)], entryPoints: [resourceEntry], outfile: join(out, 'resource.mjs') });
 await rm(resourceEntry);
 // Whitespace minified (names and messages kept): a third less to read and parse at every start.
 await build({
   ...common,
-  plugins: [...common.plugins, leaveOut, sdkApart],
+  plugins: [...common.plugins, leaveOut, sdkApart(`./${SDK_FILE}`)],
   minifyWhitespace: true,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'main.js')],
   outfile: join(out, 'cartorio', 'dist', 'src', 'cli', 'main.mjs'),
 });
-await build({ ...common, minifyWhitespace: true, entryPoints: [join(root, 'dist', 'src', 'store', 'bucket', 'sdk.js')], outfile: join(out, 'cartorio', 'dist', 'src', 'cli', SDK_FILE) });
+await build({ ...common, minifyWhitespace: true, entryPoints: [join(root, 'dist', 'src', 'store', 'bucket', 'sdk.js')], outfile: join(out, SDK_DIR, SDK_FILE) });
 const { name, version, license } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
 await writeFile(join(out, 'cartorio', 'package.json'), JSON.stringify({ name, version, license, type: 'module', private: true }, null, 2) + '\n');
 process.stdout.write(`${out}\n`);
