@@ -3,6 +3,7 @@
 // resource image and the get's `cartorio` launcher (params.bundle_server):
 //   OUT/resource.mjs                          checkCommand, inCommand, outCommand
 //   OUT/cartorio/dist/src/cli/main.mjs        the cartorio CLI (imports program.mjs beside it)
+//   OUT/cartorio/dist/src/cli/aws-sdk.mjs     the AWS SDK, imported by both only for an s3 store
 //   OUT/cartorio/package.json                 name and version (the CLI reads ../../../package.json)
 // OUT defaults to dist/bundle. Usage: node assets/build-bundle.mjs [OUT]
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -71,14 +72,16 @@ const leaveOut = {
 // The AWS SDK (s3:// stores only) inside the CLI bundle would double it (1.2 → 2.3 MB, read at
 // every start): src/store/bucket/sdk.js becomes a file of its own beside it, aws-sdk.mjs,
 // imported only when a store is s3://.
+// The resource bundle (a bucket store's check, in and out) imports that same file, beside the CLI.
 const SDK_FILE = 'aws-sdk.mjs';
 const PROGRAM_FILE = 'program.mjs';
-const sdkApart = {
+const SDK_DIR = 'cartorio/dist/src/cli';
+const sdkApart = (path) => ({
   name: 'sdk-apart',
   setup(bundler) {
-    bundler.onResolve({ filter: /[\\/]sdk\.js$/ }, (args) => (/[\\/]store[\\/]bucket$/.test(args.resolveDir) ? { path: `./${SDK_FILE}`, external: true } : undefined));
+    bundler.onResolve({ filter: /[\\/]sdk\.js$/ }, (args) => (/[\\/]store[\\/]bucket$/.test(args.resolveDir) ? { path, external: true } : undefined));
   },
-};
+});
 // An ESM import of a Node.js builtin builds its ESM facade, which reads every export; node:http's
 // WebSocket getter then loads Node's bundled undici (~60 ms at every start, nodejs/node#59686).
 // esbuild also hoists every builtin import of the bundle to its top, loaded at start even when only
@@ -96,7 +99,7 @@ const common = { bundle: true, platform: 'node', format: 'esm', target: 'node22'
 const resourceEntry = join(out, '.resource-entry.mjs');
 await mkdir(out, { recursive: true });
 await writeFile(resourceEntry, ['check', 'in', 'out'].map((c) => `export * from ${JSON.stringify(join(root, 'dist', 'src', 'resource', `${c}.js`))};`).join('\n') + '\n');
-await build({ ...common, entryPoints: [resourceEntry], outfile: join(out, 'resource.mjs') });
+await build({ ...common, plugins: [...common.plugins, sdkApart(`./${SDK_DIR}/${SDK_FILE}`)], entryPoints: [resourceEntry], outfile: join(out, 'resource.mjs') });
 await rm(resourceEntry);
 // Two files: main.mjs, a few lines that turn Node's compile cache on (src/cli/compile-cache.ts), then
 // import program.mjs, all the rest, which is then compiled from the cache after the first start
@@ -114,12 +117,12 @@ await build({ ...common, plugins: [...common.plugins, programApart], entryPoints
 // Whitespace minified (names and messages kept): a third less to read and parse at every start.
 await build({
   ...common,
-  plugins: [...common.plugins, leaveOut, sdkApart],
+  plugins: [...common.plugins, leaveOut, sdkApart(`./${SDK_FILE}`)],
   minifyWhitespace: true,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'program.js')],
   outfile: join(cliDir, PROGRAM_FILE),
 });
-await build({ ...common, minifyWhitespace: true, entryPoints: [join(root, 'dist', 'src', 'store', 'bucket', 'sdk.js')], outfile: join(cliDir, SDK_FILE) });
+await build({ ...common, minifyWhitespace: true, entryPoints: [join(root, 'dist', 'src', 'store', 'bucket', 'sdk.js')], outfile: join(out, SDK_DIR, SDK_FILE) });
 const { name, version, license } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
 await writeFile(join(out, 'cartorio', 'package.json'), JSON.stringify({ name, version, license, type: 'module', private: true }, null, 2) + '\n');
 process.stdout.write(`${out}\n`);

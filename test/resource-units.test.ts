@@ -22,6 +22,8 @@ test('payloads Concourse sends are accepted', () => {
   assert.ok(validateInRequest({ source: FILE_SOURCE, version: { digest: DIGEST }, params: null }));
   assert.ok(validateOutRequest({ source: FILE_SOURCE, params: { image: 'image/image.tar', additional_tags: ['a', 'b_1.2'] } }));
   assert.ok(validateOutRequest({ source: FILE_SOURCE, params: { image: 'image', additional_tags: 'version/tags', format: 'concourse-rootfs' } }));
+  const bucket = { type: 's3', bucket: 'ci-images', prefix: 'team/a', endpoint: 'rgw.example:7480', disable_ssl: true, region_name: 'eu-1', access_key_id: 'k', secret_access_key: 's', session_token: 't', path_style: true, single_writer: false, ca_certs: ['PEM'] };
+  assert.ok(validateCheckRequest({ source: { repository: 'ci/app', store: bucket } }));
 });
 
 // One line each, naming the JSON path of the bad value and, for unknown keys, the allowed ones.
@@ -35,7 +37,11 @@ const REJECTED: [string, (data: unknown) => unknown, unknown, string][] = [
   ['a store without url and a bad tag', validateCheckRequest, { source: { repository: 'app', tag: '-x', store: { type: 'registry' } } }, 'invalid payload: /source/tag "-x" is not valid: a tag is letters, digits, _ . -, at most 128, not starting with . or -; /source/store: missing required key "url"'],
   ['more problems than shown', validateCheckRequest, { source: { repository: 'app', a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, h: 1, i: 1, j: 1 } }, `invalid payload: ${'abcdefgh'.split('').map((k) => `/source: unknown key "${k}" (allowed: repository, tag, store, username, password, insecure, ca_certs, platform, debug)`).join('; ')}; and 2 more problems`],
   ['store without type', validateCheckRequest, { source: { repository: 'app', store: { path: '/x' } } }, 'invalid payload: /source/store: missing required key "type"'],
-  ['store of unknown type', validateCheckRequest, { source: { repository: 'app', store: { type: 's3' } } }, 'invalid payload: /source/store/type must be one of "registry", "file"'],
+  ['store of unknown type', validateCheckRequest, { source: { repository: 'app', store: { type: 'gcs' } } }, 'invalid payload: /source/store/type must be one of "registry", "file", "s3"'],
+  ['bucket store without bucket', validateCheckRequest, { source: { repository: 'app', store: { type: 's3', endpoint: 'rgw:7480' } } }, 'invalid payload: /source/store: missing required key "bucket"'],
+  ['bucket that is no bucket name', validateCheckRequest, { source: { repository: 'app', store: { type: 's3', bucket: 'My_Bucket' } } }, 'invalid payload: /source/store/bucket "My_Bucket" is not valid: a bucket name is 3–63 lower-case letters, digits, dots and hyphens'],
+  ['bucket prefix with a leading slash', validateCheckRequest, { source: { repository: 'app', store: { type: 's3', bucket: 'images', prefix: '/ci' } } }, 'invalid payload: /source/store/prefix "/ci" is not valid: a prefix is a/b/c, with no leading, trailing or doubled slash'],
+  ['unknown key in a bucket store', validateCheckRequest, { source: { repository: 'app', store: { type: 's3', bucket: 'images', secret_key: 'x' } } }, 'invalid payload: /source/store: unknown key "secret_key" (allowed: type, bucket, prefix, endpoint, disable_ssl, region_name, access_key_id, secret_access_key, session_token, path_style, single_writer, ca_certs)'],
   ['unknown key in a file store', validateCheckRequest, { source: { repository: 'app', store: { type: 'file', path: '/x', url: 'y' } } }, 'invalid payload: /source/store: unknown key "url" (allowed: type, path)'],
   ['unknown key in a registry store', validateCheckRequest, { source: { repository: 'app', store: { type: 'registry', url: 'r', user: 'u' } } }, 'invalid payload: /source/store: unknown key "user" (allowed: type, url, username, password, insecure, ca_certs)'],
   ['registry store without url', validateCheckRequest, { source: { repository: 'app', store: { type: 'registry' } } }, 'invalid payload: /source/store: missing required key "url"'],

@@ -1,9 +1,9 @@
 import { constants } from 'node:fs';
-import { copyFile, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { loadIntoStore } from '../formats/load.js';
 import type { Descriptor } from '../image/oci.schema.js';
-import { LOCK_DIR, POOL_DIR, TMP_DIR, blobPath, repositoryDir } from '../store/layout.js';
+import { LOCK_DIR, POOL_DIR, TMP_DIR } from '../store/layout.js';
 import { REPOSITORY_LIST } from '../store/repository-list.js';
 import { StoreReader } from '../store/reader.js';
 import { writeImageLayout } from './layout-copy.js';
@@ -67,13 +67,12 @@ export class FileStore implements ImageStore {
     await this.#checkRoot();
     const snapshot = await this.#reader.repository(repository);
     if (!snapshot) throw new Error(`${this.where} has no repository ${repository}`);
-    const source = repositoryDir(this.#root, snapshot.name);
     return writeImageLayout(dest, root, tag, async (descriptor, path) => {
-      const from = blobPath(source, descriptor.digest);
-      const info = await lstat(from).catch(() => undefined);
-      if (!info?.isFile()) throw new Error(`${this.where}: ${repository} lacks blob ${descriptor.digest}; run cartorio verify --store ${this.#root}`);
-      if (info.size !== descriptor.size) throw new Error(`${this.where}: blob ${descriptor.digest} of ${repository} is ${info.size} bytes, not ${descriptor.size}; run cartorio verify`);
-      await copyBlob(from, path);
+      // Where the server would read it: the repository's blobs/, or the pool for one with none.
+      const from = await this.#reader.blob(snapshot.name, descriptor.digest);
+      if (!from) throw new Error(`${this.where}: ${repository} lacks blob ${descriptor.digest}; run cartorio verify --store ${this.#root}`);
+      if (from.size !== descriptor.size) throw new Error(`${this.where}: blob ${descriptor.digest} of ${repository} is ${from.size} bytes, not ${descriptor.size}; run cartorio verify`);
+      await copyBlob(from.path, path);
     });
   }
 

@@ -39,6 +39,53 @@ export const fileStoreSchema = {
 } as const;
 
 /**
+ * Keys of Concourse's s3 resource that a bucket store does not implement: accepted by the schema
+ * so the refusal says why in one line (`resolveSource`), not "unknown key".
+ */
+export const REFUSED_S3_KEYS = {
+  skip_ssl_verification: "give the endpoint's CA in ca_certs, or put it in the worker's /etc/ssl/certs",
+  use_v2_signing: 'cartorio signs with Signature Version 4 only',
+  disable_multipart: 'large blobs are uploaded in parts; use an object store that takes multipart uploads',
+  server_side_encryption: 'set default encryption on the bucket instead',
+  sse_kms_key_id: 'set default encryption on the bucket instead',
+  aws_role_arn: 'give keys for the role (access_key_id, secret_access_key, session_token)',
+  private: 'a bucket store is always read with signed requests',
+  cloudfront_url: 'a bucket store is read from the bucket itself',
+} as const;
+
+const refusedS3Properties = Object.fromEntries(Object.keys(REFUSED_S3_KEYS).map((key) => [key, {}])) as Record<keyof typeof REFUSED_S3_KEYS, object>;
+
+/**
+ * A cartorio store in an S3-compatible bucket, as `cartorio load --store s3://BUCKET/PREFIX` writes
+ * it. Concourse gives a resource no environment, so the endpoint and keys are here, in the words
+ * of Concourse's own s3 resource (`access_key_id`, `region_name`, `endpoint`, `disable_ssl`, …).
+ */
+export const s3StoreSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'bucket'],
+  properties: {
+    type: { const: 's3' },
+    bucket: { type: 'string', pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' },
+    /** The store's keys live below it: `s3://bucket/prefix`. */
+    prefix: { type: 'string', pattern: '^[^/]+(/[^/]+)*$' },
+    /** `https://host[:port]`, `http://host[:port]`, or `host[:port]` (HTTPS unless disable_ssl). */
+    endpoint: { type: 'string', minLength: 1 },
+    disable_ssl: { type: 'boolean' },
+    region_name: { type: 'string', minLength: 1 },
+    access_key_id: { type: 'string', minLength: 1 },
+    secret_access_key: { type: 'string', minLength: 1 },
+    session_token: { type: 'string', minLength: 1 },
+    /** Default: true with `endpoint` (RGW, MinIO), as the s3 resource does; virtual-hosted names on AWS. */
+    path_style: { type: 'boolean' },
+    /** The object store ignores conditional writes and the operator vouches for one writer (`?single-writer=true`). */
+    single_writer: { type: 'boolean' },
+    ca_certs: { type: 'array', items: { type: 'string', minLength: 1 } },
+    ...refusedS3Properties,
+  },
+} as const;
+
+/**
  * registry-image's source keys cartorio does not implement. They are accepted by the schema so
  * the refusal is one line that says so (`resolveSource`), not "unknown key".
  */
@@ -75,9 +122,9 @@ export const sourceSchema = {
     store: {
       type: 'object',
       required: ['type'],
-      properties: { type: { enum: ['registry', 'file'] } },
+      properties: { type: { enum: ['registry', 'file', 's3'] } },
       discriminator: { propertyName: 'type' },
-      oneOf: [registryStoreSchema, fileStoreSchema],
+      oneOf: [registryStoreSchema, fileStoreSchema, s3StoreSchema],
     },
     // registry-image's way to say store {type: registry} at the repository's host.
     username: { type: 'string' },
@@ -236,7 +283,8 @@ export function describePayloadError(errors: ErrorObject[]): string {
   if (error.keyword === 'enum') return `${path} must be one of ${(error.params['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
   if (error.keyword === 'additionalProperties') {
     // registry-image keys cartorio refuses are accepted by the schema, but are no advice.
-    const allowed = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {}).filter((key) => path !== '/source' || !(key in REFUSED_SOURCE_KEYS));
+    const refused: Record<string, unknown> = path === '/source' ? REFUSED_SOURCE_KEYS : path === '/source/store' ? REFUSED_S3_KEYS : {};
+    const allowed = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {}).filter((key) => !(key in refused));
     return `${path === '' ? '' : `${path}: `}unknown key "${String(error.params['additionalProperty'])}" (allowed: ${allowed.join(', ')})`;
   }
   if (error.keyword === 'pattern') return `${path} ${JSON.stringify(valueAt(error))} is not valid: ${patternHint(path)}`;
@@ -255,5 +303,7 @@ function valueAt(error: ErrorObject): unknown {
 function patternHint(path: string): string {
   if (path.endsWith('/digest')) return 'expected sha256:<64 hex digits>';
   if (path.includes('/platform')) return 'expected os/arch or os/arch/variant, e.g. linux/amd64';
+  if (path.endsWith('/store/bucket')) return 'a bucket name is 3–63 lower-case letters, digits, dots and hyphens';
+  if (path.endsWith('/store/prefix')) return 'a prefix is a/b/c, with no leading, trailing or doubled slash';
   return 'a tag is letters, digits, _ . -, at most 128, not starting with . or -';
 }

@@ -2,7 +2,7 @@ import { hostPlatform, parsePlatform, type Platform } from '../image/platform.js
 import { DOCKER_HUB, isTag, normalizeHost, normalizeRepositoryName, repositoryNameProblem, splitName } from '../image/reference.js';
 import { parseRegistryUrl } from '../client/registry-url.js';
 import { createLog, type CommandIO, type Log } from './io.js';
-import { REFUSED_SOURCE_KEYS, type Source, type StoreConfig, type Version } from './schema.js';
+import { REFUSED_S3_KEYS, REFUSED_SOURCE_KEYS, type Source, type StoreConfig, type Version } from './schema.js';
 import { openStore, type ImageStore } from './stores.js';
 
 /** `source` with its defaults applied and the checks a schema cannot express done. */
@@ -76,7 +76,11 @@ function resolveStore(source: Source): { repository: string; name: string; store
   if (topLevel.length > 0) {
     throw new Error(`invalid payload: /source has both store and ${topLevel.join(', ')}: give the registry either as store {type: registry, url, username, …} or registry-image style (host in repository, ${topLevel.join(', ')} at the top level), not both`);
   }
-  if (store.type === 'file') {
+  if (store.type === 's3') {
+    const refused = Object.keys(REFUSED_S3_KEYS).filter((key) => (store as Record<string, unknown>)[key] !== undefined) as (keyof typeof REFUSED_S3_KEYS)[];
+    if (refused.length > 0) throw new Error(`invalid payload: ${refused.map((key) => `/source/store/${key} is the s3 resource's and a bucket store does not implement it (${REFUSED_S3_KEYS[key]})`).join('; ')}`);
+  }
+  if (store.type === 'file' || store.type === 's3') {
     const name = normalizeRepositoryName(source.repository) ?? source.repository;
     return { repository: name, name, store };
   }

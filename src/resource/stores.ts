@@ -1,4 +1,5 @@
 import type { Descriptor } from '../image/oci.schema.js';
+import { S3Store } from './s3-store.js';
 import { FileStore } from './file-store.js';
 import type { Log } from './io.js';
 import { RegistryStore } from './registry-store.js';
@@ -9,7 +10,7 @@ import type { StoreConfig } from './schema.js';
  * Absent things are `undefined`/`false`; failures throw one-line errors.
  */
 export interface ImageStore {
-  /** Names the store in messages: `file store /mnt/images`, `registry http://127.0.0.1:5000`. */
+  /** Names the store in messages: `file store /mnt/images`, `registry http://127.0.0.1:5000`, `bucket store s3://images/ci at https://…`. */
   readonly where: string;
   /** The digest `tag` points at now; undefined when the repository or the tag does not exist. */
   resolveTag(repository: string, tag: string): Promise<string | undefined>;
@@ -33,8 +34,9 @@ export interface PushReport {
   skipped: number;
 }
 
-/** Opens the store `source.store` describes; a registry is reached as the worker's `env` says (proxies, CAs). */
+/** Opens the store `source.store` describes; a registry or a bucket is reached as the worker's `env` says (CAs; a registry's proxies). */
 export function openStore(config: StoreConfig, log: Log, env: Record<string, string | undefined>): ImageStore {
   if (config.type === 'file') return new FileStore(config.path);
+  if (config.type === 's3') return new S3Store(config, env);
   return new RegistryStore(config, log, env);
 }

@@ -6,7 +6,8 @@ import { promisify } from 'node:util';
 import { digestHex, isSha256Digest } from '../image/digest.js';
 import { serializeIndex } from './index-file.js';
 import { readRemoved, removedAfter, serializeRemoved } from './removed-file.js';
-import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobPath, fileVersion, fsyncDir, isNotFound, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
+import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobPath, fileVersion, fsyncDir, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
+import { PoolBackedRepositories } from './pool-backed.js';
 import { withStoreLock } from './lock.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 import type { HeldBlob, IndexChange, IndexVersion, PoolBlob, RemovedRoot, RepositoryChange, StoreOps } from './store-ops.js';
@@ -20,15 +21,18 @@ const SYNCFS_FROM = 64;
 
 /**
  * The store as a directory (DESIGN §3): `<root>/<name>/` OCI layouts whose blobs are hard links
- * into the pool `<root>/.blobs/`. A pool blob's link count says how many repositories hold it.
+ * into the pool `<root>/.blobs/`. A pool blob's link count says how many repositories hold it,
+ * plus the pool-backed repositories that reach it (a bucket store copied back: pool-backed.ts).
  */
 export class DirectoryStore implements StoreOps {
   readonly root: string;
   readonly #tmp: string;
+  readonly #poolBacked: PoolBackedRepositories;
 
   constructor(root: string) {
     this.root = root;
     this.#tmp = join(root, TMP_DIR);
+    this.#poolBacked = new PoolBackedRepositories(this);
   }
 
   get description(): string {
@@ -58,6 +62,11 @@ export class DirectoryStore implements StoreOps {
     return { index, removed, version: before };
   }
 
+  /** The version readIndex would give now (index.json and removed.json), without reading them; undefined without an index. */
+  version(repository: string): Promise<string | undefined> {
+    return this.#versionOf(repositoryDir(this.root, repository));
+  }
+
   async #versionOf(dir: string): Promise<string | undefined> {
     const index = await stat(join(dir, 'index.json')).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)));
     if (!index) return undefined;
@@ -67,7 +76,8 @@ export class DirectoryStore implements StoreOps {
 
   async readBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer | undefined> {
     if (!isSha256Digest(digest)) return undefined;
-    const path = blobPath(repositoryDir(this.root, repository), digest);
+    const dir = repositoryDir(this.root, repository);
+    const path = blobPath((await isPoolBacked(dir)) ? join(this.root, POOL_DIR) : dir, digest);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isFile() || info.size > maxBytes) return undefined;
     return readFile(path);
@@ -92,10 +102,16 @@ export class DirectoryStore implements StoreOps {
     const early: { from: string; to: string }[] = [];
     await inParallel(changes, async ({ repository, blobs, index, left }) => {
       const dir = repositoryDir(this.root, repository);
-      const blobDir = join(dir, 'blobs', 'sha256');
-      await mkdir(blobDir, { recursive: true });
-      for (const digest of blobs) await linkBlob(blobPath(pool, digest), join(blobDir, digestHex(digest)));
-      dirs.add(blobDir).add(dir);
+      if (await isPoolBacked(dir)) {
+        // It holds what its index reaches: the blobs need only be in the pool (as a link needs them).
+        for (const digest of blobs) if (!(await stat(blobPath(pool, digest)).then((info) => info.isFile(), () => false))) throw new Error(`${this.root}: pool blob ${digest} for ${repository} is missing`);
+        dirs.add(dir);
+      } else {
+        const blobDir = join(dir, 'blobs', 'sha256');
+        await mkdir(blobDir, { recursive: true });
+        for (const digest of blobs) await linkBlob(blobPath(pool, digest), join(blobDir, digestHex(digest)));
+        dirs.add(blobDir).add(dir);
+      }
       const files: [string, string][] = [[join(dir, 'index.json'), serializeIndex(index)]];
       if (left.length > 0) early.push(await this.#stage(join(dir, REMOVED_FILE), await removedAfter(dir, left), changes.length < SYNCFS_FROM, counter++));
       if (!(await stat(join(dir, OCI_LAYOUT_FILE)).then(() => true, () => false))) files.push([join(dir, OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT]);
@@ -139,6 +155,10 @@ export class DirectoryStore implements StoreOps {
   }
 
   async heldBlobs(repository: string): Promise<HeldBlob[]> {
+    if (await isPoolBacked(repositoryDir(this.root, repository))) {
+      // What its index and its removed roots reach, by the sizes their descriptors give.
+      return [...(await this.#poolBacked.held(repository))].map(([digest, size]) => ({ digest, size }));
+    }
     const blobDir = join(repositoryDir(this.root, repository), 'blobs', 'sha256');
     const names = await readdir(blobDir).catch((error: unknown) => (isNotFound(error) ? [] : Promise.reject(error)));
     const held: HeldBlob[] = [];
@@ -153,6 +173,8 @@ export class DirectoryStore implements StoreOps {
 
   async releaseBlobs(repository: string, digests: readonly string[]): Promise<void> {
     const dir = repositoryDir(this.root, repository);
+    // A pool-backed repository lets go of a blob when gc forgets the removed roots that reached it.
+    if (await isPoolBacked(dir)) return;
     await inParallel(digests, (digest) => unlink(blobPath(dir, digest)).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error))));
   }
 
@@ -187,6 +209,7 @@ export class DirectoryStore implements StoreOps {
   async poolBlobs(): Promise<PoolBlob[]> {
     const dir = join(this.root, POOL_DIR, 'blobs', 'sha256');
     const names = await readdir(dir).catch((error: unknown) => (isNotFound(error) ? [] : Promise.reject(error)));
+    await this.#poolBacked.scan(await this.heldRepositories());
     const found: PoolBlob[] = [];
     await inParallel(names, async (name) => {
       const blob = await this.poolBlob(`sha256:${name}`);
@@ -198,9 +221,10 @@ export class DirectoryStore implements StoreOps {
   async poolBlob(digest: string): Promise<PoolBlob | undefined> {
     if (!isSha256Digest(digest)) return undefined;
     const info = await stat(blobPath(join(this.root, POOL_DIR), digest)).catch(() => undefined);
+    if (!info?.isFile()) return undefined;
     // Where links are not allowed a repository holds a copy: such a pool blob reads as garbage,
     // and deleting it loses nothing (the next load that needs it puts it back).
-    return info?.isFile() ? { digest, size: info.size, holders: info.nlink - 1 } : undefined;
+    return { digest, size: info.size, holders: info.nlink - 1 + ((await this.#poolBacked.holders()).get(digest) ?? 0) };
   }
 
   async deletePoolBlob(digest: string): Promise<void> {

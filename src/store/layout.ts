@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { digestHex } from '../image/digest.js';
 import { MAX_INDEX_BYTES, imageIndexSchema, ociLayoutSchema, type ImageIndex } from '../image/oci.schema.js';
@@ -27,6 +27,19 @@ export function fileVersion(info: { ino: number; mtimeMs: number; size: number }
 /** Directory of `repository` inside the store at `root`; the name must already be validated. */
 export function repositoryDir(root: string, repository: string): string {
   return join(root, ...repository.split('/'));
+}
+
+/**
+ * True for a store repository that has an index.json and no `blobs` entry at all: what a bucket
+ * store copied to a directory (`aws s3 sync s3://… DIR`) holds, since a bucket keeps each blob
+ * once, in the pool. Such a repository's blobs are read from the pool, and it holds exactly what
+ * its index and its removed roots reach (as a bucket's repository does), where any other
+ * repository holds what it links into its own `blobs/`. Writers keep it that way: a load into it
+ * links nothing, so the directory still matches the bucket key for key.
+ */
+export async function isPoolBacked(dir: string): Promise<boolean> {
+  const [index, blobs] = await Promise.all([lstat(join(dir, 'index.json')).catch(() => undefined), lstat(join(dir, 'blobs')).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error)))]);
+  return index?.isFile() === true && blobs === undefined;
 }
 
 /** Path of a sha256 blob inside an OCI layout directory; the digest must already be validated. */

@@ -7,7 +7,7 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { isRepositoryName } from '../image/reference.js';
 import type { BlobLocation, ImageSource } from './image-source.js';
 import { readRemoved } from './removed-file.js';
-import { REF_NAME, REMOVED_FILE, blobPath, fileVersion, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
+import { POOL_DIR, REF_NAME, REMOVED_FILE, blobPath, fileVersion, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir } from './layout.js';
 import { MAX_MANIFEST_BYTES, ManifestCache } from './manifest-cache.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 import { type RepositorySnapshot, StoreSnapshot } from './snapshot.js';
@@ -114,7 +114,7 @@ export class StoreReader implements ImageSource {
     // second of CPU). A failed read (EIO, EMFILE; EACCES, which a chmod fixes without changing
     // the key) is tried again by the next request.
     const previous = cached?.snapshot.catch(() => undefined);
-    const snapshot = (async () => readSnapshot(name, dir, this.#manifests, await previous))();
+    const snapshot = (async () => readSnapshot(name, dir, await this.#blobsDir(dir), this.#manifests, await previous))();
     const entry = { key, snapshot };
     this.#cache.set(name, entry);
     snapshot.then(
@@ -136,14 +136,29 @@ export class StoreReader implements ImageSource {
     if (!snapshot) return undefined;
     const held = (await snapshot.contents()).blobs.has(digest) || (!this.#layouts && (await this.#removedReaches(name, digest)));
     if (!held) return undefined;
-    const path = blobPath(this.#dirOf(snapshot.name) ?? '', digest);
+    const dir = this.#dirOf(snapshot.name) ?? '';
+    const own = await this.#blobFile(blobPath(dir, digest));
+    if (own !== 'missing') return own;
+    // Not in its own blobs/: only a repository with no blobs/ at all reads the pool (isPoolBacked).
+    // One that has blobs/ never serves a pool blob it does not link (gc released it).
+    if (this.#layouts || !(await isPoolBacked(dir))) return undefined;
+    const pooled = await this.#blobFile(blobPath(join(this.root, POOL_DIR), digest));
+    return pooled === 'missing' ? undefined : pooled;
+  }
+
+  async #blobFile(path: string): Promise<BlobLocation | 'missing' | undefined> {
     try {
       const info = await stat(path);
       return info.isFile() ? { path, offset: 0, size: info.size, proven: true, origin: path } : undefined;
     } catch (error) {
-      if (isNotFound(error)) return undefined;
+      if (isNotFound(error)) return 'missing';
       throw error;
     }
+  }
+
+  /** Where a repository's manifests are read: its own blobs/, or the pool for a repository that has none. */
+  async #blobsDir(dir: string): Promise<string> {
+    return !this.#layouts && (await isPoolBacked(dir)) ? join(this.root, POOL_DIR) : dir;
   }
 
   // What the removed roots of a repository reach, read once per version of its removed.json.
@@ -158,7 +173,7 @@ export class StoreReader implements ImageSource {
     const key = fileVersion(info);
     let cached = this.#removed.get(name);
     if (cached?.key !== key) {
-      const snapshot = readRemoved(dir).then((roots) => new StoreSnapshot(name, dir, roots.map((root) => root.descriptor), new Map(), this.#manifests));
+      const snapshot = Promise.all([readRemoved(dir), this.#blobsDir(dir)]).then(([roots, blobs]) => new StoreSnapshot(name, blobs, roots.map((root) => root.descriptor), new Map(), this.#manifests));
       cached = { key, snapshot };
       this.#removed.set(name, cached);
     }
@@ -178,8 +193,8 @@ function isReadError(error: unknown): boolean {
   return typeof (error as NodeJS.ErrnoException | undefined)?.code === 'string';
 }
 
-// The snapshot of one version of index.json: tags and roots from the index alone.
-async function readSnapshot(name: string, dir: string, cache: ManifestCache, previous: StoreSnapshot | undefined): Promise<StoreSnapshot | undefined> {
+// The snapshot of one version of index.json: tags and roots from the index alone; manifests read from `blobs`.
+async function readSnapshot(name: string, dir: string, blobs: string, cache: ManifestCache, previous: StoreSnapshot | undefined): Promise<StoreSnapshot | undefined> {
   const index = await readLayoutIndex(dir);
   if (!index) return undefined;
   const tagged = new Map<string, string>();
@@ -193,7 +208,7 @@ async function readSnapshot(name: string, dir: string, cache: ManifestCache, pre
   const shared = repeated ? await sharedIndexes(dir, index.manifests, cache) : [];
   for (const { ref, descriptor } of shared) tagged.set(ref, descriptor.digest);
   const roots = shared.length === 0 ? index.manifests : [...index.manifests, ...shared.map(({ descriptor }) => descriptor)];
-  return new StoreSnapshot(name, dir, roots, tagged, cache, previous);
+  return new StoreSnapshot(name, blobs, roots, tagged, cache, previous);
 }
 
 // A multi-platform get (the resource's `in`, as registry-image's oci-layout get does) lists an

@@ -2,11 +2,12 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
+import { join } from 'node:path';
 import { HashingStream, isSha256Digest } from '../image/digest.js';
 import { parseManifest, subjectOf } from '../image/manifest.js';
 import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
-import { REF_NAME, blobPath, checkOciLayoutFile, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
+import { POOL_DIR, REF_NAME, blobPath, checkOciLayoutFile, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir } from './layout.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 
 export interface VerifyReport {
@@ -49,7 +50,8 @@ export async function verifyStore(root: string, onBlob?: (bytes: number) => void
       const index = await readLayoutIndex(dir);
       const seen = new Set<string>();
       const subjects = new Map<string, string>();
-      const blobs = directoryBlobs(dir, hashedInodes, report, onBlob);
+      // A repository with no blobs/ (a bucket store copied back) holds what it reaches in the pool.
+      const blobs = directoryBlobs((await isPoolBacked(dir)) ? join(root, POOL_DIR) : dir, hashedInodes, report, onBlob);
       for (const descriptor of index?.manifests ?? []) await verifyDescriptor(blobs, repository, descriptor, { seen, subjects }, report);
       report.problems.push(...namingProblems(repository, index?.manifests ?? [], seen, subjects));
     } catch (error) {

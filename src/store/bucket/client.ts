@@ -26,7 +26,32 @@ export interface EndpointSettings {
   forcePathStyle?: boolean;
   /** `--blob-redirect-endpoint`: presigned URLs name this endpoint (what clients reach). */
   presignEndpoint?: string;
+  /**
+   * Keys given in configuration (the resource's `source.store`, since Concourse gives a resource
+   * no environment); without them the SDK's own chain finds them (env, profiles, web identity, IMDS).
+   */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** The region given in configuration; without it the SDK's chain (AWS_REGION, profiles). */
+  region?: string;
+  /**
+   * PEM CA certificates trusted besides Node's bundle, read by the caller (the resource reads the
+   * worker's /etc/ssl/certs itself): instead of Node's look-up of the machine's store, which
+   * writes a warning to stderr in a container that has no /etc/ssl/certs.
+   */
+  caCerts?: string[];
+  /** How messages name where the keys, the endpoint and trusted CAs are set (default: what the CLI reads). */
+  names?: ConfigNames;
 }
+
+export interface ConfigNames {
+  keys: string;
+  endpoint: string;
+  ca: string;
+}
+
+const ENVIRONMENT_NAMES: ConfigNames = { keys: 'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS profile)', endpoint: 'AWS_ENDPOINT_URL_S3', ca: "add its CA to this machine's trusted certificates, or name a PEM file of it in SSL_CERT_FILE" };
+/** Node's codes for a certificate it would not trust. */
+const UNTRUSTED = /^(UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID)$/;
 
 /** Small objects (index.json, .repositories, manifests, the lock) are read whole, up to this. */
 const MAX_SMALL_OBJECT = 64 * 1024 * 1024;
@@ -51,21 +76,26 @@ export class Bucket {
   readonly #presigner: S3Client;
   readonly #sdk: Awaited<ReturnType<typeof loadSdk>>;
   readonly #endpoint: string;
+  readonly #names: ConfigNames;
 
-  private constructor(location: BucketLocation, client: S3Client, presigner: S3Client, loaded: Awaited<ReturnType<typeof loadSdk>>, endpoint: string) {
+  private constructor(location: BucketLocation, client: S3Client, presigner: S3Client, loaded: Awaited<ReturnType<typeof loadSdk>>, endpoint: string, names = ENVIRONMENT_NAMES) {
     this.location = location;
     this.url = bucketUrl(location);
     this.#client = client;
     this.#presigner = presigner;
     this.#sdk = loaded;
     this.#endpoint = endpoint;
+    this.#names = names;
   }
 
   static async open(location: BucketLocation, settings: EndpointSettings = {}): Promise<Bucket> {
     const loaded = await loadSdk();
     const [{ S3Client }] = loaded;
+    const ca = settings.caCerts === undefined ? systemCas() : [...getCACertificates('default'), ...settings.caCerts];
     const make = (endpoint: string | undefined): S3Client => new S3Client({
       ...(endpoint !== undefined && { endpoint }),
+      ...(settings.region !== undefined && { region: settings.region }),
+      ...(settings.credentials !== undefined && { credentials: settings.credentials }),
       forcePathStyle: location.pathStyle ?? (settings.forcePathStyle === true || (endpoint !== undefined && isLocalEndpoint(endpoint))),
       // RGW 16 (and other S3-compatible stores) answer 411 to the SDK's default trailing checksums.
       requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -73,7 +103,7 @@ export class Bucket {
       maxAttempts: 3,
       requestHandler: {
         // Private endpoints are signed by the machine's own CA (what curl and the aws CLI trust), not only Node's bundle.
-        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64, ca: systemCas() }),
+        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64, ca }),
         httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
         connectionTimeout: 5000,
         requestTimeout: 60_000,
@@ -81,7 +111,7 @@ export class Bucket {
     });
     const client = make(settings.endpoint);
     const presigner = settings.presignEndpoint === undefined ? client : make(settings.presignEndpoint);
-    return new Bucket(location, client, presigner, loaded, settings.endpoint ?? 'the default AWS endpoint');
+    return new Bucket(location, client, presigner, loaded, settings.endpoint ?? 'the default AWS endpoint', settings.names);
   }
 
   /** Reads a small object whole; undefined when there is none. `etag` given: 'unchanged' if it still has it. */
@@ -248,10 +278,11 @@ export class Bucket {
     const label = name !== '' && name !== 'Unknown' ? name : `HTTP ${status ?? '?'}`;
     let text: string;
     if (name === 'NoSuchBucket' || (status === 404 && path === undefined)) text = `bucket "${this.location.bucket}" does not exist at ${this.#endpoint}: create it first (aws s3 mb s3://${this.location.bucket})`;
-    else if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || status === 403 && path === undefined) text = `the object store at ${this.#endpoint} refused the keys (${label}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS profile)`;
+    else if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || status === 403 && path === undefined) text = `the object store at ${this.#endpoint} refused the keys (${label}): check ${this.#names.keys}`;
     else if (name === 'AccessDenied' || status === 403) text = `access denied at ${this.#endpoint} (${label}): the keys may not read or write this bucket`;
-    else if (name === 'CredentialsProviderError') text = `no credentials for the object store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (${(error as Error).message})`;
-    else if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT' || code === 'ECONNRESET' || name === 'TimeoutError') text = `cannot reach the object store at ${this.#endpoint} (${code ?? name}): check AWS_ENDPOINT_URL_S3`;
+    else if (name === 'CredentialsProviderError') text = `no credentials for the object store: set ${this.#names.keys} (${(error as Error).message})`;
+    else if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT' || code === 'ECONNRESET' || name === 'TimeoutError') text = `cannot reach the object store at ${this.#endpoint} (${code ?? name}): check ${this.#names.endpoint}`;
+    else if (code !== undefined && UNTRUSTED.test(code)) text = `the object store at ${this.#endpoint} has a certificate this machine does not trust (${code}): ${this.#names.ca}`;
     else text = `${(error as Error).message || name || `HTTP ${status}`}`;
     return new Error(`${where}: ${text}`, { cause: error });
   }
