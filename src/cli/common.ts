@@ -136,19 +136,13 @@ export async function openStoreOps(store: string): Promise<{ ops: StoreOps; read
   return { ops: new DirectoryStore(root), reader: new StoreReader(root) };
 }
 
-/** The path of a directory store; a command that has no bucket version yet refuses one here. */
-export function storePath(store: string, command?: string): string {
+/** A directory store that must already exist: a mistyped path is an error, not an empty store. Callers open buckets themselves. */
+export async function existingStore(store: string): Promise<string> {
   const location = parseStore(store);
-  if (location.kind === 'directory') return location.path;
-  throw new CliError(`store "${store}": ${command ?? 'this command'} does not work on a bucket store yet`, 'use a directory store for it');
-}
-
-/** A store that must already exist (list, verify): a mistyped path is an error, not an empty store. */
-export async function existingStore(store: string, command?: string): Promise<string> {
-  const path = storePath(store, command);
-  const info = await stat(path).catch(() => undefined);
-  if (!info?.isDirectory()) throw new CliError(`store ${path} does not exist`, 'check --store (or $CARTORIO_STORE); `cartorio load --store DIR` creates a store');
-  return path;
+  if (location.kind !== 'directory') throw new Error(`store "${store}" is a bucket: open it with openBucket`);
+  const info = await stat(location.path).catch(() => undefined);
+  if (!info?.isDirectory()) throw new CliError(`store ${location.path} does not exist`, 'check --store (or $CARTORIO_STORE); `cartorio load --store DIR` creates a store');
+  return location.path;
 }
 
 /**
