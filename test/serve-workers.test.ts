@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { copyFile, rename } from 'node:fs/promises';
 import { get } from 'node:http';
 import { join } from 'node:path';
@@ -189,4 +190,16 @@ test('serve --workers 2: a worker started after its archive was replaced refuses
   for (let i = 0; i < 10; i++) after.add((await fetchAlone(address, '/v2/app/tags/list')).body.toString());
   assert.equal(after.size, 1, 'both processes answer the same');
   assert.notEqual([...after][0], before);
+});
+
+test('serve --workers 2: SIGTERM while the workers start stops cleanly (exit 0), not with an unsettled start', async (t) => {
+  const started = startChild(t, process.execPath, [CLI, 'serve', join(FIXTURES, 'docker-save-busybox.tar'), '--workers', '2', '--listen', '127.0.0.1:0', '--log-level', 'info', '-q']);
+  const primary = started.child.pid ?? 0;
+  const exited = once(started.child, 'exit');
+  // The primary listens first, then forks its worker (~100 ms to listen): the signal lands in between.
+  await until('the primary to listen', async () => (pidsLogging(started.stderr(), 'Server listening').has(primary) ? true : undefined));
+  started.child.kill('SIGTERM');
+  const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
+  assert.equal(started.stderr().includes('unsettled'), false, started.stderr());
+  assert.deepEqual({ code, signal }, { code: 0, signal: null });
 });

@@ -191,11 +191,16 @@ async function serve(sources: Sources, options: ServeOptions, [{ buildRegistry }
     process.on('SIGHUP', () => undefined);
     link.listening();
   } else {
-    await group?.start(address).catch(async (error: unknown) => {
-      await Promise.all([group?.stop(), app.close()]);
-      throw error;
-    });
-    await announce(sources, options, app, address, htpasswd !== undefined, tls !== undefined, count);
+    // A SIGTERM while the workers start stops them before they listen, and their start never
+    // settles: waiting for it alone left nothing to run and Node exited 13 ("unsettled await").
+    const started = (group?.start(address) ?? Promise.resolve()).then(
+      () => true,
+      async (error: unknown) => {
+        await Promise.all([group?.stop(), app.close()]);
+        throw error;
+      },
+    );
+    if (await Promise.race([started, stopped.then(() => false)])) await announce(sources, options, app, address, htpasswd !== undefined, tls !== undefined, count);
     if (archives) {
       process.on('SIGHUP', () => {
         group?.broadcast({ type: 'reload' });
