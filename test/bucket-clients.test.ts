@@ -5,11 +5,14 @@ import { test } from 'node:test';
 import { cartorio, tempDir } from './helpers/cli.js';
 import { aws, startRgw } from './helpers/ceph.js';
 import { layoutDigest, must, podmanEnv, startContainerd, startDockerd, startServe } from './helpers/clients.js';
+import { startCriContainerd } from './helpers/cri/containerd.js';
+import { criImages } from './helpers/cri/image-service.js';
 import { loadEveryFormat } from './helpers/registry-store.js';
 
 // A bucket store on a real object store (Ceph RGW, test/helpers/ceph-rgw.sh): every format loaded
-// into it with `cartorio load --store s3://…`, then pulled by real clients through `cartorio
-// serve`, whose blob GETs answer 307 to a presigned URL: the bytes come from RGW, not from cartorio.
+// into it with `cartorio load --store s3://…`, then pulled by real clients (skopeo, podman, ctr,
+// a kubelet's CRI path, docker) through `cartorio serve`, whose blob GETs answer 307 to a
+// presigned URL: the bytes come from RGW, not from cartorio.
 test('a bucket store: every format loaded, pulled by real clients through the redirect', async (t) => {
   const dir = await tempDir(t);
   const rgw = await startRgw(t);
@@ -90,6 +93,21 @@ test('a bucket store: every format loaded, pulled by real clients through the re
       const list = (await containerd.ctr(['image', 'ls'])).stdout;
       assert.equal(list.split('\n').find((line) => line.startsWith(`${ref} `))?.split(/\s+/)[2], image.digest, list);
     }
+  });
+
+  await t.test('CRI PullImage through the hosts.toml mirror-config writes for the bucket store, as a kubelet pulls', async (st) => {
+    const config = join(dir, 'node-config');
+    const written = await cartorio(['mirror-config', '--registry', r, '--store', bucket, '--out', config]);
+    assert.equal(written.code, 0, written.stderr);
+    const containerd = await startCriContainerd(st, join(config, 'containerd', 'certs.d'));
+    const cri = criImages(containerd.socket);
+    st.after(() => cri.close());
+    // Host-less stored names are Docker Hub's to a runtime: containerd asks the mirror with ?ns=docker.io.
+    for (const image of images.filter((i) => i.repository === 'ocilayout/busybox')) {
+      const { image: pulled } = await cri.pull(`docker.io/${image.repository}:${image.tag}`);
+      assert.ok(pulled.repo_digests.includes(`docker.io/${image.repository}@${image.digest}`), pulled.repo_digests.join(' '));
+    }
+    assert.match(await containerd.log(), /\?ns=docker\.io/, 'containerd asked the mirror with ?ns=');
   });
 
   await t.test('docker pull + docker run of every format', async (st) => {
