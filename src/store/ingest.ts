@@ -13,7 +13,7 @@ import { CopyPool, OffThreadBlobSink } from './copy-pool.js';
 import { DirectoryStore, inParallel } from './dir-store.js';
 import { leftRoots, mergeIndex } from './index-file.js';
 import { POOL_DIR, TMP_DIR, blobPath, fsyncDir } from './layout.js';
-import type { RepositoryChange } from './store-ops.js';
+import type { RepositoryChange, StoreOps } from './store-ops.js';
 import { registerTempPath, releaseTempPath } from './temp-paths.js';
 
 /** A blob's identity once written: what a descriptor needs besides its media type. */
@@ -69,6 +69,23 @@ export interface CommitOptions {
   replace?: boolean;
   /** Stamp every entry added with LOADED_AT (default true; `prune` orders tags by it). */
   recordLoadTime?: boolean;
+}
+
+/** When a load's entries were loaded (LOADED_AT), or undefined when it records no load time. */
+export function loadTime(options: CommitOptions): Date | undefined {
+  return options.recordLoadTime === false ? undefined : new Date();
+}
+
+/**
+ * The change a load makes to one repository, the same for every store: its index merged with
+ * the images loaded into it, the roots that left it (a moved tag, --replace: recorded, so pulls
+ * of them under way finish, see gc.ts), and the version of the index it was made from.
+ */
+export async function loadChange(store: StoreOps, repository: string, images: ImageToCommit[], blobs: readonly string[], options: CommitOptions, loadedAt: Date | undefined): Promise<RepositoryChange> {
+  const read = await store.readIndex(repository);
+  const current = read?.index;
+  const index = mergeIndex(current, images, { ...(loadedAt && { loadedAt }), replace: options.replace === true });
+  return { repository, blobs, index, left: leftRoots(current?.manifests ?? [], index.manifests), version: read?.version };
 }
 
 /** Read buffers this large keep syscalls few on big layers (measured in bench/). */
@@ -242,15 +259,10 @@ export class Ingest {
       const all = new Set([...closures.values()].flatMap((set) => [...set]));
       for (const digest of all) await this.#moveToPool(pool, digest);
       await fsyncDir(join(pool, 'blobs', 'sha256'));
-      const loadedAt = options.recordLoadTime === false ? undefined : new Date();
+      const loadedAt = loadTime(options);
       const changes: RepositoryChange[] = [];
       await inParallel(closures, async ([repository, closure]) => {
-        const read = await store.readIndex(repository);
-        const current = read?.index;
-        const entries = byRepository.get(repository) ?? [];
-        const index = mergeIndex(current, entries, { ...(loadedAt && { loadedAt }), replace: options.replace === true });
-        // A moved tag or --replace: what left is recorded, so pulls of it under way finish (see gc.ts).
-        changes.push({ repository, blobs: [...closure], index, left: leftRoots(current?.manifests ?? [], index.manifests), version: read?.version });
+        changes.push(await loadChange(store, repository, byRepository.get(repository) ?? [], [...closure], options, loadedAt));
       });
       await store.publish(changes);
     });

@@ -151,7 +151,7 @@ export class BucketStore implements StoreOps {
     const [indexEtag, removedEtag] = version === undefined ? [undefined, undefined] : version.split(VERSION_SEPARATOR);
     if (left.length > 0) {
       const record = await this.#record(repository);
-      await this.#putUnchanged(`${repository}/${REMOVED_FILE}`, serializeRemoved(withLeft(record.roots, left)), version === undefined ? undefined : removedEtag);
+      await this.#putUnchanged(`${repository}/${REMOVED_FILE}`, serializeRemoved(withLeft(record.roots, left)), removedEtag);
     }
     await this.#putUnchanged(`${repository}/index.json`, serializeIndex(index), indexEtag);
   }

@@ -1,8 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { leftRoots, mergeIndex } from '../index-file.js';
-import type { CommitOptions, CommitTarget, ImageToCommit, StagedBlob } from '../ingest.js';
+import { type CommitOptions, type CommitTarget, type ImageToCommit, type StagedBlob, loadChange, loadTime } from '../ingest.js';
 import type { RepositoryChange } from '../store-ops.js';
 import { BucketStore } from './bucket-store.js';
 import type { Bucket } from './client.js';
@@ -48,15 +47,13 @@ export class BucketWriter implements CommitTarget {
     // As for a directory: each entry added records when it was loaded, and --replace drops the
     // tags a repository held before; roots that leave an index (a moved tag, --replace) are
     // recorded as removed, so gc keeps what they reach through the grace.
-    const loadedAt = options.recordLoadTime === false ? undefined : new Date();
+    const loadedAt = loadTime(options);
     await this.store.withWriteLock(async () => {
       await this.addPoolBlobs(blobs);
       const changes: RepositoryChange[] = [];
       for (const repository of closures.keys()) {
-        const read = await this.store.readIndex(repository);
-        const current = read?.index;
-        const index = mergeIndex(current, images.filter((image) => image.repository === repository), { ...(loadedAt && { loadedAt }), replace: options.replace === true });
-        changes.push({ repository, blobs: [], index, left: leftRoots(current?.manifests ?? [], index.manifests), version: read?.version });
+        // No blobs to hold: a bucket's repositories hold what their indexes reach (BucketStore).
+        changes.push(await loadChange(this.store, repository, images.filter((image) => image.repository === repository), [], options, loadedAt));
       }
       await this.store.publish(changes);
     });
