@@ -1,9 +1,6 @@
-import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
+import { writeVerifiedFile } from '../client/blob-verify.js';
 import { systemCaCerts } from '../client/trust.js';
 import { loadIntoStore } from '../formats/load.js';
-import { HashingStream } from '../image/digest.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import type { Bucket, EndpointSettings } from '../store/bucket/client.js';
 import { poolKey, type BucketLocation } from '../store/bucket/location.js';
@@ -86,16 +83,12 @@ export class S3Store implements ImageStore {
       const key = poolKey(descriptor.digest);
       const body = await bucket.stream(key);
       if (!body) throw new Error(`${this.where}: ${repository} lacks blob ${descriptor.digest} (no ${key}); run cartorio verify --store ${bucket.url}`);
-      // Hashed as it arrives: a blob is written whole and right, or the get fails naming it.
-      const hashing = new HashingStream();
-      try {
-        await pipeline(body, hashing, createWriteStream(path, { flags: 'wx' }));
-      } catch (error) {
-        await rm(path, { force: true });
-        throw bucket.describe(error, key);
-      }
-      const wrong = hashing.size !== descriptor.size ? `${hashing.size} bytes, not ${descriptor.size}` : hashing.digest() !== descriptor.digest ? `content hashing to ${hashing.digest()}` : undefined;
-      if (wrong !== undefined) throw new Error(`${this.where}: ${key} of ${repository} holds ${wrong}; run cartorio verify --store ${bucket.url}`);
+      // Hashed as it arrives (as a registry store's get is): a blob is written whole and right, or the get fails naming it.
+      const where = `${this.where}: ${key} of ${repository}`;
+      await writeVerifiedFile(body, path, descriptor.digest, descriptor.size, where).catch((error: unknown) => {
+        // The check names `where` itself (wrong bytes: the store wants verifying); anything else is the bucket's.
+        throw error instanceof Error && error.message.startsWith(where) ? new Error(`${error.message}; run cartorio verify --store ${bucket.url}`) : bucket.describe(error, key);
+      });
     });
   }
 
