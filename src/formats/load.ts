@@ -1,6 +1,6 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { normalizeRepositoryName, repositoryNameProblem } from '../image/reference.js';
+import { SUBJECT_TAG, normalizeRepositoryName, repositoryNameProblem } from '../image/reference.js';
 import { type CommitOptions, type CommitTarget, Ingest, type ImageToCommit } from '../store/ingest.js';
 import { repositoryDir } from '../store/layout.js';
 import { registerTempPath, releaseTempPath } from '../store/temp-paths.js';
@@ -14,12 +14,6 @@ import { loadRegistryImageOutput } from './registry-image.js';
 import { loadRootfsDir, loadRootfsTar } from './rootfs.js';
 import type { FormatName, Loader, LoadOptions, PendingImage } from './types.js';
 
-/**
- * Tags of the fallback schemes that attach artifacts to an image by its digest: the referrers tag
- * schema (distribution-spec, `sha256-<hex>`) and cosign's `.sig`, `.att`, `.sbom`. Their manifests
- * look like images, but they are not what `--tag` names.
- */
-const TAG_SCHEME = /^sha256-[a-f0-9]{64}(?:\.[a-z]+)?$/;
 
 const LOADERS: Record<FormatName, Loader> = {
   'docker-archive': loadImageArchive,
@@ -91,7 +85,7 @@ async function readInputs(inputs: string[], ingest: Ingest, options: LoadOptions
     await checkFormatFits(input, format);
     const pending = await LOADERS[format](input, ingest, options);
     if (pending.length === 0) throw new LoadError(input, `holds no images (${format} input with an empty index or manifest list)`);
-    const kinds = await Promise.all(pending.map(async (image) => image.tags.length > 0 && image.tags.every((tag) => TAG_SCHEME.test(tag))
+    const kinds = await Promise.all(pending.map(async (image) => image.tags.length > 0 && image.tags.every((tag) => SUBJECT_TAG.test(tag))
       ? 'artifact'
       : rootKind(parseManifest(await ingest.readBytes(image.descriptor.digest, input), image.descriptor.mediaType, `${input}: manifest ${image.descriptor.digest}`))));
     for (const image of nameImages(input, format, pending, kinds, options)) {

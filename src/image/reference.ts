@@ -189,3 +189,10 @@ export function hostlessAliases(name: string): string[] {
   if (host === DOCKER_HUB && path.startsWith(`${DOCKER_HUB_LIBRARY}/`)) return [path, path.slice(DOCKER_HUB_LIBRARY.length + 1)];
   return [path];
 }
+
+/**
+ * Tags of the fallback schemes that attach an artifact to an image by its digest: the referrers
+ * tag schema (distribution-spec, `sha256-<hex>`) and cosign's `.sig`, `.att`, `.sbom`. Their
+ * manifests look like images, but they go with their subject. Group 1: the subject's hex digest.
+ */
+export const SUBJECT_TAG = /^sha256-([a-f0-9]{64})(?:\.[a-z]+)?$/;

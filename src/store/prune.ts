@@ -1,10 +1,8 @@
+import { SUBJECT_TAG } from '../image/reference.js';
 import { LOADED_AT } from './index-file.js';
 import { REF_NAME } from './layout.js';
 import type { ParsedRef } from './removal.js';
 import type { StoreOps } from './store-ops.js';
-
-/** Tags that attach an artifact to an image by digest (`sha256-<hex>[.sig]`): they go with their image, never counted. */
-const ARTIFACT_TAG = /^sha256-[a-f0-9]{64}(?:\.[a-z]+)?$/;
 
 export interface PruneOptions {
   /** Tags kept per repository, newest loaded first. */
@@ -27,7 +25,7 @@ export async function pruneTargets(ops: StoreOps, repositories: readonly string[
     const tags: { tag: string; at: number }[] = [];
     for (const entry of read?.index.manifests ?? []) {
       const tag = entry.annotations?.[REF_NAME];
-      if (tag === undefined || ARTIFACT_TAG.test(tag)) continue;
+      if (tag === undefined || SUBJECT_TAG.test(tag)) continue; // an artifact's tag goes with its image, never counted
       const at = Date.parse(entry.annotations?.[LOADED_AT] ?? '');
       tags.push({ tag, at: Number.isNaN(at) ? 0 : at });
     }

@@ -1,6 +1,7 @@
 import { isSha256Digest } from '../image/digest.js';
 import { MediaType } from '../image/media-types.js';
 import type { Descriptor, ImageIndex } from '../image/oci.schema.js';
+import { SUBJECT_TAG } from '../image/reference.js';
 import type { Resolution } from './image-source.js';
 import { leftRoots } from './index-file.js';
 import { REF_NAME } from './layout.js';
@@ -139,9 +140,6 @@ async function withoutOrphanReferrers(walker: ReachWalker, repository: string, k
     for (const entry of more) accepted.add(entry);
   }
 }
-
-/** The tag schemes that attach an artifact by its subject's digest: `sha256-<hex>` (distribution-spec) and cosign's `.sig`, `.att`, `.sbom`. */
-const SUBJECT_TAG = /^sha256-([a-f0-9]{64})(?:\.[a-z]+)?$/;
 
 function taggedSubject(entry: Descriptor): string | undefined {
   const hex = SUBJECT_TAG.exec(entry.annotations?.[REF_NAME] ?? '')?.[1];
