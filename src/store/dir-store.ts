@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { digestHex, isSha256Digest } from '../image/digest.js';
 import { serializeIndex } from './index-file.js';
 import { readRemoved, removedAfter, serializeRemoved } from './removed-file.js';
-import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobPath, fileVersion, fsyncDir, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
+import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobLayoutOf, blobPath, fileVersion, fsyncDir, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
 import { PoolBackedRepositories } from './pool-backed.js';
 import { withStoreLock } from './lock.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
@@ -76,8 +76,7 @@ export class DirectoryStore implements StoreOps {
 
   async readBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer | undefined> {
     if (!isSha256Digest(digest)) return undefined;
-    const dir = repositoryDir(this.root, repository);
-    const path = blobPath((await isPoolBacked(dir)) ? join(this.root, POOL_DIR) : dir, digest);
+    const path = blobPath(await blobLayoutOf(this.root, repositoryDir(this.root, repository)), digest);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isFile() || info.size > maxBytes) return undefined;
     return readFile(path);

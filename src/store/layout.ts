@@ -42,6 +42,11 @@ export async function isPoolBacked(dir: string): Promise<boolean> {
   return index?.isFile() === true && blobs === undefined;
 }
 
+/** The layout a store repository's blobs are read from: its own, or the pool for a pool-backed one. */
+export async function blobLayoutOf(root: string, dir: string): Promise<string> {
+  return (await isPoolBacked(dir)) ? join(root, POOL_DIR) : dir;
+}
+
 /** Path of a sha256 blob inside an OCI layout directory; the digest must already be validated. */
 export function blobPath(layoutDir: string, digest: string): string {
   return join(layoutDir, 'blobs', 'sha256', digestHex(digest));

@@ -7,7 +7,7 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { isRepositoryName } from '../image/reference.js';
 import type { BlobLocation, ImageSource } from './image-source.js';
 import { readRemoved } from './removed-file.js';
-import { POOL_DIR, REF_NAME, REMOVED_FILE, blobPath, fileVersion, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir } from './layout.js';
+import { POOL_DIR, REF_NAME, REMOVED_FILE, blobLayoutOf, blobPath, fileVersion, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir } from './layout.js';
 import { MAX_MANIFEST_BYTES, ManifestCache } from './manifest-cache.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 import { type RepositorySnapshot, StoreSnapshot } from './snapshot.js';
@@ -158,7 +158,7 @@ export class StoreReader implements ImageSource {
 
   /** Where a repository's manifests are read: its own blobs/, or the pool for a repository that has none. */
   async #blobsDir(dir: string): Promise<string> {
-    return !this.#layouts && (await isPoolBacked(dir)) ? join(this.root, POOL_DIR) : dir;
+    return this.#layouts ? dir : blobLayoutOf(this.root, dir);
   }
 
   // What the removed roots of a repository reach, read once per version of its removed.json.

@@ -2,12 +2,11 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { join } from 'node:path';
 import { HashingStream, isSha256Digest } from '../image/digest.js';
 import { parseManifest, subjectOf } from '../image/manifest.js';
 import { isManifestMediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
-import { POOL_DIR, REF_NAME, blobPath, checkOciLayoutFile, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir } from './layout.js';
+import { REF_NAME, blobLayoutOf, blobPath, checkOciLayoutFile, isNotFound, readLayoutIndex, repositoryDir } from './layout.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 
 export interface VerifyReport {
@@ -36,8 +35,7 @@ export async function verifyStore(root: string, onBlob?: (bytes: number) => void
     if (!removed) repositories.push(name);
   }
   if (listed !== undefined) {
-    const inList = new Set(listed);
-    for (const name of repositories.filter((repository) => !inList.has(repository))) {
+    for (const name of repositories.filter((repository) => !listedSet.has(repository))) {
       report.problems.push(`${name}: not in ${REPOSITORY_LIST}, so the catalog does not list it; remove that file and the next load rebuilds it from the store`);
     }
     // Listed without an index.json is what a killed load leaves; the next load drops it.
@@ -51,7 +49,7 @@ export async function verifyStore(root: string, onBlob?: (bytes: number) => void
       const seen = new Set<string>();
       const subjects = new Map<string, string>();
       // A repository with no blobs/ (a bucket store copied back) holds what it reaches in the pool.
-      const blobs = directoryBlobs((await isPoolBacked(dir)) ? join(root, POOL_DIR) : dir, hashedInodes, report, onBlob);
+      const blobs = directoryBlobs(await blobLayoutOf(root, dir), hashedInodes, report, onBlob);
       for (const descriptor of index?.manifests ?? []) await verifyDescriptor(blobs, repository, descriptor, { seen, subjects }, report);
       report.problems.push(...namingProblems(repository, index?.manifests ?? [], seen, subjects));
     } catch (error) {
