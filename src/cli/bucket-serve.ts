@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import { BucketSource } from '../store/bucket/source.js';
+import type { BucketSource } from '../store/bucket/source.js';
 import { CliError, openBucket, type StoreLocation } from './common.js';
 
 /** serve's options for a bucket store (DESIGN §4a). */
@@ -25,6 +25,7 @@ export async function openBucketSource(location: Extract<StoreLocation, { kind: 
     throw new CliError(`--blob-redirect-endpoint "${flags.blobRedirectEndpoint}" is not http(s)://HOST[:PORT]`, 'e.g. https://objects.example.com or http://10.0.0.9:7480');
   }
   const bucket = await openBucket(location.bucket, flags.blobRedirectEndpoint);
+  const { BucketSource } = await import('../store/bucket/source.js');
   return BucketSource.open(bucket, { refreshMs, blobs: flags.blobRedirect === 'off' ? 'stream' : 'redirect' });
 }
 

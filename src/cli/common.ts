@@ -3,9 +3,7 @@ import { resolve } from 'node:path';
 import { Option } from 'commander';
 import type { Bucket, EndpointSettings } from '../store/bucket/client.js';
 import type { BucketLocation } from '../store/bucket/location.js';
-import { DirectoryStore } from '../store/dir-store.js';
 import type { ImageSource } from '../store/image-source.js';
-import { StoreReader } from '../store/reader.js';
 import type { StoreOps } from '../store/store-ops.js';
 import { removeTempPathsSync } from '../store/temp-paths.js';
 
@@ -118,6 +116,7 @@ export async function openStoreReader(store: string): Promise<ImageSource> {
     const { BucketSource } = await import('../store/bucket/source.js');
     return BucketSource.open(await openBucket(location.bucket), { refreshMs: 0, blobs: 'stream' });
   }
+  const { StoreReader } = await import('../store/reader.js');
   return new StoreReader(await existingStore(store));
 }
 
@@ -133,6 +132,8 @@ export async function openStoreOps(store: string): Promise<{ ops: StoreOps; read
     return { ops: new BucketStore(bucket), reader: await BucketSource.open(bucket, { refreshMs: 0, blobs: 'stream' }) };
   }
   const root = await existingStore(store);
+  // Imported here, not at start: every command loads this module, serve before it listens.
+  const [{ DirectoryStore }, { StoreReader }] = await Promise.all([import('../store/dir-store.js'), import('../store/reader.js')]);
   return { ops: new DirectoryStore(root), reader: new StoreReader(root) };
 }
 

@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import lockfile from 'proper-lockfile';
 import { LOCK_DIR } from './layout.js';
 
 /**
@@ -13,6 +12,8 @@ export async function withStoreLock<T>(root: string, work: () => Promise<T>): Pr
   await mkdir(root, { recursive: true });
   let release: () => Promise<void>;
   try {
+    // Loaded with the first lock: proper-lockfile and graceful-fs cost every start otherwise.
+    const { default: lockfile } = await import('proper-lockfile');
     release = await lockfile.lock(root, {
       lockfilePath: join(root, LOCK_DIR),
       stale: STALE_MS,
