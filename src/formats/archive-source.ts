@@ -9,7 +9,7 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { normalizeRepositoryName } from '../image/reference.js';
 import type { BlobLocation, ImageSource, SourceLog } from '../store/image-source.js';
 import { BuiltSnapshot, referrerDescriptor, type RepositorySnapshot, type StoredManifest } from '../store/snapshot.js';
-import { buildLegacyImage, inflatedDigest, nameFromDockerManifest, parseDockerManifest } from './docker-archive.js';
+import { buildLegacyImage, inflatedDigest, nameFromDockerManifest, parseDockerManifest } from './docker-manifest.js';
 import { type FileIdentity, describeIdentity, identityOf, rewritten } from './file-identity.js';
 import { LoadError } from './load-error.js';
 import { MAX_INDEX_BYTES, imagesFromIndex, parseLayoutIndex } from './oci-index.js';

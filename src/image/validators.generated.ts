@@ -226,11 +226,559 @@ validate11.errors = vErrors;
 return errors === 0;
 }
 
-export const ve8089d6f15db605251385d3b = validate12;
-const schema13 = {"type":"object","required":["schemaVersion","manifests"],"properties":{"schemaVersion":{"const":2},"mediaType":{"type":"string"},"artifactType":{"type":"string"},"manifests":{"type":"array","items":{"type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","maxLength":255},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"}}},"artifactType":{"type":"string"}}},"maxItems":1636802},"subject":{"type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","maxLength":255},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"}}},"artifactType":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}}}};
-const pattern0 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
+export const v3e1ca2fd9e6aac54c447e71e = validate12;
+const schema13 = {"type":"array","maxItems":10000,"items":{"type":"object","required":["Config","Layers"],"properties":{"Config":{"type":"string"},"RepoTags":{"type":["array","null"],"items":{"type":"string"}},"Layers":{"type":"array","items":{"type":"string"},"maxItems":4096},"Parent":{"type":"string"},"LayerSources":{"type":"object"}}}};
 
 function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+let vErrors = null;
+let errors = 0;
+if(Array.isArray(data)){
+if(data.length > 10000){
+const err0 = {instancePath,schemaPath:"#/maxItems",keyword:"maxItems",params:{limit: 10000},message:"must NOT have more than 10000 items"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+const len0 = data.length;
+for(let i0=0; i0<len0; i0++){
+let data0 = data[i0];
+if(data0 && typeof data0 == "object" && !Array.isArray(data0)){
+if(data0.Config === undefined){
+const err1 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/required",keyword:"required",params:{missingProperty: "Config"},message:"must have required property '"+"Config"+"'"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+if(data0.Layers === undefined){
+const err2 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/required",keyword:"required",params:{missingProperty: "Layers"},message:"must have required property '"+"Layers"+"'"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+if(data0.Config !== undefined){
+if(typeof data0.Config !== "string"){
+const err3 = {instancePath:instancePath+"/" + i0+"/Config",schemaPath:"#/items/properties/Config/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+if(data0.RepoTags !== undefined){
+let data2 = data0.RepoTags;
+if((!(Array.isArray(data2))) && (data2 !== null)){
+const err4 = {instancePath:instancePath+"/" + i0+"/RepoTags",schemaPath:"#/items/properties/RepoTags/type",keyword:"type",params:{type: schema13.items.properties.RepoTags.type},message:"must be array,null"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+if(Array.isArray(data2)){
+const len1 = data2.length;
+for(let i1=0; i1<len1; i1++){
+if(typeof data2[i1] !== "string"){
+const err5 = {instancePath:instancePath+"/" + i0+"/RepoTags/" + i1,schemaPath:"#/items/properties/RepoTags/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+}
+}
+if(data0.Layers !== undefined){
+let data4 = data0.Layers;
+if(Array.isArray(data4)){
+if(data4.length > 4096){
+const err6 = {instancePath:instancePath+"/" + i0+"/Layers",schemaPath:"#/items/properties/Layers/maxItems",keyword:"maxItems",params:{limit: 4096},message:"must NOT have more than 4096 items"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+const len2 = data4.length;
+for(let i2=0; i2<len2; i2++){
+if(typeof data4[i2] !== "string"){
+const err7 = {instancePath:instancePath+"/" + i0+"/Layers/" + i2,schemaPath:"#/items/properties/Layers/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+}
+else {
+const err8 = {instancePath:instancePath+"/" + i0+"/Layers",schemaPath:"#/items/properties/Layers/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+if(data0.Parent !== undefined){
+if(typeof data0.Parent !== "string"){
+const err9 = {instancePath:instancePath+"/" + i0+"/Parent",schemaPath:"#/items/properties/Parent/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+}
+if(data0.LayerSources !== undefined){
+let data7 = data0.LayerSources;
+if(!(data7 && typeof data7 == "object" && !Array.isArray(data7))){
+const err10 = {instancePath:instancePath+"/" + i0+"/LayerSources",schemaPath:"#/items/properties/LayerSources/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+}
+else {
+const err11 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+}
+}
+else {
+const err12 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+}
+validate12.errors = vErrors;
+return errors === 0;
+}
+
+export const v625d6d21be5290a670f92d30 = validate13;
+const schema14 = {"type":"object","required":["architecture","os","rootfs"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"variant":{"type":"string"},"created":{"type":"string"},"config":{"type":"object","properties":{"User":{"type":"string"},"Env":{"type":["array","null"],"items":{"type":"string"}},"Entrypoint":{"type":["array","null"],"items":{"type":"string"}},"Cmd":{"type":["array","null"],"items":{"type":"string"}},"WorkingDir":{"type":"string"},"Labels":{"type":["object","null"],"additionalProperties":{"type":"string"}}}},"rootfs":{"type":"object","required":["type","diff_ids"],"properties":{"type":{"const":"layers"},"diff_ids":{"type":"array","items":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256}}}},"history":{"type":"array","items":{"type":"object"}}}};
+const pattern0 = new RegExp("^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$", "u");
+
+function validate13(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+let vErrors = null;
+let errors = 0;
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.architecture === undefined){
+const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "architecture"},message:"must have required property '"+"architecture"+"'"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+if(data.os === undefined){
+const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "os"},message:"must have required property '"+"os"+"'"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+if(data.rootfs === undefined){
+const err2 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "rootfs"},message:"must have required property '"+"rootfs"+"'"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+if(data.architecture !== undefined){
+if(typeof data.architecture !== "string"){
+const err3 = {instancePath:instancePath+"/architecture",schemaPath:"#/properties/architecture/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+if(data.os !== undefined){
+if(typeof data.os !== "string"){
+const err4 = {instancePath:instancePath+"/os",schemaPath:"#/properties/os/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+if(data.variant !== undefined){
+if(typeof data.variant !== "string"){
+const err5 = {instancePath:instancePath+"/variant",schemaPath:"#/properties/variant/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+if(data.created !== undefined){
+if(typeof data.created !== "string"){
+const err6 = {instancePath:instancePath+"/created",schemaPath:"#/properties/created/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+}
+if(data.config !== undefined){
+let data4 = data.config;
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+if(data4.User !== undefined){
+if(typeof data4.User !== "string"){
+const err7 = {instancePath:instancePath+"/config/User",schemaPath:"#/properties/config/properties/User/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data4.Env !== undefined){
+let data6 = data4.Env;
+if((!(Array.isArray(data6))) && (data6 !== null)){
+const err8 = {instancePath:instancePath+"/config/Env",schemaPath:"#/properties/config/properties/Env/type",keyword:"type",params:{type: schema14.properties.config.properties.Env.type},message:"must be array,null"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+if(Array.isArray(data6)){
+const len0 = data6.length;
+for(let i0=0; i0<len0; i0++){
+if(typeof data6[i0] !== "string"){
+const err9 = {instancePath:instancePath+"/config/Env/" + i0,schemaPath:"#/properties/config/properties/Env/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+}
+}
+}
+if(data4.Entrypoint !== undefined){
+let data8 = data4.Entrypoint;
+if((!(Array.isArray(data8))) && (data8 !== null)){
+const err10 = {instancePath:instancePath+"/config/Entrypoint",schemaPath:"#/properties/config/properties/Entrypoint/type",keyword:"type",params:{type: schema14.properties.config.properties.Entrypoint.type},message:"must be array,null"};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+if(Array.isArray(data8)){
+const len1 = data8.length;
+for(let i1=0; i1<len1; i1++){
+if(typeof data8[i1] !== "string"){
+const err11 = {instancePath:instancePath+"/config/Entrypoint/" + i1,schemaPath:"#/properties/config/properties/Entrypoint/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+}
+}
+}
+if(data4.Cmd !== undefined){
+let data10 = data4.Cmd;
+if((!(Array.isArray(data10))) && (data10 !== null)){
+const err12 = {instancePath:instancePath+"/config/Cmd",schemaPath:"#/properties/config/properties/Cmd/type",keyword:"type",params:{type: schema14.properties.config.properties.Cmd.type},message:"must be array,null"};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+}
+if(Array.isArray(data10)){
+const len2 = data10.length;
+for(let i2=0; i2<len2; i2++){
+if(typeof data10[i2] !== "string"){
+const err13 = {instancePath:instancePath+"/config/Cmd/" + i2,schemaPath:"#/properties/config/properties/Cmd/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+}
+}
+}
+if(data4.WorkingDir !== undefined){
+if(typeof data4.WorkingDir !== "string"){
+const err14 = {instancePath:instancePath+"/config/WorkingDir",schemaPath:"#/properties/config/properties/WorkingDir/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+}
+if(data4.Labels !== undefined){
+let data13 = data4.Labels;
+if((!(data13 && typeof data13 == "object" && !Array.isArray(data13))) && (data13 !== null)){
+const err15 = {instancePath:instancePath+"/config/Labels",schemaPath:"#/properties/config/properties/Labels/type",keyword:"type",params:{type: schema14.properties.config.properties.Labels.type},message:"must be object,null"};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+if(data13 && typeof data13 == "object" && !Array.isArray(data13)){
+for(const key0 in data13){
+if(typeof data13[key0] !== "string"){
+const err16 = {instancePath:instancePath+"/config/Labels/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/Labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+}
+}
+}
+}
+else {
+const err17 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
+}
+errors++;
+}
+}
+if(data.rootfs !== undefined){
+let data15 = data.rootfs;
+if(data15 && typeof data15 == "object" && !Array.isArray(data15)){
+if(data15.type === undefined){
+const err18 = {instancePath:instancePath+"/rootfs",schemaPath:"#/properties/rootfs/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
+}
+errors++;
+}
+if(data15.diff_ids === undefined){
+const err19 = {instancePath:instancePath+"/rootfs",schemaPath:"#/properties/rootfs/required",keyword:"required",params:{missingProperty: "diff_ids"},message:"must have required property '"+"diff_ids"+"'"};
+if(vErrors === null){
+vErrors = [err19];
+}
+else {
+vErrors.push(err19);
+}
+errors++;
+}
+if(data15.type !== undefined){
+if("layers" !== data15.type){
+const err20 = {instancePath:instancePath+"/rootfs/type",schemaPath:"#/properties/rootfs/properties/type/const",keyword:"const",params:{allowedValue: "layers"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+}
+if(data15.diff_ids !== undefined){
+let data17 = data15.diff_ids;
+if(Array.isArray(data17)){
+const len3 = data17.length;
+for(let i3=0; i3<len3; i3++){
+let data18 = data17[i3];
+if(typeof data18 === "string"){
+if(func2(data18) > 256){
+const err21 = {instancePath:instancePath+"/rootfs/diff_ids/" + i3,schemaPath:"#/properties/rootfs/properties/diff_ids/items/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters"};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+if(!pattern0.test(data18)){
+const err22 = {instancePath:instancePath+"/rootfs/diff_ids/" + i3,schemaPath:"#/properties/rootfs/properties/diff_ids/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+}
+else {
+const err23 = {instancePath:instancePath+"/rootfs/diff_ids/" + i3,schemaPath:"#/properties/rootfs/properties/diff_ids/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
+}
+errors++;
+}
+}
+}
+else {
+const err24 = {instancePath:instancePath+"/rootfs/diff_ids",schemaPath:"#/properties/rootfs/properties/diff_ids/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
+}
+errors++;
+}
+}
+}
+else {
+const err25 = {instancePath:instancePath+"/rootfs",schemaPath:"#/properties/rootfs/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err25];
+}
+else {
+vErrors.push(err25);
+}
+errors++;
+}
+}
+if(data.history !== undefined){
+let data19 = data.history;
+if(Array.isArray(data19)){
+const len4 = data19.length;
+for(let i4=0; i4<len4; i4++){
+let data20 = data19[i4];
+if(!(data20 && typeof data20 == "object" && !Array.isArray(data20))){
+const err26 = {instancePath:instancePath+"/history/" + i4,schemaPath:"#/properties/history/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err26];
+}
+else {
+vErrors.push(err26);
+}
+errors++;
+}
+}
+}
+else {
+const err27 = {instancePath:instancePath+"/history",schemaPath:"#/properties/history/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err27];
+}
+else {
+vErrors.push(err27);
+}
+errors++;
+}
+}
+}
+else {
+const err28 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err28];
+}
+else {
+vErrors.push(err28);
+}
+errors++;
+}
+validate13.errors = vErrors;
+return errors === 0;
+}
+
+export const ve8089d6f15db605251385d3b = validate14;
+const schema15 = {"type":"object","required":["schemaVersion","manifests"],"properties":{"schemaVersion":{"const":2},"mediaType":{"type":"string"},"artifactType":{"type":"string"},"manifests":{"type":"array","items":{"type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","maxLength":255},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"}}},"artifactType":{"type":"string"}}},"maxItems":1636802},"subject":{"type":"object","required":["mediaType","digest","size"],"properties":{"mediaType":{"type":"string","maxLength":255},"digest":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256},"size":{"type":"integer","minimum":0},"urls":{"type":"array","items":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"platform":{"type":"object","required":["architecture","os"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"os.version":{"type":"string"},"os.features":{"type":"array","items":{"type":"string"}},"variant":{"type":"string"}}},"artifactType":{"type":"string"}}},"annotations":{"type":"object","additionalProperties":{"type":"string"}}}};
+
+function validate14(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
@@ -970,14 +1518,14 @@ vErrors.push(err59);
 }
 errors++;
 }
-validate12.errors = vErrors;
+validate14.errors = vErrors;
 return errors === 0;
 }
 
-export const vfd95949847c03f35d1dad13e = validate13;
-const schema14 = {"type":"object","required":["imageLayoutVersion"],"properties":{"imageLayoutVersion":{"type":"string"}}};
+export const vfd95949847c03f35d1dad13e = validate15;
+const schema16 = {"type":"object","required":["imageLayoutVersion"],"properties":{"imageLayoutVersion":{"type":"string"}}};
 
-function validate13(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(data && typeof data == "object" && !Array.isArray(data)){
@@ -1011,554 +1559,6 @@ vErrors = [err2];
 }
 else {
 vErrors.push(err2);
-}
-errors++;
-}
-validate13.errors = vErrors;
-return errors === 0;
-}
-
-export const v3e1ca2fd9e6aac54c447e71e = validate14;
-const schema15 = {"type":"array","maxItems":10000,"items":{"type":"object","required":["Config","Layers"],"properties":{"Config":{"type":"string"},"RepoTags":{"type":["array","null"],"items":{"type":"string"}},"Layers":{"type":"array","items":{"type":"string"},"maxItems":4096},"Parent":{"type":"string"},"LayerSources":{"type":"object"}}}};
-
-function validate14(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
-let vErrors = null;
-let errors = 0;
-if(Array.isArray(data)){
-if(data.length > 10000){
-const err0 = {instancePath,schemaPath:"#/maxItems",keyword:"maxItems",params:{limit: 10000},message:"must NOT have more than 10000 items"};
-if(vErrors === null){
-vErrors = [err0];
-}
-else {
-vErrors.push(err0);
-}
-errors++;
-}
-const len0 = data.length;
-for(let i0=0; i0<len0; i0++){
-let data0 = data[i0];
-if(data0 && typeof data0 == "object" && !Array.isArray(data0)){
-if(data0.Config === undefined){
-const err1 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/required",keyword:"required",params:{missingProperty: "Config"},message:"must have required property '"+"Config"+"'"};
-if(vErrors === null){
-vErrors = [err1];
-}
-else {
-vErrors.push(err1);
-}
-errors++;
-}
-if(data0.Layers === undefined){
-const err2 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/required",keyword:"required",params:{missingProperty: "Layers"},message:"must have required property '"+"Layers"+"'"};
-if(vErrors === null){
-vErrors = [err2];
-}
-else {
-vErrors.push(err2);
-}
-errors++;
-}
-if(data0.Config !== undefined){
-if(typeof data0.Config !== "string"){
-const err3 = {instancePath:instancePath+"/" + i0+"/Config",schemaPath:"#/items/properties/Config/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err3];
-}
-else {
-vErrors.push(err3);
-}
-errors++;
-}
-}
-if(data0.RepoTags !== undefined){
-let data2 = data0.RepoTags;
-if((!(Array.isArray(data2))) && (data2 !== null)){
-const err4 = {instancePath:instancePath+"/" + i0+"/RepoTags",schemaPath:"#/items/properties/RepoTags/type",keyword:"type",params:{type: schema15.items.properties.RepoTags.type},message:"must be array,null"};
-if(vErrors === null){
-vErrors = [err4];
-}
-else {
-vErrors.push(err4);
-}
-errors++;
-}
-if(Array.isArray(data2)){
-const len1 = data2.length;
-for(let i1=0; i1<len1; i1++){
-if(typeof data2[i1] !== "string"){
-const err5 = {instancePath:instancePath+"/" + i0+"/RepoTags/" + i1,schemaPath:"#/items/properties/RepoTags/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err5];
-}
-else {
-vErrors.push(err5);
-}
-errors++;
-}
-}
-}
-}
-if(data0.Layers !== undefined){
-let data4 = data0.Layers;
-if(Array.isArray(data4)){
-if(data4.length > 4096){
-const err6 = {instancePath:instancePath+"/" + i0+"/Layers",schemaPath:"#/items/properties/Layers/maxItems",keyword:"maxItems",params:{limit: 4096},message:"must NOT have more than 4096 items"};
-if(vErrors === null){
-vErrors = [err6];
-}
-else {
-vErrors.push(err6);
-}
-errors++;
-}
-const len2 = data4.length;
-for(let i2=0; i2<len2; i2++){
-if(typeof data4[i2] !== "string"){
-const err7 = {instancePath:instancePath+"/" + i0+"/Layers/" + i2,schemaPath:"#/items/properties/Layers/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err7];
-}
-else {
-vErrors.push(err7);
-}
-errors++;
-}
-}
-}
-else {
-const err8 = {instancePath:instancePath+"/" + i0+"/Layers",schemaPath:"#/items/properties/Layers/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err8];
-}
-else {
-vErrors.push(err8);
-}
-errors++;
-}
-}
-if(data0.Parent !== undefined){
-if(typeof data0.Parent !== "string"){
-const err9 = {instancePath:instancePath+"/" + i0+"/Parent",schemaPath:"#/items/properties/Parent/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err9];
-}
-else {
-vErrors.push(err9);
-}
-errors++;
-}
-}
-if(data0.LayerSources !== undefined){
-let data7 = data0.LayerSources;
-if(!(data7 && typeof data7 == "object" && !Array.isArray(data7))){
-const err10 = {instancePath:instancePath+"/" + i0+"/LayerSources",schemaPath:"#/items/properties/LayerSources/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err10];
-}
-else {
-vErrors.push(err10);
-}
-errors++;
-}
-}
-}
-else {
-const err11 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err11];
-}
-else {
-vErrors.push(err11);
-}
-errors++;
-}
-}
-}
-else {
-const err12 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err12];
-}
-else {
-vErrors.push(err12);
-}
-errors++;
-}
-validate14.errors = vErrors;
-return errors === 0;
-}
-
-export const v625d6d21be5290a670f92d30 = validate15;
-const schema16 = {"type":"object","required":["architecture","os","rootfs"],"properties":{"architecture":{"type":"string"},"os":{"type":"string"},"variant":{"type":"string"},"created":{"type":"string"},"config":{"type":"object","properties":{"User":{"type":"string"},"Env":{"type":["array","null"],"items":{"type":"string"}},"Entrypoint":{"type":["array","null"],"items":{"type":"string"}},"Cmd":{"type":["array","null"],"items":{"type":"string"}},"WorkingDir":{"type":"string"},"Labels":{"type":["object","null"],"additionalProperties":{"type":"string"}}}},"rootfs":{"type":"object","required":["type","diff_ids"],"properties":{"type":{"const":"layers"},"diff_ids":{"type":"array","items":{"type":"string","pattern":"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$","maxLength":256}}}},"history":{"type":"array","items":{"type":"object"}}}};
-
-function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
-let vErrors = null;
-let errors = 0;
-if(data && typeof data == "object" && !Array.isArray(data)){
-if(data.architecture === undefined){
-const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "architecture"},message:"must have required property '"+"architecture"+"'"};
-if(vErrors === null){
-vErrors = [err0];
-}
-else {
-vErrors.push(err0);
-}
-errors++;
-}
-if(data.os === undefined){
-const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "os"},message:"must have required property '"+"os"+"'"};
-if(vErrors === null){
-vErrors = [err1];
-}
-else {
-vErrors.push(err1);
-}
-errors++;
-}
-if(data.rootfs === undefined){
-const err2 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "rootfs"},message:"must have required property '"+"rootfs"+"'"};
-if(vErrors === null){
-vErrors = [err2];
-}
-else {
-vErrors.push(err2);
-}
-errors++;
-}
-if(data.architecture !== undefined){
-if(typeof data.architecture !== "string"){
-const err3 = {instancePath:instancePath+"/architecture",schemaPath:"#/properties/architecture/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err3];
-}
-else {
-vErrors.push(err3);
-}
-errors++;
-}
-}
-if(data.os !== undefined){
-if(typeof data.os !== "string"){
-const err4 = {instancePath:instancePath+"/os",schemaPath:"#/properties/os/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err4];
-}
-else {
-vErrors.push(err4);
-}
-errors++;
-}
-}
-if(data.variant !== undefined){
-if(typeof data.variant !== "string"){
-const err5 = {instancePath:instancePath+"/variant",schemaPath:"#/properties/variant/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err5];
-}
-else {
-vErrors.push(err5);
-}
-errors++;
-}
-}
-if(data.created !== undefined){
-if(typeof data.created !== "string"){
-const err6 = {instancePath:instancePath+"/created",schemaPath:"#/properties/created/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err6];
-}
-else {
-vErrors.push(err6);
-}
-errors++;
-}
-}
-if(data.config !== undefined){
-let data4 = data.config;
-if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
-if(data4.User !== undefined){
-if(typeof data4.User !== "string"){
-const err7 = {instancePath:instancePath+"/config/User",schemaPath:"#/properties/config/properties/User/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err7];
-}
-else {
-vErrors.push(err7);
-}
-errors++;
-}
-}
-if(data4.Env !== undefined){
-let data6 = data4.Env;
-if((!(Array.isArray(data6))) && (data6 !== null)){
-const err8 = {instancePath:instancePath+"/config/Env",schemaPath:"#/properties/config/properties/Env/type",keyword:"type",params:{type: schema16.properties.config.properties.Env.type},message:"must be array,null"};
-if(vErrors === null){
-vErrors = [err8];
-}
-else {
-vErrors.push(err8);
-}
-errors++;
-}
-if(Array.isArray(data6)){
-const len0 = data6.length;
-for(let i0=0; i0<len0; i0++){
-if(typeof data6[i0] !== "string"){
-const err9 = {instancePath:instancePath+"/config/Env/" + i0,schemaPath:"#/properties/config/properties/Env/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err9];
-}
-else {
-vErrors.push(err9);
-}
-errors++;
-}
-}
-}
-}
-if(data4.Entrypoint !== undefined){
-let data8 = data4.Entrypoint;
-if((!(Array.isArray(data8))) && (data8 !== null)){
-const err10 = {instancePath:instancePath+"/config/Entrypoint",schemaPath:"#/properties/config/properties/Entrypoint/type",keyword:"type",params:{type: schema16.properties.config.properties.Entrypoint.type},message:"must be array,null"};
-if(vErrors === null){
-vErrors = [err10];
-}
-else {
-vErrors.push(err10);
-}
-errors++;
-}
-if(Array.isArray(data8)){
-const len1 = data8.length;
-for(let i1=0; i1<len1; i1++){
-if(typeof data8[i1] !== "string"){
-const err11 = {instancePath:instancePath+"/config/Entrypoint/" + i1,schemaPath:"#/properties/config/properties/Entrypoint/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err11];
-}
-else {
-vErrors.push(err11);
-}
-errors++;
-}
-}
-}
-}
-if(data4.Cmd !== undefined){
-let data10 = data4.Cmd;
-if((!(Array.isArray(data10))) && (data10 !== null)){
-const err12 = {instancePath:instancePath+"/config/Cmd",schemaPath:"#/properties/config/properties/Cmd/type",keyword:"type",params:{type: schema16.properties.config.properties.Cmd.type},message:"must be array,null"};
-if(vErrors === null){
-vErrors = [err12];
-}
-else {
-vErrors.push(err12);
-}
-errors++;
-}
-if(Array.isArray(data10)){
-const len2 = data10.length;
-for(let i2=0; i2<len2; i2++){
-if(typeof data10[i2] !== "string"){
-const err13 = {instancePath:instancePath+"/config/Cmd/" + i2,schemaPath:"#/properties/config/properties/Cmd/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err13];
-}
-else {
-vErrors.push(err13);
-}
-errors++;
-}
-}
-}
-}
-if(data4.WorkingDir !== undefined){
-if(typeof data4.WorkingDir !== "string"){
-const err14 = {instancePath:instancePath+"/config/WorkingDir",schemaPath:"#/properties/config/properties/WorkingDir/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err14];
-}
-else {
-vErrors.push(err14);
-}
-errors++;
-}
-}
-if(data4.Labels !== undefined){
-let data13 = data4.Labels;
-if((!(data13 && typeof data13 == "object" && !Array.isArray(data13))) && (data13 !== null)){
-const err15 = {instancePath:instancePath+"/config/Labels",schemaPath:"#/properties/config/properties/Labels/type",keyword:"type",params:{type: schema16.properties.config.properties.Labels.type},message:"must be object,null"};
-if(vErrors === null){
-vErrors = [err15];
-}
-else {
-vErrors.push(err15);
-}
-errors++;
-}
-if(data13 && typeof data13 == "object" && !Array.isArray(data13)){
-for(const key0 in data13){
-if(typeof data13[key0] !== "string"){
-const err16 = {instancePath:instancePath+"/config/Labels/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/config/properties/Labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err16];
-}
-else {
-vErrors.push(err16);
-}
-errors++;
-}
-}
-}
-}
-}
-else {
-const err17 = {instancePath:instancePath+"/config",schemaPath:"#/properties/config/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err17];
-}
-else {
-vErrors.push(err17);
-}
-errors++;
-}
-}
-if(data.rootfs !== undefined){
-let data15 = data.rootfs;
-if(data15 && typeof data15 == "object" && !Array.isArray(data15)){
-if(data15.type === undefined){
-const err18 = {instancePath:instancePath+"/rootfs",schemaPath:"#/properties/rootfs/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
-if(vErrors === null){
-vErrors = [err18];
-}
-else {
-vErrors.push(err18);
-}
-errors++;
-}
-if(data15.diff_ids === undefined){
-const err19 = {instancePath:instancePath+"/rootfs",schemaPath:"#/properties/rootfs/required",keyword:"required",params:{missingProperty: "diff_ids"},message:"must have required property '"+"diff_ids"+"'"};
-if(vErrors === null){
-vErrors = [err19];
-}
-else {
-vErrors.push(err19);
-}
-errors++;
-}
-if(data15.type !== undefined){
-if("layers" !== data15.type){
-const err20 = {instancePath:instancePath+"/rootfs/type",schemaPath:"#/properties/rootfs/properties/type/const",keyword:"const",params:{allowedValue: "layers"},message:"must be equal to constant"};
-if(vErrors === null){
-vErrors = [err20];
-}
-else {
-vErrors.push(err20);
-}
-errors++;
-}
-}
-if(data15.diff_ids !== undefined){
-let data17 = data15.diff_ids;
-if(Array.isArray(data17)){
-const len3 = data17.length;
-for(let i3=0; i3<len3; i3++){
-let data18 = data17[i3];
-if(typeof data18 === "string"){
-if(func2(data18) > 256){
-const err21 = {instancePath:instancePath+"/rootfs/diff_ids/" + i3,schemaPath:"#/properties/rootfs/properties/diff_ids/items/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters"};
-if(vErrors === null){
-vErrors = [err21];
-}
-else {
-vErrors.push(err21);
-}
-errors++;
-}
-if(!pattern0.test(data18)){
-const err22 = {instancePath:instancePath+"/rootfs/diff_ids/" + i3,schemaPath:"#/properties/rootfs/properties/diff_ids/items/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"},message:"must match pattern \""+"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"+"\""};
-if(vErrors === null){
-vErrors = [err22];
-}
-else {
-vErrors.push(err22);
-}
-errors++;
-}
-}
-else {
-const err23 = {instancePath:instancePath+"/rootfs/diff_ids/" + i3,schemaPath:"#/properties/rootfs/properties/diff_ids/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err23];
-}
-else {
-vErrors.push(err23);
-}
-errors++;
-}
-}
-}
-else {
-const err24 = {instancePath:instancePath+"/rootfs/diff_ids",schemaPath:"#/properties/rootfs/properties/diff_ids/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err24];
-}
-else {
-vErrors.push(err24);
-}
-errors++;
-}
-}
-}
-else {
-const err25 = {instancePath:instancePath+"/rootfs",schemaPath:"#/properties/rootfs/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err25];
-}
-else {
-vErrors.push(err25);
-}
-errors++;
-}
-}
-if(data.history !== undefined){
-let data19 = data.history;
-if(Array.isArray(data19)){
-const len4 = data19.length;
-for(let i4=0; i4<len4; i4++){
-let data20 = data19[i4];
-if(!(data20 && typeof data20 == "object" && !Array.isArray(data20))){
-const err26 = {instancePath:instancePath+"/history/" + i4,schemaPath:"#/properties/history/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err26];
-}
-else {
-vErrors.push(err26);
-}
-errors++;
-}
-}
-}
-else {
-const err27 = {instancePath:instancePath+"/history",schemaPath:"#/properties/history/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err27];
-}
-else {
-vErrors.push(err27);
-}
-errors++;
-}
-}
-}
-else {
-const err28 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err28];
-}
-else {
-vErrors.push(err28);
 }
 errors++;
 }
