@@ -2,16 +2,13 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import type { BlobLocation, ServedImages } from '../store/image-source.js';
 import { BasicAuth, DEFAULT_REALM, type Htpasswd, bcryptCosts } from './auth.js';
 import type { BcryptPoolLimits } from './bcrypt-pool.js';
-import { serveBlob } from './blobs.js';
-import { listCatalog } from './catalog.js';
-import { RegistryError, badRequest, internalError, routeUnknown, uriTooLong, writeUnsupported } from './errors.js';
-import { serveManifest } from './manifests.js';
+import { badRequest, routeUnknown, uriTooLong, writeUnsupported } from './errors.js';
 import { Metrics, renderMetrics, type MetricsSnapshot } from './metrics.js';
-import { parseV2Path, rawPath, spellsRoute } from './paths.js';
-import { listReferrers } from './referrers.js';
-import { queryParam, sendJson } from './respond.js';
-import { resolveRepository } from './repository.js';
-import { listTags } from './tags.js';
+import { rawPath, spellsRoute } from './paths.js';
+import { type PullContext, type PullRoute, ROUTE_LABELS, answerPull, observeResponse } from './pull-routes.js';
+import { sendError, sendFailure, sendJson } from './respond.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUTS, type Timeouts, createRegistryServer } from './http-server.js';
+import type { StartingServer } from './start-server.js';
 import { registerCatalog } from './ui/routes.js';
 
 export interface RegistryOptions {
@@ -36,6 +33,12 @@ export interface RegistryOptions {
   maxConnections?: number;
   /** Threads and queue of the password checks (tests shrink them). */
   bcrypt?: Partial<BcryptPoolLimits>;
+  /**
+   * The server already listening (serve's start): the app answers its requests once handed over
+   * (`StartingServer.handOver(app.routing, app.log)`) and is never `listen`ed. Without it the app
+   * makes its own server (tls, timeouts, maxConnections), listened on by `app.listen()`.
+   */
+  server?: StartingServer;
 }
 
 /** What one process of a server of several (one port, many processes) knows about the others. */
@@ -48,50 +51,7 @@ export interface ProcessGroup {
   blobVerdict(location: BlobLocation, digest: string, problem?: string): void;
 }
 
-/** How long a client may take, in milliseconds (Node's http.Server settings of the same names). */
-export interface Timeouts {
-  /** To send the request headers, from the connection's start (slowloris). */
-  headersTimeout: number;
-  /** To send the whole request; requests here have no body, so about the same. Not the response. */
-  requestTimeout: number;
-  /** An idle keep-alive connection stays open this long between requests. */
-  keepAliveTimeout: number;
-  /** A connection with no bytes moving either way (a client that stopped reading a blob) is closed. */
-  connectionTimeout: number;
-  /** How often headers and request timeouts are checked. */
-  connectionsCheckingInterval: number;
-  /**
-   * To finish the TLS handshake, from the connection's start: before it, no HTTP timeout applies
-   * (the HTTP parser starts after it), so a client that connects and says nothing is held this long.
-   */
-  handshakeTimeout: number;
-}
-
-export const DEFAULT_TIMEOUTS: Timeouts = {
-  // Docker, containerd and skopeo send their headers at once; Node's default is 60 s.
-  headersTimeout: 20_000,
-  requestTimeout: 30_000,
-  // fastify's default, longer than the 60 s idle timeout of common load balancers, so a balancer
-  // never reuses a connection the registry is closing.
-  keepAliveTimeout: 72_000,
-  // A download moves bytes all the time; two minutes of silence is a client that is gone.
-  connectionTimeout: 120_000,
-  connectionsCheckingInterval: 5_000,
-  // As headersTimeout: a real client's handshake takes milliseconds; Node's default is 120 s.
-  handshakeTimeout: 20_000,
-};
-
-/**
- * Each open connection holds a descriptor and some memory (a download up to 128 KiB of buffers
- * once slow, file-pump.ts); the many clients of a fleet rollout use a few each. Beyond this many,
- * a connection is closed as it arrives instead of the process running out of descriptors.
- */
-export const DEFAULT_MAX_CONNECTIONS = 8192;
-/** A server at its connection cap says so at most this often (with how many it dropped since). */
-const DROP_LOG_INTERVAL_MS = 60_000;
-
-/** Request line plus headers (Node's default, set so a --max-http-header-size flag cannot raise it). */
-export const MAX_HEADER_BYTES = 16 * 1024;
+export { DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUTS, MAX_HEADER_BYTES, type Timeouts } from './http-server.js';
 /** The longest URL the API needs is under 1 KiB (a 255-character name and a digest). */
 export const MAX_URL_LENGTH = 4096;
 /** Nothing here reads a request body; fastify still parses one for unknown routes. */
@@ -100,8 +60,6 @@ const BODY_LIMIT = 4096;
 const PUBLIC_ROUTES = new Set(['/healthz', '/metrics']);
 
 const WRITE_METHODS = ['DELETE', 'PATCH', 'POST', 'PUT'] as const;
-// Routes fastify knows by pattern; everything under /v2/ is labelled by what parseV2Path found.
-const ROUTE_LABELS: Record<string, string> = { '/v2': 'base', '/v2/': 'base', '/v2/_catalog': 'catalog', '/healthz': 'healthz', '/metrics': 'metrics', '/': 'ui', '/r/*': 'ui', '/-/*': 'ui' };
 
 // Stands in for fastify's schema compilers; a route given a schema is a programming error.
 function noSchemas(): never {
@@ -118,30 +76,31 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
   const metrics = options.metrics ?? new Metrics();
   const group = options.group;
   const routeLabels = new WeakMap<FastifyRequest, string>();
-  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-  const server = { maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: timeouts.headersTimeout, connectionsCheckingInterval: timeouts.connectionsCheckingInterval };
+  const server = options.server?.server ?? createRegistryServer(
+    { ...(options.tls && { tls: options.tls }), timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts }, maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS },
+    (details, message) => app.log.warn(details, message),
+  );
   const app = Fastify({
     logger: options.logger ?? false,
-    // fastify hands these to https.createServer, which passes handshakeTimeout on to tls.Server.
-    ...(options.tls ? { https: { ...options.tls, ...server, handshakeTimeout: timeouts.handshakeTimeout } } : { http: server }),
+    // The server is made here or by serve's start (start-server.ts): its timeouts and limits are set there.
+    serverFactory: (handler) => {
+      if (!options.server) server.on('request', handler);
+      return server;
+    },
     // HEAD is written by hand for every route: fastify's automatic HEAD runs GET and discards the body.
     exposeHeadRoutes: false,
     // Names are up to 255 characters and the tail is parsed by parseV2Path, not by the router.
     routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true },
-    // fastify turns Node's 300 s default off; requests here have no body, so a slow sender is a leak.
-    requestTimeout: timeouts.requestTimeout,
-    keepAliveTimeout: timeouts.keepAliveTimeout,
-    connectionTimeout: timeouts.connectionTimeout,
     bodyLimit: BODY_LIMIT,
     // No route has a schema (no request has a body; every answer is built by hand), so fastify's
     // default compilers, Ajv and fast-json-stringify (~100 ms of start-up), are never loaded.
     schemaController: { compilersFactory: { buildValidator: noSchemas, buildSerializer: noSchemas } },
     frameworkErrors: (error, request, reply) => {
-      void sendError(request, reply, badRequest(400, error.message));
+      // fastify types this reply by the route's generics; it is the plain one.
+      void sendError(request, reply as FastifyReply, badRequest(400, error.message));
     },
     // The cast joins fastify's http and https instance types, which differ only in the server type.
   }) as unknown as FastifyInstance;
-  limitConnections(app, options.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
   if (auth) {
     app.addHook('onClose', () => auth.close());
     const costs = bcryptCosts(options.htpasswd ?? new Map());
@@ -153,20 +112,7 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
   for (const source of images.sources) source.logTo?.((details, message) => app.log.error(details, message));
 
   app.addHook('onRequest', async (request, reply) => {
-    const started = process.hrtime.bigint();
-    let finished = false;
-    reply.raw.once('finish', () => (finished = true));
-    reply.raw.once('close', () => {
-      const head = request.method === 'HEAD' || reply.statusCode === 304;
-      metrics.observe({
-        route: routeLabels.get(request) ?? ROUTE_LABELS[request.routeOptions.url ?? ''] ?? 'other',
-        method: request.method,
-        status: reply.statusCode,
-        seconds: Number(process.hrtime.bigint() - started) / 1e9,
-        bytes: finished && !head ? Number(reply.getHeader('content-length') ?? 0) : 0,
-        aborted: !finished,
-      });
-    });
+    observeResponse(metrics, request, reply, () => routeLabels.get(request) ?? ROUTE_LABELS[request.routeOptions.url ?? ''] ?? 'other');
     const path = rawPath(request.url);
     const route = request.routeOptions.url;
     // Distribution sends it on every /v2 answer; Docker's ping looks for it even on a 401.
@@ -181,44 +127,14 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     if (route !== undefined && !spellsRoute(path, route)) throw routeUnknown(path);
   });
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof RegistryError) return sendError(request, reply, error);
-    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-      return sendError(request, reply, badRequest(error.statusCode, error.message));
-    }
-    request.log.error({ err: error }, 'request failed');
-    return sendError(request, reply, internalError());
-  });
+  app.setErrorHandler((error: FastifyError, request, reply) => sendFailure(request, reply, error));
   app.setNotFoundHandler((request, reply) => sendError(request, reply, routeUnknown(rawPath(request.url))));
 
-  // distribution-spec "Determining support": GET /v2/ → 200 and the API version header Docker checks.
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: '/v2/',
-    handler: (request, reply) => sendJson(request, reply, {}),
-  });
-  app.route({ method: ['GET', 'HEAD'], url: '/v2/_catalog', handler: (request, reply) => listCatalog(images, request, reply) });
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: '/v2/*',
-    handler: async (request, reply) => {
-      const path = parseV2Path(v2Tail(request.url));
-      routeLabels.set(request, path.kind === 'error' || path.kind === 'none' ? 'invalid' : path.kind);
-      if (path.kind === 'error') throw path.error;
-      if (path.kind === 'none') throw routeUnknown(rawPath(request.url));
-      const repository = await resolveRepository(images, path.name, queryParam(request, 'ns'), path.kind === 'referrers');
-      switch (path.kind) {
-        case 'manifests':
-          return serveManifest(repository, path.reference, request, reply);
-        case 'blobs':
-          return serveBlob(repository, path.reference, request, reply, group && ((location, digest, problem) => group.blobVerdict(location, digest, problem)));
-        case 'tags':
-          return listTags(repository, request, reply);
-        case 'referrers':
-          return listReferrers(repository, path.reference, request, reply);
-      }
-    },
-  });
+  // The pull API's reads: one implementation for fastify and for the starting server (pull-routes.ts).
+  const pull: PullContext = { images, ...(group && { verdict: (location, digest, problem) => group.blobVerdict(location, digest, problem) }) };
+  for (const url of ['/v2/', '/v2/_catalog', '/v2/*'] satisfies PullRoute[]) {
+    app.route({ method: ['GET', 'HEAD'], url, handler: (request, reply) => answerPull(pull, url, request, reply, (group) => routeLabels.set(request, group)) });
+  }
   // Read-only: refused in onRequest, before any body is parsed (a PUT with an odd Content-Type
   // must still be a 405, not a 415).
   for (const url of ['/v2/', '/v2/_catalog', '/v2/*']) {
@@ -255,32 +171,4 @@ export function buildRegistry(options: RegistryOptions): FastifyInstance {
     return reply.header('content-type', 'text/plain; version=0.0.4; charset=utf-8').send(renderMetrics(snapshots));
   });
   return app;
-}
-
-// Node closes a connection beyond server.maxConnections as it arrives ('drop'): logged, not per drop.
-function limitConnections(app: FastifyInstance, max: number): void {
-  app.server.maxConnections = max;
-  let dropped = 0;
-  let loggedAt = -Infinity;
-  app.server.on('drop', () => {
-    dropped++;
-    const now = performance.now();
-    if (now - loggedAt < DROP_LOG_INTERVAL_MS) return;
-    loggedAt = now;
-    app.log.warn({ maxConnections: max, dropped }, `${max} connections are open, the most this server takes: new connections are closed as they arrive until some end`);
-    dropped = 0;
-  });
-}
-
-/** The raw path after `/v2/` (onRequest made sure it is spelled so), for parseV2Path to decode segment by segment. */
-function v2Tail(url: string): string {
-  return rawPath(url).slice('/v2/'.length);
-}
-
-function sendError(request: FastifyRequest, reply: FastifyReply, error: RegistryError): FastifyReply {
-  reply.code(error.status);
-  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
-  const body = Buffer.from(error.body());
-  reply.header('content-type', 'application/json').header('content-length', body.length);
-  return reply.send(request.method === 'HEAD' ? undefined : body);
 }

@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { PullReply, PullRequest } from './exchange.js';
 import type { BlobLocation, RemoteBlob } from '../store/image-source.js';
 import { sha256Digest } from '../image/digest.js';
 import { RegistryError, blobUnknown, internalError, rangeInvalid } from './errors.js';
@@ -59,7 +59,7 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 /** Told when a claimed blob is found good (`problem` undefined) or bad while serving it. */
 export type BlobVerdict = (location: BlobLocation, digest: string, problem?: string) => void;
 
-export async function serveBlob(repository: RequestedRepository, digest: string, request: FastifyRequest, reply: FastifyReply, verdict?: BlobVerdict): Promise<FastifyReply> {
+export async function serveBlob(repository: RequestedRepository, digest: string, request: PullRequest, reply: PullReply, verdict?: BlobVerdict): Promise<PullReply> {
   const snapshot = await snapshotOf(repository);
   const blob = await repository.source?.blob(snapshot.name, digest);
   if (!blob) {
@@ -115,7 +115,7 @@ export async function serveBlob(repository: RequestedRepository, digest: string,
  * 307 to a short-lived URL where the source gives one (Distribution's RedirectURL: clients fetch
  * the bytes from the store, never through this process), else streamed through, Range and all.
  */
-async function serveRemote(blob: RemoteBlob, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+async function serveRemote(blob: RemoteBlob, digest: string, request: PullRequest, reply: PullReply): Promise<PullReply> {
   const etag = `"${digest}"`;
   if (request.method === 'HEAD') return setHeaders(reply, digest, etag).header('content-length', blob.size).send();
   if (notModified(request, etag)) return setHeaders(reply, digest, etag).code(304).send();
@@ -139,7 +139,7 @@ async function serveRemote(blob: RemoteBlob, digest: string, request: FastifyReq
 // One whole-blob hash per location at a time, shared by the requests that wait for it.
 const proving = new WeakMap<BlobLocation, Promise<void>>();
 
-async function prove(blob: BlobLocation, digest: string, request: FastifyRequest, verdict: BlobVerdict | undefined): Promise<void> {
+async function prove(blob: BlobLocation, digest: string, request: PullRequest, verdict: BlobVerdict | undefined): Promise<void> {
   let running = proving.get(blob);
   if (!running) {
     running = (async () => {
@@ -170,7 +170,7 @@ async function prove(blob: BlobLocation, digest: string, request: FastifyRequest
   if (!blob.proven) throw new RegistryError('UNKNOWN', 503, 'the file holding the blob changed while it was being checked; try again', { digest }, { 'retry-after': '1' });
 }
 
-function refuse(blob: BlobLocation, digest: string, problem: string, request: FastifyRequest, verdict: BlobVerdict | undefined): void {
+function refuse(blob: BlobLocation, digest: string, problem: string, request: PullRequest, verdict: BlobVerdict | undefined): void {
   blob.refused ??= problem;
   verdict?.(blob, digest, problem);
   request.log.error({ archive: blob.path, entry: blob.origin, digest, problem }, 'blob bytes do not match their digest: download aborted, blob refused from now on');
@@ -183,7 +183,7 @@ function blobRefused(digest: string): RegistryError {
 }
 
 // A manifest served as a blob from memory: whole, or one Range of it.
-function serveBytes(bytes: Buffer, digest: string, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+function serveBytes(bytes: Buffer, digest: string, request: PullRequest, reply: PullReply): PullReply {
   const etag = `"${digest}"`;
   setHeaders(reply, digest, etag);
   if (request.method === 'HEAD') return reply.header('content-length', bytes.length).send();
@@ -195,7 +195,7 @@ function serveBytes(bytes: Buffer, digest: string, request: FastifyRequest, repl
   return reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${bytes.length}`).send(bytes.subarray(range.start, range.end + 1));
 }
 
-function setHeaders(reply: FastifyReply, digest: string, etag: string): FastifyReply {
+function setHeaders(reply: PullReply, digest: string, etag: string): PullReply {
   return reply
     .header('content-type', 'application/octet-stream')
     .header('docker-content-digest', digest)

@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { PullReply, PullRequest } from './exchange.js';
 import type { ServedImages } from '../store/image-source.js';
 import { paginate, sendList } from './pagination.js';
 
@@ -7,7 +7,7 @@ import { paginate, sendList } from './pagination.js';
  * Reserved by the OCI spec for historical use; clients (skopeo, crane catalog, Harbor replication)
  * expect Docker Registry v2's shape: https://distribution.github.io/distribution/spec/api/#catalog
  */
-export async function listCatalog(images: ServedImages, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+export async function listCatalog(images: ServedImages, request: PullRequest, reply: PullReply): Promise<PullReply> {
   const page = paginate(request, await images.repositoryNames(), '/v2/_catalog');
   return sendList(request, reply, '{"repositories":', page, '}');
 }

@@ -1,7 +1,7 @@
 /**
  * Registry errors: one class, one table of codes (distribution-spec "Error Codes", plus the two
  * Distribution codes clients know for ranges and pagination), small factories. Handlers throw
- * these; the error handler in app.ts is the only place that renders them.
+ * these; `sendError` (respond.ts) is the only place that renders them.
  */
 export const ERROR_CODES = {
   BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },

@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { PullReply, PullRequest } from './exchange.js';
 import { manifestUnknown } from './errors.js';
 import { type RequestedRepository, snapshotOf } from './repository.js';
 import { notModified } from './respond.js';
@@ -14,7 +14,7 @@ import { notModified } from './respond.js';
  * bytes through a bounded cache and checks them against the digest: bytes that do not match are
  * never served (a 500, the cause in the log).
  */
-export async function serveManifest(repository: RequestedRepository, reference: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+export async function serveManifest(repository: RequestedRepository, reference: string, request: PullRequest, reply: PullReply): Promise<PullReply> {
   const snapshot = await snapshotOf(repository);
   const name = repository.asked;
   const digest = reference.includes(':') ? reference : snapshot.tagged.get(reference);

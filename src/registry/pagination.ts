@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { PullReply, PullRequest } from './exchange.js';
 import { paginationInvalid } from './errors.js';
 import { queryParam } from './respond.js';
 
@@ -24,7 +24,7 @@ export type Page =
  * Link (a Link there would send a client round in circles). `ns` is kept in the Link, so the next
  * page resolves to the same repository.
  */
-export function paginate(request: FastifyRequest, sorted: readonly string[], path: string): Page {
+export function paginate(request: PullRequest, sorted: readonly string[], path: string): Page {
   const rawN = queryParam(request, 'n');
   const last = queryParam(request, 'last');
   let n: number | undefined;
@@ -41,7 +41,7 @@ export function paginate(request: FastifyRequest, sorted: readonly string[], pat
 }
 
 /** `<path?query>; rel="next"` (RFC 8288), with the request's `ns` after `query`. */
-export function nextLink(request: FastifyRequest, path: string, query: Record<string, string | undefined>): string {
+export function nextLink(request: PullRequest, path: string, query: Record<string, string | undefined>): string {
   const params = { ...query, ns: queryParam(request, 'ns') };
   const search = Object.entries(params).flatMap(([key, value]) => (value === undefined ? [] : [`${key}=${encodeURIComponent(value)}`]));
   return `<${path}?${search.join('&')}>; rel="next"`;
@@ -131,7 +131,7 @@ export function wholeListJson(list: readonly string[]): ListJson {
  * exact Content-Length. A list without `n` comes from its kept JSON (65 536 tags: 8.5 MB, once per
  * version, not once per request, also from a `last`); HEAD builds no body at all.
  */
-export function sendList(request: FastifyRequest, reply: FastifyReply, head: string, page: Page, tail: string): FastifyReply {
+export function sendList(request: PullRequest, reply: PullReply, head: string, page: Page, tail: string): PullReply {
   reply.header('content-type', 'application/json');
   const before = Buffer.from(head);
   const after = Buffer.from(tail);

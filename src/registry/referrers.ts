@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { PullReply, PullRequest } from './exchange.js';
 import { MediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
 import { MAX_PAGE_SIZE, nextLink } from './pagination.js';
@@ -24,7 +24,7 @@ const PAGE_ENVELOPE_BYTES = 1024;
  * that does not follow Link misses nothing there) and at most MAX_REFERRERS_PAGE_BYTES; the next
  * page starts after the `last` digest (the list is sorted by digest), with the same filter and `ns`.
  */
-export async function listReferrers(repository: RequestedRepository, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+export async function listReferrers(repository: RequestedRepository, digest: string, request: PullRequest, reply: PullReply): Promise<PullReply> {
   const snapshot = repository.name !== undefined ? await repository.source?.repository(repository.name) : undefined;
   const all = sortedByDigest((await snapshot?.contents())?.referrers.get(digest) ?? []);
   const artifactType = queryParam(request, 'artifactType');

@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { PullReply, PullRequest } from './exchange.js';
 import { type RequestedRepository, snapshotOf } from './repository.js';
 import { paginate, sendList } from './pagination.js';
 
@@ -8,7 +8,7 @@ import { paginate, sendList } from './pagination.js';
  *
  * The whole list (no `n`) is the snapshot's tags, serialized once per version of index.json.
  */
-export async function listTags(repository: RequestedRepository, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+export async function listTags(repository: RequestedRepository, request: PullRequest, reply: PullReply): Promise<PullReply> {
   const snapshot = await snapshotOf(repository);
   const name = repository.asked;
   const page = paginate(request, snapshot.tags, `/v2/${name}/tags/list`);
