@@ -52,7 +52,7 @@ export class PoolBackedRepositories {
     if (cached?.version === version) return cached.blobs;
     const read = await this.#store.readIndex(repository);
     if (!read) return this.held(repository);
-    const reach = await this.#walker.reach(repository, [...read.index.manifests, ...read.removed.map((root) => root.descriptor)]);
+    const reach = await this.#walker.held(repository, read);
     if (reach.problems.length > 0) {
       // A linked repository with an unreadable manifest keeps its links; this one keeps nothing but what is known.
       throw new Error(`${this.#store.root}: ${reach.problems[0]}, and ${repository} has no blobs/ of its own (it holds what it reaches in the pool), so what it holds is unknown and nothing was deleted; run cartorio verify --store ${this.#store.root}`);

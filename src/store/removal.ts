@@ -5,7 +5,7 @@ import { SUBJECT_TAG } from '../image/reference.js';
 import type { Resolution } from './image-source.js';
 import { leftRoots } from './index-file.js';
 import { REF_NAME } from './layout.js';
-import { ReachWalker } from './reach.js';
+import { type Reach, ReachWalker } from './reach.js';
 import type { StoreOps } from './store-ops.js';
 
 /** What `rm` is asked to remove in one repository, once its REF resolved. */
@@ -127,7 +127,7 @@ async function planRepository(ops: StoreOps, walker: ReachWalker, repository: st
  * entry stays only while what it refers to is still reached (or was never there to begin with:
  * removing something else does not tidy it away).
  */
-async function withoutOrphanReferrers(walker: ReachWalker, repository: string, kept: Descriptor[], before: { blobs: Map<string, number>; subjects: Map<string, string> }): Promise<Descriptor[]> {
+async function withoutOrphanReferrers(walker: ReachWalker, repository: string, kept: Descriptor[], before: Reach): Promise<Descriptor[]> {
   const subjectOf = (entry: Descriptor): string | undefined => before.subjects.get(entry.digest) ?? taggedSubject(entry);
   const accepted = new Set(kept.filter((entry) => subjectOf(entry) === undefined));
   for (;;) {

@@ -180,7 +180,7 @@ export class BucketStore implements StoreOps {
   async heldBlobs(repository: string): Promise<HeldBlob[]> {
     const read = await this.readIndex(repository);
     if (!read) return [];
-    const reach = await this.#walker.reach(repository, rootsOf(read));
+    const reach = await this.#walker.held(repository, read);
     return [...reach.blobs].map(([digest, size]) => ({ digest, size }));
   }
 
@@ -234,16 +234,12 @@ export class BucketStore implements StoreOps {
     await inParallel(await this.heldRepositories(), async (repository) => {
       const read = await this.readIndex(repository);
       if (!read) return;
-      const reach = await this.#walker.reach(repository, rootsOf(read));
+      const reach = await this.#walker.held(repository, read);
       if (reach.problems.length > 0) result.complete = false;
       for (const digest of reach.blobs.keys()) result.counts.set(digest, (result.counts.get(digest) ?? 0) + 1);
     });
     return result;
   }
-}
-
-function rootsOf(read: IndexVersion): IndexVersion['index']['manifests'] {
-  return [...read.index.manifests, ...read.removed.map((root) => root.descriptor)];
 }
 
 function holdersOf(holders: Holders, digest: string): number {
