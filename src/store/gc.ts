@@ -1,6 +1,6 @@
 import { ReachWalker } from './reach.js';
 import { inParallel } from './dir-store.js';
-import type { PoolBlob, RemovedRoot, StoreOps, UnfinishedUpload } from './store-ops.js';
+import type { HeldBlob, PoolBlob, RemovedRoot, StoreOps, UnfinishedUpload } from './store-ops.js';
 
 export const DEFAULT_GRACE_MS = 10 * 60 * 1000;
 
@@ -83,21 +83,23 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
     options.onProgress?.(++done, repositories.length);
     if (!read) return;
     const recent = read.removed.filter((root) => root.at > cutoff);
-    const reach = await walker.reach(repository, [...read.index.manifests, ...recent.map((root) => root.descriptor)]);
-    if (reach.problems.length > 0) {
-      report.problems.push(...reach.problems.map((problem) => `${problem}; its blobs were left alone`));
+    // Walked apart, as the server serves them: what only the recent roots reach is what the grace keeps.
+    const indexed = await walker.reach(repository, read.index.manifests);
+    const removed = recent.length > 0 ? await walker.reach(repository, recent.map((root) => root.descriptor)) : undefined;
+    const problems = [...indexed.problems, ...(removed?.problems ?? [])];
+    if (problems.length > 0) {
+      report.problems.push(...problems.map((problem) => `${problem}; its blobs were left alone`));
       return;
     }
     const held = await ops.heldBlobs(repository);
-    if (recent.length > 0) {
-      const indexed = await walker.reach(repository, read.index.manifests);
-      for (const blob of held) {
-        if (indexed.blobs.has(blob.digest) || !reach.blobs.has(blob.digest)) continue;
+    const unreached: HeldBlob[] = [];
+    for (const blob of held) {
+      if (indexed.blobs.has(blob.digest)) continue;
+      if (removed?.blobs.has(blob.digest)) {
         report.inGrace.blobs++;
         report.inGrace.bytes += blob.size;
-      }
+      } else unreached.push(blob);
     }
-    const unreached = held.filter((blob) => !reach.blobs.has(blob.digest));
     const expired = read.removed.length - recent.length;
     const drop = read.index.manifests.length === 0 && !listed.has(repository) && recent.length === 0;
     if (unreached.length > 0 || expired > 0 || drop) marked.push({ repository, version: read.version, release: unreached, recent, forget: expired > 0, drop });
