@@ -8,6 +8,7 @@ import { serializeIndex } from './index-file.js';
 import { readRemoved, removedAfter, serializeRemoved } from './removed-file.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobLayoutOf, blobPath, fileVersion, fsyncDir, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
 import { PoolBackedRepositories } from './pool-backed.js';
+import { ReachWalker } from './reach.js';
 import { withStoreLock } from './lock.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 import type { HeldBlob, IndexChange, IndexVersion, PoolBlob, RemovedRoot, RepositoryChange, StoreOps } from './store-ops.js';
@@ -26,12 +27,14 @@ const SYNCFS_FROM = 64;
  */
 export class DirectoryStore implements StoreOps {
   readonly root: string;
+  readonly walker: ReachWalker;
   readonly #tmp: string;
   readonly #poolBacked: PoolBackedRepositories;
 
   constructor(root: string) {
     this.root = root;
     this.#tmp = join(root, TMP_DIR);
+    this.walker = new ReachWalker(this);
     this.#poolBacked = new PoolBackedRepositories(this);
   }
 

@@ -1,4 +1,3 @@
-import { ReachWalker } from './reach.js';
 import { inParallel } from './dir-store.js';
 import type { HeldBlob, PoolBlob, RemovedRoot, StoreOps, UnfinishedUpload } from './store-ops.js';
 
@@ -75,7 +74,6 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
   const repositories = await ops.heldRepositories();
   const listed = new Set(await ops.listedRepositories());
   report.repositories = repositories.length;
-  const walker = new ReachWalker(ops);
   const marked: Marked[] = [];
   let done = 0;
   await inParallel(repositories, async (repository) => {
@@ -84,8 +82,8 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
     if (!read) return;
     const recent = read.removed.filter((root) => root.at > cutoff);
     // Walked apart, as the server serves them: what only the recent roots reach is what the grace keeps.
-    const indexed = await walker.reach(repository, read.index.manifests);
-    const removed = recent.length > 0 ? await walker.reach(repository, recent.map((root) => root.descriptor)) : undefined;
+    const indexed = await ops.walker.reach(repository, read.index.manifests);
+    const removed = recent.length > 0 ? await ops.walker.reach(repository, recent.map((root) => root.descriptor)) : undefined;
     const problems = [...indexed.problems, ...(removed?.problems ?? [])];
     if (problems.length > 0) {
       report.problems.push(...problems.map((problem) => `${problem}; its blobs were left alone`));

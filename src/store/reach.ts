@@ -22,11 +22,15 @@ export interface Reach {
 export class ReachWalker {
   readonly #manifests: ManifestCache;
   readonly #nodes = new Map<string, ManifestNode>();
+  /** Reads shared by walks side by side (gc marks repositories in parallel) until their node is known; a failed one stays failed. */
+  readonly #reading = new Map<string, Promise<Buffer | undefined>>();
 
   constructor(ops: StoreOps) {
     // No bytes are kept (a budget of 0): what the walk needs again of a manifest is its node.
     this.#manifests = new ManifestCache(0, async (repository, digest) => {
-      const bytes = await ops.readBlob(repository, digest, MAX_MANIFEST_BYTES);
+      let reading = this.#reading.get(digest);
+      if (!reading) this.#reading.set(digest, (reading = ops.readBlob(repository, digest, MAX_MANIFEST_BYTES)));
+      const bytes = await reading;
       if (!bytes) throw new Error(`missing, or over the ${MAX_MANIFEST_BYTES}-byte limit for a manifest`);
       return { bytes, name: `${repository}@${digest}` };
     });
@@ -37,6 +41,7 @@ export class ReachWalker {
     const subjects = new Map<string, string>();
     for (const [digest, node] of contents.nodes) {
       this.#nodes.set(digest, node);
+      this.#reading.delete(digest);
       if (node.referrer) subjects.set(digest, node.referrer.subject);
     }
     return { blobs: contents.blobs, subjects, problems: contents.problems.map((problem) => `${repository}: ${problem}`) };

@@ -1,4 +1,5 @@
 import type { Descriptor, ImageIndex } from '../image/oci.schema.js';
+import type { ReachWalker } from './reach.js';
 
 /**
  * Every way a store changes, as one interface: loads publish through it, `rm`, `prune` and `gc`
@@ -19,6 +20,11 @@ import type { Descriptor, ImageIndex } from '../image/oci.schema.js';
 export interface StoreOps {
   /** Names the store in messages. */
   readonly description: string;
+  /**
+   * What the roots of its repositories reach (reach.ts). One per store, shared by every step of a
+   * command (gc's mark, heldBlobs, poolBlobs), so each manifest is read once, not once a step.
+   */
+  readonly walker: ReachWalker;
 
   /** Runs `work` holding the store's writer lock (one writer at a time; a dead writer's lock goes stale). */
   withWriteLock<T>(work: () => Promise<T>): Promise<T>;

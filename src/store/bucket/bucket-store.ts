@@ -57,7 +57,7 @@ interface Holders {
  */
 export class BucketStore implements StoreOps {
   readonly bucket: Bucket;
-  readonly #walker = new ReachWalker(this);
+  readonly walker: ReachWalker = new ReachWalker(this);
   /** Set while this process holds the writer lock: then nobody else changes what is held. */
   #locked = false;
   #holders: Promise<Holders> | undefined;
@@ -180,7 +180,7 @@ export class BucketStore implements StoreOps {
   async heldBlobs(repository: string): Promise<HeldBlob[]> {
     const read = await this.readIndex(repository);
     if (!read) return [];
-    const reach = await this.#walker.held(repository, read);
+    const reach = await this.walker.held(repository, read);
     return [...reach.blobs].map(([digest, size]) => ({ digest, size }));
   }
 
@@ -234,7 +234,7 @@ export class BucketStore implements StoreOps {
     await inParallel(await this.heldRepositories(), async (repository) => {
       const read = await this.readIndex(repository);
       if (!read) return;
-      const reach = await this.#walker.held(repository, read);
+      const reach = await this.walker.held(repository, read);
       if (reach.problems.length > 0) result.complete = false;
       for (const digest of reach.blobs.keys()) result.counts.set(digest, (result.counts.get(digest) ?? 0) + 1);
     });
