@@ -1,4 +1,4 @@
-import { inParallel } from './dir-store.js';
+import { PARALLEL, mapLimit } from './parallel.js';
 import type { HeldBlob, PoolBlob, RemovedRoot, StoreOps, UnfinishedUpload } from './store-ops.js';
 
 export const DEFAULT_GRACE_MS = 10 * 60 * 1000;
@@ -76,7 +76,7 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
   report.repositories = repositories.length;
   const marked: Marked[] = [];
   let done = 0;
-  await inParallel(repositories, async (repository) => {
+  await mapLimit(repositories, PARALLEL, async (repository) => {
     const read = await ops.readIndex(repository);
     options.onProgress?.(++done, repositories.length);
     if (!read) return;
@@ -128,7 +128,7 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
   await ops.withWriteLock(async () => {
     const listedNow = new Set(await ops.listedRepositories());
     // Repositories are independent of each other: swept side by side, so the lock is held briefly.
-    await inParallel(marked, async ({ repository, version, release, recent, forget, drop }) => {
+    await mapLimit(marked, PARALLEL, async ({ repository, version, release, recent, forget, drop }) => {
       const now = await ops.readIndex(repository);
       if (now?.version !== version) return;
       await ops.releaseBlobs(repository, release.map((blob) => blob.digest));
@@ -140,14 +140,14 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
         report.dropped.push(repository);
       }
     });
-    await inParallel(pool, async ({ digest }) => {
+    await mapLimit(pool, PARALLEL, async ({ digest }) => {
       const now = await ops.poolBlob(digest);
       if (!now || now.holders > 0 || young(now)) return;
       await ops.deletePoolBlob(digest);
       report.freed.push({ digest, size: now.size });
       report.bytesFreed += now.size;
     });
-    await inParallel(uploads, async (upload) => {
+    await mapLimit(uploads, PARALLEL, async (upload) => {
       await ops.abortUpload?.(upload);
       report.aborted.push(upload);
     });

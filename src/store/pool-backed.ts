@@ -1,4 +1,4 @@
-import { inParallel } from './dir-store.js';
+import { PARALLEL, mapLimit } from './parallel.js';
 import type { DirectoryStore } from './dir-store.js';
 import { isPoolBacked, repositoryDir } from './layout.js';
 
@@ -32,7 +32,7 @@ export class PoolBackedRepositories {
    */
   async scan(names: readonly string[]): Promise<void> {
     const found: string[] = [];
-    await inParallel(names, async (name) => {
+    await mapLimit(names, PARALLEL, async (name) => {
       if (await isPoolBacked(repositoryDir(this.#store.root, name))) found.push(name);
     });
     this.#names = found.sort();
