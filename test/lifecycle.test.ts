@@ -84,6 +84,7 @@ test('rm untags, removes an image or a whole repository; blobs another repositor
   assert.ok(only !== undefined && only > 0, 'other/tool holds a config and manifest of its own');
   assert.match(await ok(['list', '--store', store]), /ONLY IN REPOSITORY/);
   await ok(['rm', '--store', store, 'other/tool']);
+  assert.match(await ok(['gc', '--store', store, '--grace', '0s', '--dry-run']), /; [1-9]\d* links released in \d+ repositories$/m, 'a directory repository holds its blobs by links');
   const freed = JSON.parse(await ok(['gc', '--store', store, '--grace', '0s', '--json'])) as { bytesFreed: number };
   assert.equal(freed.bytesFreed, only);
   const again = JSON.parse(await ok(['gc', '--store', store, '--grace', '0s', '--json'])) as { bytesFreed: number; released: unknown[] };

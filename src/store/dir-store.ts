@@ -158,7 +158,7 @@ export class DirectoryStore implements StoreOps {
   async heldBlobs(repository: string): Promise<HeldBlob[]> {
     if (await isPoolBacked(repositoryDir(this.root, repository))) {
       // What its index and its removed roots reach, by the sizes their descriptors give.
-      return [...(await this.#poolBacked.held(repository))].map(([digest, size]) => ({ digest, size }));
+      return [...(await this.#poolBacked.held(repository))].map(([digest, size]) => ({ digest, size, linked: false }));
     }
     const blobDir = join(repositoryDir(this.root, repository), 'blobs', 'sha256');
     const names = await readdir(blobDir).catch((error: unknown) => (isNotFound(error) ? [] : Promise.reject(error)));
@@ -167,7 +167,7 @@ export class DirectoryStore implements StoreOps {
       const digest = `sha256:${name}`;
       if (!isSha256Digest(digest)) return;
       const info = await stat(join(blobDir, name)).catch(() => undefined);
-      if (info?.isFile()) held.push({ digest, size: info.size });
+      if (info?.isFile()) held.push({ digest, size: info.size, linked: true });
     });
     return held;
   }

@@ -14,8 +14,8 @@ export interface GcOptions {
 
 export interface GcReport {
   repositories: number;
-  /** Blobs repositories stopped holding (links released). */
-  released: { repository: string; digest: string; size: number }[];
+  /** Blobs repositories stopped holding: a link released, or (`linked` false) no longer reached once gc forgot the removed roots that reached it. */
+  released: ({ repository: string } & HeldBlob)[];
   /** Removed repositories whose last files went. */
   dropped: string[];
   /** Pool blobs deleted: the bytes actually freed. */
@@ -32,7 +32,7 @@ export interface GcReport {
 interface Marked {
   repository: string;
   version: string;
-  release: { digest: string; size: number }[];
+  release: HeldBlob[];
   /** Removed roots still within the grace: all the record keeps once `forget` is set. */
   recent: RemovedRoot[];
   forget: boolean;

@@ -50,7 +50,7 @@ export interface StoreOps {
   /** Keeps only `kept` of a repository's removed roots (gc, under the writer lock, once the others' grace is over). */
   forgetRemoved(repository: string, kept: readonly RemovedRoot[]): Promise<void>;
 
-  /** Blobs a repository holds (reachable or not), with their sizes. */
+  /** Blobs a repository holds (reachable or not), with their sizes and how it holds them. */
   heldBlobs(repository: string): Promise<HeldBlob[]>;
   /** Releases blobs a repository holds (gc, under the writer lock). */
   releaseBlobs(repository: string, digests: readonly string[]): Promise<void>;
@@ -113,6 +113,12 @@ export interface RemovedRoot {
 export interface HeldBlob {
   digest: string;
   size: number;
+  /**
+   * Held by a link of the repository's own (a directory store's hard link), which releasing
+   * removes; false where a repository holds what it reaches (a bucket's, a pool-backed one), and
+   * lets go of a blob when gc forgets the removed roots that reached it.
+   */
+  linked: boolean;
 }
 
 export interface PoolBlob {

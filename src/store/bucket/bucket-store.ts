@@ -181,7 +181,7 @@ export class BucketStore implements StoreOps {
     const read = await this.readIndex(repository);
     if (!read) return [];
     const reach = await this.walker.held(repository, read);
-    return [...reach.blobs].map(([digest, size]) => ({ digest, size }));
+    return [...reach.blobs].map(([digest, size]) => ({ digest, size, linked: false }));
   }
 
   /** Nothing to do: a blob is released when gc forgets the removed roots that reached it (forgetRemoved). */
