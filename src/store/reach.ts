@@ -22,15 +22,20 @@ export interface Reach {
 export class ReachWalker {
   readonly #manifests: ManifestCache;
   readonly #nodes = new Map<string, ManifestNode>();
-  /** Reads shared by walks side by side (gc marks repositories in parallel) until their node is known; a failed one stays failed. */
+  /** Reads shared by walks side by side (gc marks repositories in parallel) until their node is known. */
   readonly #reading = new Map<string, Promise<Buffer | undefined>>();
 
   constructor(ops: StoreOps) {
     // No bytes are kept (a budget of 0): what the walk needs again of a manifest is its node.
     this.#manifests = new ManifestCache(0, async (repository, digest) => {
-      let reading = this.#reading.get(digest);
-      if (!reading) this.#reading.set(digest, (reading = ops.readBlob(repository, digest, MAX_MANIFEST_BYTES)));
-      const bytes = await reading;
+      // A read that found nothing serves no other walk: that repository's blobs/ may lack a file this one has.
+      const shared = this.#reading.get(digest);
+      let bytes = shared ? await shared.catch(() => undefined) : undefined;
+      if (!bytes) {
+        const reading = ops.readBlob(repository, digest, MAX_MANIFEST_BYTES);
+        this.#reading.set(digest, reading);
+        bytes = await reading;
+      }
       if (!bytes) throw new Error(`missing, or over the ${MAX_MANIFEST_BYTES}-byte limit for a manifest`);
       return { bytes, name: `${repository}@${digest}` };
     });
