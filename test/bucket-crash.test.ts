@@ -160,7 +160,7 @@ test('bucket store: loads killed while publishing, and an object store without c
     const tags = [...(await digests(store)).keys()].sort();
     assert.deepEqual(tags, ['shared:other', 'shared:seed'], `the load that took the lock over said it loaded shared:other; the paused load (exit ${code}) left: ${tags.join(' ')}; ${stderr}`);
     assert.equal(code, 1, stderr);
-    assert.match(stderr, /^cartorio load: .*s3:\/\/cartorio\/paused\/shared\/index\.json: another writer changed it after this command lost the writer lock .*, so it was left as that writer made it; run the command again\n$/);
+    assert.match(stderr, /^cartorio load: s3:\/\/cartorio\/paused\/shared\/index\.json: another writer changed it after this command lost the writer lock .*, so it was left as that writer made it; run the command again\n$/);
     const verified = await cartorio(['verify', '--store', store]);
     assert.equal(verified.code, 0, verified.stdout + verified.stderr);
   });
@@ -176,8 +176,8 @@ test('bucket store: loads killed while publishing, and an object store without c
     const refused = await cartorio(['load', '--quiet', '--store', store, multi], { env });
     assert.equal(refused.code, 1, refused.stderr);
     assert.equal(refused.stderr.trimEnd().split('\n').length, 1, refused.stderr);
-    // The line names the input the load was committing, then the store and what to do.
-    assert.match(refused.stderr, /^cartorio load: [^\n]*docker-save-multi\.tar: s3:\/\/cartorio\/no-conditions: the object store ignores conditional writes \(If-None-Match\).* s3:\/\/cartorio\/no-conditions\?single-writer=true\n$/);
+    // The line starts with the store, not the input the load was committing (the archive is sound), then says what to do.
+    assert.match(refused.stderr, /^cartorio load: s3:\/\/cartorio\/no-conditions: the object store ignores conditional writes \(If-None-Match\).* s3:\/\/cartorio\/no-conditions\?single-writer=true\n$/);
     // The store was asked with the conditions, and answered without them: the proxy stood in for such a store.
     assert.ok(proxy.seen.some((request) => isPut(request, (key) => key.endsWith('/.lock')) && request.headers['if-none-match'] === '*' && done(request)), 'the lock was created through the proxy');
     assert.equal(await objects(), unchanged, 'the refused load changed nothing in the store');

@@ -10,6 +10,7 @@ import { CLI, FIXTURES, cartorio, tempDir } from './helpers/cli.js';
 import { aws, startRgw } from './helpers/ceph.js';
 import { startServe } from './helpers/clients.js';
 import { ok, tags } from './helpers/lifecycle.js';
+import { startS3Proxy } from './helpers/s3-proxy.js';
 
 // rm, prune and gc on a bucket store (Ceph RGW), with the directory store's semantics and
 // messages: what lifecycle.test.ts asserts of a directory, on keys, beside a live replica.
@@ -72,6 +73,13 @@ test('rm, prune and gc on a bucket store (Ceph RGW)', async (t) => {
     const kept = await gc(bucketStore);
     assert.equal(kept.bytesFreed, 0);
     assert.ok(kept.inGrace.blobs > 0);
+    // One gc GETs each manifest once, though its mark, heldBlobs and poolBlobs all walk them.
+    const proxy = await startS3Proxy(t, rgw.endpoint);
+    const counted = await cartorio(['gc', '--store', bucketStore, '--dry-run', '--json'], { env: { ...process.env, AWS_ENDPOINT_URL_S3: proxy.endpoint } });
+    assert.equal(counted.code, 0, counted.stderr);
+    const fetched = proxy.seen.filter((request) => request.method === 'GET' && request.key.startsWith('tidy/.blobs/')).map((request) => request.key);
+    assert.ok(fetched.length > 0, 'gc read the manifests through the proxy');
+    assert.deepEqual(fetched.filter((key, i) => fetched.indexOf(key) !== i), [], 'no manifest fetched twice');
     const dry = await gc(bucketStore, '--grace', '0s', '--dry-run');
     const poolBefore = await keys('tidy/.blobs/');
     const freed = await gc(bucketStore, '--grace', '0s');

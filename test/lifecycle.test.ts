@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { link, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI, FIXTURES, ROOT, cartorio, run, tempDir } from './helpers/cli.js';
@@ -84,6 +84,7 @@ test('rm untags, removes an image or a whole repository; blobs another repositor
   assert.ok(only !== undefined && only > 0, 'other/tool holds a config and manifest of its own');
   assert.match(await ok(['list', '--store', store]), /ONLY IN REPOSITORY/);
   await ok(['rm', '--store', store, 'other/tool']);
+  assert.match(await ok(['gc', '--store', store, '--grace', '0s', '--dry-run']), /; [1-9]\d* links released in \d+ repositories$/m, 'a directory repository holds its blobs by links');
   const freed = JSON.parse(await ok(['gc', '--store', store, '--grace', '0s', '--json'])) as { bytesFreed: number };
   assert.equal(freed.bytesFreed, only);
   const again = JSON.parse(await ok(['gc', '--store', store, '--grace', '0s', '--json'])) as { bytesFreed: number; released: unknown[] };
@@ -149,6 +150,49 @@ test('a pull that holds its manifest finishes after rm and gc; the server stops 
   const busybox = await run('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${server.address}/busybox:1`, `dir:${join(dir, 'pulled')}`]);
   assert.equal(busybox.code, 0, `the sharer still pulls: ${busybox.stderr}`);
   await verified(store);
+});
+
+test('gc keeps every blob the server serves: an image one index below one tag and nine below another', async (t) => {
+  const dir = await tempDir(t);
+  const store = join(dir, 'store');
+  await ok(['load', '--store', store, join(FIXTURES, 'docker-save-busybox.tar')]);
+  const repository = join(store, 'busybox');
+  const loaded = JSON.parse(await readFile(join(repository, 'index.json'), 'utf8')) as { manifests: { mediaType: string; digest: string; size: number }[] };
+  const { mediaType, digest: image, size } = loaded.manifests[0] ?? assert.fail('busybox:1 loaded');
+  const indexType = 'application/vnd.oci.image.index.v1+json';
+  // Indexes nested as a hand-made layout may nest them (a load refuses more than 8 levels): one
+  // index X names the image; tag `deep` reaches X only nine indexes down, below the depth a walk
+  // descends, and tag `near` one index down. The server serves the image under `near`.
+  const wrap = async (child: { mediaType: string; digest: string; size: number }, note = 'deep'): Promise<{ mediaType: string; digest: string; size: number }> => {
+    const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests: [child], annotations: { note } }));
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const pooled = join(store, '.blobs', 'blobs', 'sha256', digest.slice(7));
+    await writeFile(pooled, bytes);
+    await link(pooled, join(repository, 'blobs', 'sha256', digest.slice(7)));
+    return { mediaType: indexType, digest, size: bytes.length };
+  };
+  const x = await wrap({ mediaType, digest: image, size });
+  let deep = x;
+  for (let level = 0; level < 9; level++) deep = await wrap(deep);
+  const near = await wrap(x, 'near');
+  const tagged = (descriptor: typeof x, tag: string): object => ({ ...descriptor, annotations: { 'org.opencontainers.image.ref.name': tag } });
+  await writeFile(join(repository, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [tagged(deep, 'deep'), tagged(near, 'near')] }));
+
+  const server = await startServe(t, dir, store);
+  const base = `http://${server.address}/v2/busybox`;
+  const served = async (): Promise<string[]> => {
+    const got = await fetch(`${base}/manifests/${image}`, { headers: { accept: MANIFEST_TYPES } });
+    assert.equal(got.status, 200, 'the image under `near`');
+    const manifest = JSON.parse(await got.text()) as { config: { digest: string }; layers: { digest: string }[] };
+    const blobs = [manifest.config.digest, ...manifest.layers.map((layer) => layer.digest)];
+    for (const blob of blobs) assert.equal((await fetch(`${base}/blobs/${blob}`)).status, 200, blob);
+    return blobs;
+  };
+  const before = await served();
+  const report = JSON.parse(await ok(['gc', '--store', store, '--grace', '0s', '--json'])) as { released: { digest: string }[] };
+  const released = new Set(report.released.map((blob) => blob.digest));
+  for (const blob of [image, ...before]) assert.ok(!released.has(blob), `gc released ${blob}, which the server serves`);
+  assert.deepEqual(await served(), before);
 });
 
 test('load --replace leaves exactly the tags it brings; prune keeps the N newest by load time', async (t) => {

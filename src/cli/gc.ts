@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { DEFAULT_GRACE_MS, collectGarbage } from '../store/gc.js';
+import { DEFAULT_GRACE_MS, type GcReport, collectGarbage } from '../store/gc.js';
 import { action, cleanUpOnSignals, examples, openStoreOps, storeOption } from './common.js';
 import { createCountProgress, humanBytes, parseDuration } from './lifecycle-options.js';
 
@@ -50,9 +50,18 @@ export function gcCommand(): Command {
       const verb = flags.dryRun ? 'would free' : 'freed';
       const lines = flags.dryRun ? report.freed.map((blob) => `would free ${blob.digest} (${humanBytes(blob.size)})`) : [];
       for (const name of report.dropped) lines.push(`${flags.dryRun ? 'would drop' : 'dropped'} removed repository ${name}`);
-      lines.push(`${verb} ${report.freed.length} blobs, ${report.bytesFreed} bytes (${humanBytes(report.bytesFreed)}); ${report.released.length} links released in ${report.repositories} repositories`);
+      lines.push(`${verb} ${report.freed.length} blobs, ${report.bytesFreed} bytes (${humanBytes(report.bytesFreed)}); ${released(report)} in ${report.repositories} repositories`);
       if (report.aborted.length > 0) lines.push(`${flags.dryRun ? 'would abort' : 'aborted'} ${report.aborted.length} unfinished uploads a killed load left (${report.aborted.map((upload) => upload.path).join(', ')})`);
       if (report.inGrace.blobs > 0) lines.push(`${report.inGrace.blobs} blobs (${humanBytes(report.inGrace.bytes)}) unreferenced for less than the grace were kept; run gc again later`);
       process.stdout.write(lines.join('\n') + '\n');
     }));
+}
+
+// A repository that holds what it reaches (a bucket's, a pool-backed one) has no links: it lets
+// go of what only its removed roots past the grace reached, when gc forgets them.
+function released(report: GcReport): string {
+  const links = report.released.filter((blob) => blob.linked).length;
+  const reached = report.released.length - links;
+  const parts = [...(links > 0 || reached === 0 ? [`${links} links released`] : []), ...(reached > 0 ? [`${reached} blobs no longer held (reached only by removed roots past the grace)`] : [])];
+  return parts.join(' and ');
 }

@@ -119,8 +119,11 @@ async function commit(ingest: Ingest, loaded: LoadedImage[], inputs: string[], o
     await ingest.commit(images, where, options);
   } catch (error) {
     if (error instanceof LoadError) throw error;
+    // A problem of the input names it first (Ingest.commit); anything else is the store's (its
+    // lock, a write, a refusal), named by the store itself: not made to read as the archive's.
     const message = (error as Error).message;
-    throw new LoadError(where, message.startsWith(`${where}: `) ? message.slice(where.length + 2) : message, undefined, { cause: error });
+    if (!message.startsWith(`${where}: `)) throw error;
+    throw new LoadError(where, message.slice(where.length + 2), undefined, { cause: error });
   }
 }
 

@@ -7,13 +7,13 @@ import { digestHex, isSha256Digest } from '../image/digest.js';
 import { serializeIndex } from './index-file.js';
 import { readRemoved, removedAfter, serializeRemoved } from './removed-file.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, TMP_DIR, blobLayoutOf, blobPath, fileVersion, fsyncDir, isNotFound, isPoolBacked, readLayoutIndex, repositoryDir, writeFileAtomic } from './layout.js';
+import { PARALLEL, mapLimit } from './parallel.js';
 import { PoolBackedRepositories } from './pool-backed.js';
+import { ReachWalker } from './reach.js';
 import { withStoreLock } from './lock.js';
 import { REPOSITORY_LIST, readRepositoryList, walkRepositories } from './repository-list.js';
 import type { HeldBlob, IndexChange, IndexVersion, PoolBlob, RemovedRoot, RepositoryChange, StoreOps } from './store-ops.js';
 
-/** File operations in flight at once: enough to keep the disk and the threadpool busy. */
-const PARALLEL = 32;
 /** What a repository directory holds of its own; anything else is a nested repository. */
 const OWN_FILES = new Set(['blobs', OCI_LAYOUT_FILE, 'index.json', REMOVED_FILE]);
 /** Above this many files to make durable, one sync of the file system beats an fsync each. */
@@ -26,12 +26,14 @@ const SYNCFS_FROM = 64;
  */
 export class DirectoryStore implements StoreOps {
   readonly root: string;
+  readonly walker: ReachWalker;
   readonly #tmp: string;
   readonly #poolBacked: PoolBackedRepositories;
 
   constructor(root: string) {
     this.root = root;
     this.#tmp = join(root, TMP_DIR);
+    this.walker = new ReachWalker(this);
     this.#poolBacked = new PoolBackedRepositories(this);
   }
 
@@ -99,7 +101,7 @@ export class DirectoryStore implements StoreOps {
     let counter = 0;
     // Removed roots are recorded before the index that drops them is in place.
     const early: { from: string; to: string }[] = [];
-    await inParallel(changes, async ({ repository, blobs, index, left }) => {
+    await mapLimit(changes, PARALLEL, async ({ repository, blobs, index, left }) => {
       const dir = repositoryDir(this.root, repository);
       if (await isPoolBacked(dir)) {
         // It holds what its index reaches: the blobs need only be in the pool (as a link needs them).
@@ -121,13 +123,13 @@ export class DirectoryStore implements StoreOps {
       }
     });
     if (changes.length >= SYNCFS_FROM) await syncFileSystem(this.root);
-    else await inParallel([...dirs].filter((dir) => dir.endsWith('sha256')), fsyncDir);
+    else await mapLimit([...dirs].filter((dir) => dir.endsWith('sha256')), PARALLEL, fsyncDir);
     // Listed before published: a repository is never served without being listed (see repository-list.ts).
     await this.#setList(changes.map((change) => change.repository), [], listed);
-    await inParallel(early, ({ from, to }) => rename(from, to));
-    await inParallel(renames, ({ from, to }) => rename(from, to));
+    await mapLimit(early, PARALLEL, ({ from, to }) => rename(from, to));
+    await mapLimit(renames, PARALLEL, ({ from, to }) => rename(from, to));
     if (changes.length >= SYNCFS_FROM) await syncFileSystem(this.root);
-    else await inParallel([...dirs].filter((dir) => !dir.endsWith('sha256')), fsyncDir);
+    else await mapLimit([...dirs].filter((dir) => !dir.endsWith('sha256')), PARALLEL, fsyncDir);
   }
 
   async #stage(to: string, content: string, sync: boolean, n: number): Promise<{ from: string; to: string }> {
@@ -137,7 +139,7 @@ export class DirectoryStore implements StoreOps {
   }
 
   async rewriteIndexes(changes: readonly IndexChange[], unlist: readonly string[]): Promise<void> {
-    await inParallel(changes, async ({ repository, index, left }) => {
+    await mapLimit(changes, PARALLEL, async ({ repository, index, left }) => {
       const dir = repositoryDir(this.root, repository);
       // First what left, then the index without it: a crash between serves both, never loses the record.
       if (left.length > 0) await writeFileAtomic(join(dir, REMOVED_FILE), await removedAfter(dir, left), this.#tmp);
@@ -156,16 +158,16 @@ export class DirectoryStore implements StoreOps {
   async heldBlobs(repository: string): Promise<HeldBlob[]> {
     if (await isPoolBacked(repositoryDir(this.root, repository))) {
       // What its index and its removed roots reach, by the sizes their descriptors give.
-      return [...(await this.#poolBacked.held(repository))].map(([digest, size]) => ({ digest, size }));
+      return [...(await this.#poolBacked.held(repository))].map(([digest, size]) => ({ digest, size, linked: false }));
     }
     const blobDir = join(repositoryDir(this.root, repository), 'blobs', 'sha256');
     const names = await readdir(blobDir).catch((error: unknown) => (isNotFound(error) ? [] : Promise.reject(error)));
     const held: HeldBlob[] = [];
-    await inParallel(names, async (name) => {
+    await mapLimit(names, PARALLEL, async (name) => {
       const digest = `sha256:${name}`;
       if (!isSha256Digest(digest)) return;
       const info = await stat(join(blobDir, name)).catch(() => undefined);
-      if (info?.isFile()) held.push({ digest, size: info.size });
+      if (info?.isFile()) held.push({ digest, size: info.size, linked: true });
     });
     return held;
   }
@@ -174,7 +176,7 @@ export class DirectoryStore implements StoreOps {
     const dir = repositoryDir(this.root, repository);
     // A pool-backed repository lets go of a blob when gc forgets the removed roots that reached it.
     if (await isPoolBacked(dir)) return;
-    await inParallel(digests, (digest) => unlink(blobPath(dir, digest)).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error))));
+    await mapLimit(digests, PARALLEL, (digest) => unlink(blobPath(dir, digest)).catch((error: unknown) => (isNotFound(error) ? undefined : Promise.reject(error))));
   }
 
   /**
@@ -210,7 +212,7 @@ export class DirectoryStore implements StoreOps {
     const names = await readdir(dir).catch((error: unknown) => (isNotFound(error) ? [] : Promise.reject(error)));
     await this.#poolBacked.scan(await this.heldRepositories());
     const found: PoolBlob[] = [];
-    await inParallel(names, async (name) => {
+    await mapLimit(names, PARALLEL, async (name) => {
       const blob = await this.poolBlob(`sha256:${name}`);
       if (blob) found.push(blob);
     });
@@ -291,15 +293,6 @@ async function syncFileSystem(root: string): Promise<void> {
       throw new Error(`${root}: could not make the load durable: \`sync -f\` failed (${(error as Error).message.split('\n')[0]}) and so did \`sync\` (${(plain as Error).message.split('\n')[0]}); the store needs the \`sync\` command on PATH`, { cause: plain });
     });
   }
-}
-
-/** Runs `work` on every item, PARALLEL at a time. */
-export async function inParallel<T>(items: Iterable<T>, work: (item: T) => Promise<unknown>): Promise<void> {
-  const iterator = items[Symbol.iterator]();
-  const worker = async (): Promise<void> => {
-    for (let next = iterator.next(); !next.done; next = iterator.next()) await work(next.value);
-  };
-  await Promise.all(Array.from({ length: PARALLEL }, worker));
 }
 
 function ignoreMissing(error: unknown): void {

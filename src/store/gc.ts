@@ -1,6 +1,5 @@
-import { ReachWalker } from './reach.js';
-import { inParallel } from './dir-store.js';
-import type { PoolBlob, RemovedRoot, StoreOps, UnfinishedUpload } from './store-ops.js';
+import { PARALLEL, mapLimit } from './parallel.js';
+import type { HeldBlob, PoolBlob, RemovedRoot, StoreOps, UnfinishedUpload } from './store-ops.js';
 
 export const DEFAULT_GRACE_MS = 10 * 60 * 1000;
 
@@ -15,8 +14,8 @@ export interface GcOptions {
 
 export interface GcReport {
   repositories: number;
-  /** Blobs repositories stopped holding (links released). */
-  released: { repository: string; digest: string; size: number }[];
+  /** Blobs repositories stopped holding: a link released, or (`linked` false) no longer reached once gc forgot the removed roots that reached it. */
+  released: ({ repository: string } & HeldBlob)[];
   /** Removed repositories whose last files went. */
   dropped: string[];
   /** Pool blobs deleted: the bytes actually freed. */
@@ -33,7 +32,7 @@ export interface GcReport {
 interface Marked {
   repository: string;
   version: string;
-  release: { digest: string; size: number }[];
+  release: HeldBlob[];
   /** Removed roots still within the grace: all the record keeps once `forget` is set. */
   recent: RemovedRoot[];
   forget: boolean;
@@ -75,29 +74,30 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
   const repositories = await ops.heldRepositories();
   const listed = new Set(await ops.listedRepositories());
   report.repositories = repositories.length;
-  const walker = new ReachWalker(ops);
   const marked: Marked[] = [];
   let done = 0;
-  await inParallel(repositories, async (repository) => {
+  await mapLimit(repositories, PARALLEL, async (repository) => {
     const read = await ops.readIndex(repository);
     options.onProgress?.(++done, repositories.length);
     if (!read) return;
     const recent = read.removed.filter((root) => root.at > cutoff);
-    const reach = await walker.reach(repository, [...read.index.manifests, ...recent.map((root) => root.descriptor)]);
-    if (reach.problems.length > 0) {
-      report.problems.push(...reach.problems.map((problem) => `${problem}; its blobs were left alone`));
+    // Walked apart, as the server serves them: what only the recent roots reach is what the grace keeps.
+    const indexed = await ops.walker.reach(repository, read.index.manifests);
+    const removed = recent.length > 0 ? await ops.walker.reach(repository, recent.map((root) => root.descriptor)) : undefined;
+    const problems = [...indexed.problems, ...(removed?.problems ?? [])];
+    if (problems.length > 0) {
+      report.problems.push(...problems.map((problem) => `${problem}; its blobs were left alone`));
       return;
     }
     const held = await ops.heldBlobs(repository);
-    if (recent.length > 0) {
-      const indexed = await walker.reach(repository, read.index.manifests);
-      for (const blob of held) {
-        if (indexed.blobs.has(blob.digest) || !reach.blobs.has(blob.digest)) continue;
+    const unreached: HeldBlob[] = [];
+    for (const blob of held) {
+      if (indexed.blobs.has(blob.digest)) continue;
+      if (removed?.blobs.has(blob.digest)) {
         report.inGrace.blobs++;
         report.inGrace.bytes += blob.size;
-      }
+      } else unreached.push(blob);
     }
-    const unreached = held.filter((blob) => !reach.blobs.has(blob.digest));
     const expired = read.removed.length - recent.length;
     const drop = read.index.manifests.length === 0 && !listed.has(repository) && recent.length === 0;
     if (unreached.length > 0 || expired > 0 || drop) marked.push({ repository, version: read.version, release: unreached, recent, forget: expired > 0, drop });
@@ -128,7 +128,7 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
   await ops.withWriteLock(async () => {
     const listedNow = new Set(await ops.listedRepositories());
     // Repositories are independent of each other: swept side by side, so the lock is held briefly.
-    await inParallel(marked, async ({ repository, version, release, recent, forget, drop }) => {
+    await mapLimit(marked, PARALLEL, async ({ repository, version, release, recent, forget, drop }) => {
       const now = await ops.readIndex(repository);
       if (now?.version !== version) return;
       await ops.releaseBlobs(repository, release.map((blob) => blob.digest));
@@ -140,14 +140,14 @@ export async function collectGarbage(ops: StoreOps, options: GcOptions): Promise
         report.dropped.push(repository);
       }
     });
-    await inParallel(pool, async ({ digest }) => {
+    await mapLimit(pool, PARALLEL, async ({ digest }) => {
       const now = await ops.poolBlob(digest);
       if (!now || now.holders > 0 || young(now)) return;
       await ops.deletePoolBlob(digest);
       report.freed.push({ digest, size: now.size });
       report.bytesFreed += now.size;
     });
-    await inParallel(uploads, async (upload) => {
+    await mapLimit(uploads, PARALLEL, async (upload) => {
       await ops.abortUpload?.(upload);
       report.aborted.push(upload);
     });

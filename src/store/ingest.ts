@@ -10,7 +10,8 @@ import type { Descriptor } from '../image/oci.schema.js';
 import { isTag, repositoryNameProblem } from '../image/reference.js';
 import { BlobFile } from './blob-file.js';
 import { CopyPool, OffThreadBlobSink } from './copy-pool.js';
-import { DirectoryStore, inParallel } from './dir-store.js';
+import { DirectoryStore } from './dir-store.js';
+import { PARALLEL, mapLimit } from './parallel.js';
 import { leftRoots, mergeIndex } from './index-file.js';
 import { POOL_DIR, TMP_DIR, blobPath, fsyncDir } from './layout.js';
 import type { RepositoryChange, StoreOps } from './store-ops.js';
@@ -261,7 +262,7 @@ export class Ingest {
       await fsyncDir(join(pool, 'blobs', 'sha256'));
       const loadedAt = loadTime(options);
       const changes: RepositoryChange[] = [];
-      await inParallel(closures, async ([repository, closure]) => {
+      await mapLimit(closures, PARALLEL, async ([repository, closure]) => {
         changes.push(await loadChange(store, repository, byRepository.get(repository) ?? [], [...closure], options, loadedAt));
       });
       await store.publish(changes);

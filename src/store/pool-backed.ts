@@ -1,7 +1,6 @@
-import { inParallel } from './dir-store.js';
+import { PARALLEL, mapLimit } from './parallel.js';
 import type { DirectoryStore } from './dir-store.js';
 import { isPoolBacked, repositoryDir } from './layout.js';
-import { ReachWalker } from './reach.js';
 
 interface Held {
   version: string;
@@ -18,14 +17,12 @@ interface Held {
  */
 export class PoolBackedRepositories {
   readonly #store: DirectoryStore;
-  readonly #walker: ReachWalker;
   #names: string[] | undefined;
   readonly #held = new Map<string, Held>();
   #counts: { key: string; counts: Promise<ReadonlyMap<string, number>> } | undefined;
 
   constructor(store: DirectoryStore) {
     this.#store = store;
-    this.#walker = new ReachWalker(store);
   }
 
   /**
@@ -35,7 +32,7 @@ export class PoolBackedRepositories {
    */
   async scan(names: readonly string[]): Promise<void> {
     const found: string[] = [];
-    await inParallel(names, async (name) => {
+    await mapLimit(names, PARALLEL, async (name) => {
       if (await isPoolBacked(repositoryDir(this.#store.root, name))) found.push(name);
     });
     this.#names = found.sort();
@@ -52,7 +49,7 @@ export class PoolBackedRepositories {
     if (cached?.version === version) return cached.blobs;
     const read = await this.#store.readIndex(repository);
     if (!read) return this.held(repository);
-    const reach = await this.#walker.reach(repository, [...read.index.manifests, ...read.removed.map((root) => root.descriptor)]);
+    const reach = await this.#store.walker.held(repository, read);
     if (reach.problems.length > 0) {
       // A linked repository with an unreadable manifest keeps its links; this one keeps nothing but what is known.
       throw new Error(`${this.#store.root}: ${reach.problems[0]}, and ${repository} has no blobs/ of its own (it holds what it reaches in the pool), so what it holds is unknown and nothing was deleted; run cartorio verify --store ${this.#store.root}`);

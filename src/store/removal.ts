@@ -5,7 +5,7 @@ import { SUBJECT_TAG } from '../image/reference.js';
 import type { Resolution } from './image-source.js';
 import { leftRoots } from './index-file.js';
 import { REF_NAME } from './layout.js';
-import { ReachWalker } from './reach.js';
+import type { Reach, ReachWalker } from './reach.js';
 import type { StoreOps } from './store-ops.js';
 
 /** What `rm` is asked to remove in one repository, once its REF resolved. */
@@ -65,20 +65,20 @@ export async function planRemoval(ops: StoreOps, refs: readonly ParsedRef[], res
     if (found.kind === 'invalid') throw new Error(`${ref}: ${found.problem}`);
     byRepository.set(found.name, [...(byRepository.get(found.name) ?? []), { ref, target }]);
   }
-  const walker = new ReachWalker(ops);
   const plans: RepositoryRemoval[] = [];
   for (const [repository, targets] of byRepository) {
-    plans.push(await planRepository(ops, walker, repository, targets));
+    plans.push(await planRepository(ops, repository, targets));
     onProgress?.(plans.length, byRepository.size);
   }
   return plans;
 }
 
-async function planRepository(ops: StoreOps, walker: ReachWalker, repository: string, targets: { ref: string; target: Target }[]): Promise<RepositoryRemoval> {
+async function planRepository(ops: StoreOps, repository: string, targets: { ref: string; target: Target }[]): Promise<RepositoryRemoval> {
   const read = await ops.readIndex(repository);
   const entries = read?.index.manifests ?? [];
   const first = targets[0]?.ref ?? repository;
   if (!read || entries.length === 0) throw new Error(`${first}: repository ${repository} holds no images (already removed?)`);
+  const walker = ops.walker;
   const before = await walker.reach(repository, entries);
   if (before.problems.length > 0) throw new Error(`${repository}: ${before.problems[0]}; run \`cartorio verify\` before removing from it`);
   const whole = targets.some(({ target }) => 'whole' in target);
@@ -127,7 +127,7 @@ async function planRepository(ops: StoreOps, walker: ReachWalker, repository: st
  * entry stays only while what it refers to is still reached (or was never there to begin with:
  * removing something else does not tidy it away).
  */
-async function withoutOrphanReferrers(walker: ReachWalker, repository: string, kept: Descriptor[], before: { blobs: Map<string, number>; subjects: Map<string, string> }): Promise<Descriptor[]> {
+async function withoutOrphanReferrers(walker: ReachWalker, repository: string, kept: Descriptor[], before: Reach): Promise<Descriptor[]> {
   const subjectOf = (entry: Descriptor): string | undefined => before.subjects.get(entry.digest) ?? taggedSubject(entry);
   const accepted = new Set(kept.filter((entry) => subjectOf(entry) === undefined));
   for (;;) {

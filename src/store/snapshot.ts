@@ -132,7 +132,8 @@ export class StoreSnapshot implements RepositorySnapshot {
 
   contents(): Promise<StoreContents> {
     if (!this.#contents) {
-      const contents = walk(this.#dir, this.#roots.values(), this.#cache, this.#inherited);
+      const inherited = this.#inherited;
+      const contents = (async () => walkManifests(this.#dir, this.#roots.values(), this.#cache, (await inherited?.catch(() => undefined))?.nodes))();
       this.#contents = contents;
       // A failed walk (an I/O error) is tried again by the next request.
       contents.then(() => (this.#inherited = undefined), () => (this.#contents = undefined));
@@ -141,9 +142,13 @@ export class StoreSnapshot implements RepositorySnapshot {
   }
 }
 
-// Reads every manifest reachable from `roots`, READ_PARALLELISM at a time, reusing `known` nodes.
-async function walk(dir: string, roots: Iterable<Descriptor>, cache: ManifestCache, previous: Promise<StoreContents> | undefined): Promise<StoreContents> {
-  const known = previous ? (await previous.catch(() => undefined))?.nodes : undefined;
+/**
+ * What `roots` reach in the layout `dir` (for a cache with its own source, whatever that source
+ * takes `dir` to name): every manifest read through `cache` (checked against its digest, parsed),
+ * READ_PARALLELISM at a time; `known` nodes are not read again. The one definition of what a
+ * repository reaches: the server serves by it, and gc, rm and prune keep by it (reach.ts).
+ */
+export async function walkManifests(dir: string, roots: Iterable<Descriptor>, cache: ManifestCache, known: ReadonlyMap<string, ManifestNode> | undefined): Promise<StoreContents> {
   const others = new Map<string, number>();
   const nodes = new Map<string, ManifestNode>();
   const referrers = new Map<string, Descriptor[]>();

@@ -1,4 +1,5 @@
 import type { Descriptor, ImageIndex } from '../image/oci.schema.js';
+import type { ReachWalker } from './reach.js';
 
 /**
  * Every way a store changes, as one interface: loads publish through it, `rm`, `prune` and `gc`
@@ -19,6 +20,11 @@ import type { Descriptor, ImageIndex } from '../image/oci.schema.js';
 export interface StoreOps {
   /** Names the store in messages. */
   readonly description: string;
+  /**
+   * What the roots of its repositories reach (reach.ts). One per store, shared by every step of a
+   * command (gc's mark, heldBlobs, poolBlobs), so each manifest is read once, not once a step.
+   */
+  readonly walker: ReachWalker;
 
   /** Runs `work` holding the store's writer lock (one writer at a time; a dead writer's lock goes stale). */
   withWriteLock<T>(work: () => Promise<T>): Promise<T>;
@@ -44,7 +50,7 @@ export interface StoreOps {
   /** Keeps only `kept` of a repository's removed roots (gc, under the writer lock, once the others' grace is over). */
   forgetRemoved(repository: string, kept: readonly RemovedRoot[]): Promise<void>;
 
-  /** Blobs a repository holds (reachable or not), with their sizes. */
+  /** Blobs a repository holds (reachable or not), with their sizes and how it holds them. */
   heldBlobs(repository: string): Promise<HeldBlob[]>;
   /** Releases blobs a repository holds (gc, under the writer lock). */
   releaseBlobs(repository: string, digests: readonly string[]): Promise<void>;
@@ -107,6 +113,12 @@ export interface RemovedRoot {
 export interface HeldBlob {
   digest: string;
   size: number;
+  /**
+   * Held by a link of the repository's own (a directory store's hard link), which releasing
+   * removes; false where a repository holds what it reaches (a bucket's, a pool-backed one), and
+   * lets go of a blob when gc forgets the removed roots that reached it.
+   */
+  linked: boolean;
 }
 
 export interface PoolBlob {

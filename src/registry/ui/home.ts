@@ -1,4 +1,5 @@
 import type { ServedImages } from '../../store/image-source.js';
+import { mapLimit } from '../../store/parallel.js';
 import type { RepositorySnapshot } from '../../store/snapshot.js';
 import { type Html, html } from './html.js';
 import { ImageReader } from './image-facts.js';
@@ -167,16 +168,5 @@ function later(a: string | undefined, b: string | undefined): boolean {
   return Number.isNaN(other) || time > other;
 }
 
-/** `work` over `items`, at most `limit` at a time, results in order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await work(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
+// The store's bounded-parallel helper; the repository page imports it from here.
+export { mapLimit };

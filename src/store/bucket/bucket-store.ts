@@ -1,6 +1,6 @@
 import { isSha256Digest } from '../../image/digest.js';
 import { isRepositoryName } from '../../image/reference.js';
-import { inParallel } from '../dir-store.js';
+import { PARALLEL, mapLimit } from '../parallel.js';
 import { serializeIndex } from '../index-file.js';
 import { OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, POOL_DIR, REMOVED_FILE, parseLayoutIndex } from '../layout.js';
 import { ReachWalker } from '../reach.js';
@@ -57,7 +57,7 @@ interface Holders {
  */
 export class BucketStore implements StoreOps {
   readonly bucket: Bucket;
-  readonly #walker = new ReachWalker(this);
+  readonly walker: ReachWalker = new ReachWalker(this);
   /** Set while this process holds the writer lock: then nobody else changes what is held. */
   #locked = false;
   #holders: Promise<Holders> | undefined;
@@ -125,7 +125,7 @@ export class BucketStore implements StoreOps {
     const listed = await this.#readList();
     const all = [...new Set([...listed.names, ...changes.map((change) => change.repository)])].sort();
     if (all.length !== listed.names.length) await this.#writeList(all, listed.etag);
-    await inParallel(changes, async (change) => {
+    await mapLimit(changes, PARALLEL, async (change) => {
       if ((await this.bucket.head(`${change.repository}/${OCI_LAYOUT_FILE}`)) === undefined) await this.bucket.put(`${change.repository}/${OCI_LAYOUT_FILE}`, OCI_LAYOUT_CONTENT);
       await this.#rewrite(change);
     });
@@ -133,7 +133,7 @@ export class BucketStore implements StoreOps {
   }
 
   async rewriteIndexes(changes: readonly IndexChange[], unlist: readonly string[]): Promise<void> {
-    await inParallel(changes, (change) => this.#rewrite(change));
+    await mapLimit(changes, PARALLEL, (change) => this.#rewrite(change));
     // After the index is emptied, as for a directory store: never an unlisted repository with tags.
     if (unlist.length > 0) {
       const gone = new Set(unlist);
@@ -180,8 +180,8 @@ export class BucketStore implements StoreOps {
   async heldBlobs(repository: string): Promise<HeldBlob[]> {
     const read = await this.readIndex(repository);
     if (!read) return [];
-    const reach = await this.#walker.reach(repository, rootsOf(read));
-    return [...reach.blobs].map(([digest, size]) => ({ digest, size }));
+    const reach = await this.walker.held(repository, read);
+    return [...reach.blobs].map(([digest, size]) => ({ digest, size, linked: false }));
   }
 
   /** Nothing to do: a blob is released when gc forgets the removed roots that reached it (forgetRemoved). */
@@ -191,7 +191,7 @@ export class BucketStore implements StoreOps {
   async dropRepository(repository: string): Promise<void> {
     const copies: string[] = [];
     for await (const { path } of this.bucket.list(`${repository}/blobs/`)) copies.push(path);
-    await inParallel(copies, (path) => this.bucket.delete(path));
+    await mapLimit(copies, PARALLEL, (path) => this.bucket.delete(path));
     for (const name of [OCI_LAYOUT_FILE, REMOVED_FILE, 'index.json']) await this.bucket.delete(`${repository}/${name}`);
     this.#holders = undefined;
   }
@@ -231,19 +231,15 @@ export class BucketStore implements StoreOps {
 
   async #countHolders(): Promise<Holders> {
     const result: Holders = { counts: new Map(), complete: true };
-    await inParallel(await this.heldRepositories(), async (repository) => {
+    await mapLimit(await this.heldRepositories(), PARALLEL, async (repository) => {
       const read = await this.readIndex(repository);
       if (!read) return;
-      const reach = await this.#walker.reach(repository, rootsOf(read));
+      const reach = await this.walker.held(repository, read);
       if (reach.problems.length > 0) result.complete = false;
       for (const digest of reach.blobs.keys()) result.counts.set(digest, (result.counts.get(digest) ?? 0) + 1);
     });
     return result;
   }
-}
-
-function rootsOf(read: IndexVersion): IndexVersion['index']['manifests'] {
-  return [...read.index.manifests, ...read.removed.map((root) => root.descriptor)];
 }
 
 function holdersOf(holders: Holders, digest: string): number {

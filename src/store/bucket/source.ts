@@ -3,6 +3,7 @@ import { isRepositoryName } from '../../image/reference.js';
 import type { ImageSource, RemoteBlob } from '../image-source.js';
 import { REF_NAME, REMOVED_FILE, parseLayoutIndex } from '../layout.js';
 import { ManifestCache } from '../manifest-cache.js';
+import { mapLimit } from '../parallel.js';
 import { removedRoots } from '../removed-file.js';
 import { REPOSITORY_LIST } from '../repository-list.js';
 import { type RepositorySnapshot, StoreSnapshot } from '../snapshot.js';
@@ -163,15 +164,7 @@ export class BucketSource implements ImageSource {
       this.#setNames(list.bytes.toString('utf8').split('\n').filter((name) => name !== '' && isRepositoryName(name)));
       this.#listEtag = list.etag;
     }
-    const held = [...this.#repositories];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < held.length) {
-        const [name, old] = held[next++] as [string, Held];
-        await this.#read(name, old);
-      }
-    };
-    await Promise.all(Array.from({ length: REFRESH_PARALLELISM }, worker));
+    await mapLimit([...this.#repositories], REFRESH_PARALLELISM, ([name, old]) => this.#read(name, old));
   }
 
   // Reads index.json if it changed since `old` (or for the first time); keeps the snapshot in memory.

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CommitOptions, type CommitTarget, type ImageToCommit, type StagedBlob, loadChange, loadTime } from '../ingest.js';
+import { mapLimit } from '../parallel.js';
 import type { RepositoryChange } from '../store-ops.js';
 import { BucketStore } from './bucket-store.js';
 import type { Bucket } from './client.js';
@@ -64,15 +65,9 @@ export class BucketWriter implements CommitTarget {
    * the pool has at that size is not sent again (keys are digests). Hold the writer lock.
    */
   async addPoolBlobs(blobs: ReadonlyMap<string, StagedBlob>): Promise<void> {
-    const pending = [...blobs];
-    const upload = async (): Promise<void> => {
-      for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
-        const [digest, blob] = next;
-        const key = poolKey(digest);
-        if ((await this.bucket.head(key))?.size === blob.size) continue;
-        await this.bucket.upload(key, blob.path);
-      }
-    };
-    await Promise.all(Array.from({ length: UPLOADS_IN_FLIGHT }, upload));
+    await mapLimit(blobs, UPLOADS_IN_FLIGHT, async ([digest, blob]) => {
+      const key = poolKey(digest);
+      if ((await this.bucket.head(key))?.size !== blob.size) await this.bucket.upload(key, blob.path);
+    });
   }
 }
