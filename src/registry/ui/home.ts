@@ -169,4 +169,3 @@ function later(a: string | undefined, b: string | undefined): boolean {
 }
 
 // The store's bounded-parallel helper; the repository page imports it from here.
-export { mapLimit };

@@ -1,7 +1,8 @@
 import type { Descriptor } from '../../image/oci.schema.js';
 import type { ImageSource } from '../../store/image-source.js';
 import type { RepositoryContents, RepositorySnapshot } from '../../store/snapshot.js';
-import { mapLimit, naturalOrder } from './home.js';
+import { mapLimit } from '../../store/parallel.js';
+import { naturalOrder } from './home.js';
 import { type Html, html, httpUrl } from './html.js';
 import { type ImageFacts, ImageReader, type ManifestFacts } from './image-facts.js';
 import { copyable, copyableBlock, digestCell, formatBytes, formatDate, page, query, repositoryHref, shortDigest } from './layout.js';
