@@ -168,4 +168,3 @@ function later(a: string | undefined, b: string | undefined): boolean {
   return Number.isNaN(other) || time > other;
 }
 
-// The store's bounded-parallel helper; the repository page imports it from here.
