@@ -112,7 +112,7 @@ test('before fastify is loaded, every pull route answers byte for byte as fastif
   assert.equal(early[0]?.headers['docker-distribution-api-version'], 'registry/2.0');
 });
 
-test('a request that came before the images were open is answered once they are; others wait for fastify', async (t) => {
+test('before the images are open only /v2/ is answered; a manifest asked then is answered once they are; others wait for fastify', async (t) => {
   const images = new ServedImages([new StoreReader(store.root)]);
   const metrics = new Metrics();
   const { server, port } = await starting(images, metrics);
@@ -124,7 +124,15 @@ test('a request that came before the images were open is answered once they are;
   let wanted = false;
   void server.appWanted.then(() => (wanted = true));
   // Sent while nothing can answer: held.
+  const base = ask(port, '/v2/');
+  let baseAnswered = false;
+  void base.then(() => (baseAnswered = true));
   const manifest = ask(port, '/v2/busybox/manifests/1');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(baseAnswered, false, 'nothing is answered before the pull routes are loaded');
+  // Loaded while the images are still opening: /v2/, which needs none, is answered; the manifest waits.
+  await server.prepare(metrics);
+  assert.deepEqual([(await base).status, (await base).body.toString()], [200, '{}']);
   const health = ask(port, '/healthz');
   const write = ask(port, '/v2/busybox/blobs/uploads/', { method: 'POST' });
   await new Promise((resolve) => setTimeout(resolve, 100));

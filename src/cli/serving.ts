@@ -75,11 +75,14 @@ export async function serve(server: StartingServer, start: ServeStart): Promise<
   let app: { close(): Promise<unknown> } | undefined;
   let group: WorkerGroup | undefined;
   const stopped = stopOnSignals(closing(server, () => app, () => group), undefined);
+  const metrics = new Metrics();
+  // Credentials are checked in fastify's onRequest hook: with --htpasswd nothing is answered before it.
+  const early = options.htpasswd === undefined;
+  if (early) void server.prepare(metrics);
   const sources = await openSources(start.inputs, start.store, options);
   const { images, archives } = sources;
   for (const source of images.sources) source.logTo?.((details, message) => log.error(details, message));
   const htpasswd = options.htpasswd === undefined ? undefined : (await import('../registry/auth.js')).parseHtpasswd((await readInput(options.htpasswd, '--htpasswd')).toString('utf8'), options.htpasswd);
-  const metrics = new Metrics();
   let link: WorkerLink | undefined;
   if (start.listening) {
     if (archives) checkSameArchives(archives.identity, archives.paths);
@@ -97,8 +100,7 @@ export async function serve(server: StartingServer, start: ServeStart): Promise<
     }
   }
   const peers = group ?? link;
-  // Credentials are checked in fastify's onRequest hook: with --htpasswd nothing is answered before it.
-  if (!htpasswd) await server.answer({ images, metrics, ...(peers && { verdict: (location, digest, problem) => peers.blobVerdict(location, digest, problem) }) });
+  if (early) await server.answer({ images, metrics, ...(peers && { verdict: (location, digest, problem) => peers.blobVerdict(location, digest, problem) }) });
   await start.listening?.();
   // A SIGTERM before fastify is wanted: nothing more to start.
   if (await Promise.race([(htpasswd ? Promise.resolve() : server.appWanted).then(() => false), stopped.then(() => true)])) {

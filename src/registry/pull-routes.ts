@@ -25,10 +25,13 @@ export interface PullContext {
  * Answers a GET or HEAD of one of the pull routes. The one implementation of these routes:
  * fastify's handlers call it, and so does the starting server while fastify loads. `label` is
  * told the metrics route group once the path is parsed. Throws RegistryError for the client.
+ * `context` may be undefined for /v2/ alone, which answers the same whatever is served.
  */
-export async function answerPull(context: PullContext, route: PullRoute, request: PullRequest, reply: PullReply, label: (group: string) => void): Promise<PullReply> {
+export async function answerPull(context: PullContext | undefined, route: PullRoute, request: PullRequest, reply: PullReply, label: (group: string) => void): Promise<PullReply> {
   // distribution-spec "Determining support": GET /v2/ → 200 and the API version header Docker checks.
   if (route === '/v2/') return sendJson(request, reply, {});
+  // Only /v2/ is answered before the images are open (start-server.ts).
+  if (!context) throw new Error(`${route} answered before the images are open`);
   if (route === '/v2/_catalog') return listCatalog(context.images, request, reply);
   const path = parseV2Path(rawPath(request.url).slice('/v2/'.length));
   label(path.kind === 'error' || path.kind === 'none' ? 'invalid' : path.kind);

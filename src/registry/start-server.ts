@@ -33,6 +33,7 @@ export class StartingServer {
   /** The server's log: held until fastify's logger exists, then written through it (`handOver`). */
   readonly log = new HeldLog();
   #answering: Answering | undefined;
+  #preparing: Promise<void> | undefined;
   #app: ((request: IncomingMessage, response: ServerResponse) => void) | undefined;
   #want: () => void = () => undefined;
   readonly appWanted = new Promise<void>((resolve) => (this.#want = resolve));
@@ -54,13 +55,27 @@ export class StartingServer {
     });
   }
 
+  /**
+   * Loads the pull routes' code and answers GET /v2/ (it needs no image) from then on. Called
+   * before the images are opened: the code is evaluated while their files are being read.
+   */
+  prepare(metrics: Metrics): Promise<void> {
+    this.#preparing ??= import('./pull-routes.js').then((routes) => {
+      this.#answering = { routes, metrics, running: 0, requests: 0 };
+      this.#retry();
+    });
+    return this.#preparing;
+  }
+
   /** From now on the pull API's reads are answered here, from `images`, until fastify takes over. */
   async answer(context: AnswerContext): Promise<void> {
-    const routes = await import('./pull-routes.js');
-    this.#answering = { context, routes, running: 0, requests: 0 };
+    await this.prepare(context.metrics);
+    if (!this.#answering) return;
+    this.#answering.context = context;
     setTimeout(() => this.#want(), LOAD_BY_MS).unref();
-    // What came in while the images were opening is answered now, or held for fastify as it would have been.
-    for (const [request, response] of this.#held.splice(0)) this.#request(request, response);
+    this.#retry();
+    // Whatever is still held is fastify's to answer.
+    if (this.#held.length > 0) this.#want();
     this.#armIdle();
   }
 
@@ -81,14 +96,21 @@ export class StartingServer {
 
   #request(request: IncomingMessage, response: ServerResponse): void {
     if (this.#app) return this.#app(request, response);
-    const route = this.#answering?.routes.pullRouteOf(request.method ?? '', request.url ?? '');
-    if (!this.#answering || route === undefined) {
+    const state = this.#answering;
+    const route = state?.routes.pullRouteOf(request.method ?? '', request.url ?? '');
+    // Before the images are open only /v2/ is answered; the rest waits for them (or for fastify).
+    if (!state || route === undefined || (!state.context && route !== '/v2/')) {
       this.#held.push([request, response]);
-      // Held until fastify is ready; nothing it could answer is left waiting for a quiet moment.
-      if (this.#answering) this.#want();
+      // Nothing fastify is to answer is left waiting for a quiet moment.
+      if (state?.context) this.#want();
       return;
     }
-    void this.#answer(this.#answering, route, request, response);
+    void this.#answer(state, route, request, response);
+  }
+
+  // What was held is answered now where it can be, else held again as it would have been.
+  #retry(): void {
+    for (const [request, response] of this.#held.splice(0)) this.#request(request, response);
   }
 
   async #answer(state: Answering, route: PullRoute, raw: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -100,7 +122,7 @@ export class StartingServer {
     const request: PullRequest = { method: raw.method ?? 'GET', url: raw.url ?? '/', headers: raw.headers, query: queryOf(raw.url ?? ''), log };
     const reply = new StartingReply(response, request.method);
     let group = ROUTE_LABELS[route] ?? 'other';
-    observeResponse(state.context.metrics, request, reply, () => group);
+    observeResponse(state.metrics, request, reply, () => group);
     log.info({ req: { method: request.method, url: request.url, host: raw.headers.host, ip: raw.socket.remoteAddress, socket: { remotePort: raw.socket.remotePort } } }, 'incoming request');
     const started = performance.now();
     response.once('close', () => {
@@ -120,7 +142,7 @@ export class StartingServer {
 
   // fastify loads once no request has run for IDLE_MS: after a client's first burst, not during it.
   #armIdle(): void {
-    if (this.#app || !this.#answering || this.#answering.running > 0) return;
+    if (this.#app || !this.#answering?.context || this.#answering.running > 0) return;
     clearTimeout(this.#idle);
     this.#idle = setTimeout(() => this.#want(), IDLE_MS);
     this.#idle.unref();
@@ -129,8 +151,10 @@ export class StartingServer {
 
 /** The requests answered before fastify: how many run now, how many in all (their log ids). */
 interface Answering {
-  context: AnswerContext;
   routes: PullRoutes;
+  metrics: Metrics;
+  /** Set once the images are open. */
+  context?: AnswerContext;
   running: number;
   requests: number;
 }
