@@ -135,6 +135,12 @@ await build({
   outfile: join(cliDir, PROGRAM_FILE),
 });
 await build({ ...common, minifyWhitespace: true, entryPoints: [join(root, 'dist', 'src', 'store', 'bucket', 'sdk.js')], outfile: join(out, SDK_DIR, SDK_FILE) });
+// One non-ASCII character makes V8 hold the whole program (1.3 MB) as a two-byte string: slower to
+// decode, hash and parse at every start. esbuild escapes them everywhere but in tagged templates
+// (the catalog pages' html`…`), whose static text must use HTML character references instead.
+const programText = await readFile(join(cliDir, PROGRAM_FILE), 'utf8');
+const wide = /[^\x00-\x7f]/.exec(programText);
+if (wide) throw new Error(`build-bundle: ${PROGRAM_FILE} holds the non-ASCII character ${JSON.stringify(wide[0])} in "${programText.slice(Math.max(0, wide.index - 60), wide.index + 20)}"; write it as an HTML character reference (&mdash;) or a \\u escape`);
 const { name, version, license } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
 await writeFile(join(out, 'cartorio', 'package.json'), JSON.stringify({ name, version, license, type: 'module', private: true }, null, 2) + '\n');
 process.stdout.write(`${out}\n`);

@@ -53,7 +53,7 @@ export async function renderHome(images: ServedImages, request: HomeRequest): Pr
   const shown = await mapLimit(matched.slice(start, start + HOME_PAGE_SIZE), ROW_PARALLELISM, (name) => rowOf(images, name));
   const hostCount = index.hosts.filter(([host]) => host !== LOCAL_HOST).length;
   const body = html`<h1>Repositories</h1>
-<p class="sub">${names.length.toLocaleString('en')} ${names.length === 1 ? 'repository' : 'repositories'}${hostCount > 0 && html` from ${hostCount} ${hostCount === 1 ? 'registry' : 'registries'}`} · pull with any OCI client from this address</p>
+<p class="sub">${names.length.toLocaleString('en')} ${names.length === 1 ? 'repository' : 'repositories'}${hostCount > 0 && html` from ${hostCount} ${hostCount === 1 ? 'registry' : 'registries'}`} &middot; pull with any OCI client from this address</p>
 <form id="search" class="search" method="get" action="/" role="search">
 <input type="search" name="q" value="${request.q}" placeholder="Filter repositories by name" aria-label="Filter repositories by name" autocomplete="off" spellcheck="false">
 ${index.hosts.length > 1 && html`<select name="host" aria-label="Registry">
@@ -68,7 +68,7 @@ ${index.hosts.length > 1 && html`<ul class="hosts" aria-label="Registries">
 ${index.hosts.map(([host, count]) => html`<li><a href="/${query({ q: request.q, host })}"${host === request.host && html` aria-current="true"`}>${hostLabel(host)}<span class="n">${count.toLocaleString('en')}</span></a></li>`)}
 </ul>`}
 ${matched.length === 0
-    ? html`<div class="table"><p class="empty">${names.length === 0 ? 'No images yet: load some with cartorio load.' : html`No repository matches “${request.q}”.`}</p></div>`
+    ? html`<div class="table"><p class="empty">${names.length === 0 ? 'No images yet: load some with cartorio load.' : html`No repository matches &ldquo;${request.q}&rdquo;.`}</p></div>`
     : html`<div class="table"><table>
 <thead><tr><th scope="col">Repository</th><th scope="col" class="hide-narrow">Registry</th><th scope="col" class="num">Tags</th><th scope="col">Newest tag</th><th scope="col" class="num">Size</th><th scope="col" class="hide-narrow">Created</th></tr></thead>
 <tbody>
@@ -81,9 +81,9 @@ ${pager(request, number, pages, start, shown.length, matched.length)}
 
 function renderRow(row: Row): Html {
   return html`<tr><td class="name"><a href="${repositoryHref(row.name)}">${row.name}</a>${row.problem !== undefined && html` <span class="warn" title="${row.problem}">(unreadable)</span>`}</td>
-<td class="hide-narrow">${row.host === LOCAL_HOST ? html`<span class="muted">—</span>` : html`<span class="host">${row.host}</span>`}</td>
+<td class="hide-narrow">${row.host === LOCAL_HOST ? html`<span class="muted">&mdash;</span>` : html`<span class="host">${row.host}</span>`}</td>
 <td class="num">${row.tags.toLocaleString('en')}</td>
-<td>${row.newest ? html`<span class="tag">${row.newest.tag}</span>` : html`<span class="muted">—</span>`}</td>
+<td>${row.newest ? html`<span class="tag">${row.newest.tag}</span>` : html`<span class="muted">&mdash;</span>`}</td>
 <td class="num">${row.size === undefined ? '—' : formatBytes(row.size)}</td>
 <td class="hide-narrow">${formatDate(row.newest?.created)}</td></tr>
 `;
@@ -94,7 +94,7 @@ function pager(request: HomeRequest, number: number, pages: number, start: numbe
   const pageLink = (to: number, label: string, rel: string): Html => html`<a href="/${query({ q: request.q, host: request.host, page: to })}" rel="${rel}">${label}</a>`;
   return html`<nav class="pager" aria-label="Pages">
 <span>${number > 1 ? pageLink(number - 1, '← Previous', 'prev') : ''}</span>
-<span>${(start + 1).toLocaleString('en')}–${(start + shown).toLocaleString('en')} of ${total.toLocaleString('en')}${pages > 1 && ` · page ${number} of ${pages}`}</span>
+<span>${(start + 1).toLocaleString('en')}&ndash;${(start + shown).toLocaleString('en')} of ${total.toLocaleString('en')}${pages > 1 && ` · page ${number} of ${pages}`}</span>
 <span>${number < pages ? pageLink(number + 1, 'Next →', 'next') : ''}</span>
 </nav>`;
 }

@@ -15,7 +15,7 @@ export function page(title: string, crumbs: Crumb[], body: Interpolation): Html 
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
-<title>${title} · cartorio</title>
+<title>${title} &middot; cartorio</title>
 <link rel="icon" href="${FAVICON.path}" type="image/svg+xml">
 <link rel="stylesheet" href="${STYLESHEET.path}">
 <script src="${BEHAVIOUR.path}" defer></script>
@@ -28,7 +28,7 @@ ${crumbs.length > 0 && html`<nav class="crumbs" aria-label="Breadcrumb">${crumbs
 <main id="main">
 ${body}
 </main>
-<footer>Read-only registry · pull API at <code>/v2/</code></footer>
+<footer>Read-only registry &middot; pull API at <code>/v2/</code></footer>
 </body>
 </html>
 `;
@@ -50,7 +50,7 @@ export function formatBytes(bytes: number): string {
 /** A config's `created` as `2024-05-01 12:00 UTC` (in a <time> element), or a dash. */
 export function formatDate(created: string | undefined): Html {
   const time = created === undefined ? NaN : Date.parse(created);
-  if (Number.isNaN(time)) return html`<span class="muted">—</span>`;
+  if (Number.isNaN(time)) return html`<span class="muted">&mdash;</span>`;
   const iso = new Date(time).toISOString();
   return html`<time datetime="${iso}">${iso.slice(0, 16).replace('T', ' ')} UTC</time>`;
 }

@@ -41,7 +41,7 @@ export async function renderRepository(source: ImageSource, snapshot: Repository
   const host = hostOf(name);
   const imageCount = new Set(snapshot.tagged.values()).size;
   const body = html`<h1>${name}</h1>
-<p class="sub">${host !== LOCAL_HOST && html`<span class="host">${host}</span> `}${snapshot.tags.length.toLocaleString('en')} ${snapshot.tags.length === 1 ? 'tag' : 'tags'} · ${imageCount.toLocaleString('en')} ${imageCount === 1 ? 'image' : 'images'}${total !== undefined && ` · ${formatBytes(total)} stored`}</p>
+<p class="sub">${host !== LOCAL_HOST && html`<span class="host">${host}</span> `}${snapshot.tags.length.toLocaleString('en')} ${snapshot.tags.length === 1 ? 'tag' : 'tags'} &middot; ${imageCount.toLocaleString('en')} ${imageCount === 1 ? 'image' : 'images'}${total !== undefined && ` · ${formatBytes(total)} stored`}</p>
 ${tags.length === 0 ? html`<div class="table"><p class="empty">This repository has no tags.</p></div>` : html`
 <h2 id="tags">Tags</h2>
 <div class="table"><table>
@@ -153,8 +153,8 @@ function pager(name: string, number: number, pages: number): Html {
   if (pages <= 1) return html``;
   const href = (to: number): string => `${repositoryHref(name)}${query({ page: to })}`;
   return html`<nav class="pager" aria-label="Tag pages">
-<span>${number > 1 && html`<a href="${href(number - 1)}" rel="prev">← Previous</a>`}</span>
+<span>${number > 1 && html`<a href="${href(number - 1)}" rel="prev">&larr; Previous</a>`}</span>
 <span>page ${number} of ${pages}</span>
-<span>${number < pages && html`<a href="${href(number + 1)}" rel="next">Next →</a>`}</span>
+<span>${number < pages && html`<a href="${href(number + 1)}" rel="next">Next &rarr;</a>`}</span>
 </nav>`;
 }
