@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { after, before, test } from 'node:test';
+import { type TestContext, after, before, test } from 'node:test';
 import { sha256Digest } from '../src/image/digest.js';
 import { MediaType } from '../src/image/media-types.js';
-import { buildRegistry } from '../src/registry/app.js';
+import { type RegistryOptions, buildRegistry } from '../src/registry/app.js';
 import { Metrics } from '../src/registry/metrics.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUTS } from '../src/registry/http-server.js';
 import { StartingServer } from '../src/registry/start-server.js';
@@ -80,27 +80,31 @@ function requests(): { path: string; method?: string; headers?: Record<string, s
   ];
 }
 
-async function starting(images: ServedImages, metrics: Metrics): Promise<{ server: StartingServer; port: number }> {
-  const server = new StartingServer({ timeouts: DEFAULT_TIMEOUTS, maxConnections: DEFAULT_MAX_CONNECTIONS });
-  await server.listen({ host: '127.0.0.1', port: 0 });
-  return { server, port: (server.server.address() as { port: number }).port };
-}
-
-test('before fastify is loaded, every pull route answers byte for byte as fastify does after it', async (t) => {
+/** A starting server over the test store, listening; `handOver` builds fastify's app on it. Both are closed after the test. */
+async function starting(t: TestContext): Promise<{ images: ServedImages; metrics: Metrics; server: StartingServer; port: number; handOver: (logger?: RegistryOptions['logger']) => Promise<void> }> {
   const images = new ServedImages([new StoreReader(store.root)]);
   const metrics = new Metrics();
-  const { server, port } = await starting(images, metrics);
+  const server = new StartingServer({ timeouts: DEFAULT_TIMEOUTS, maxConnections: DEFAULT_MAX_CONNECTIONS });
   let app: ReturnType<typeof buildRegistry> | undefined;
   t.after(async () => {
     await server.close();
     await app?.close();
   });
+  await server.listen({ host: '127.0.0.1', port: 0 });
+  const handOver = async (logger: RegistryOptions['logger'] = false): Promise<void> => {
+    app = buildRegistry({ images, logger, metrics, server });
+    await app.ready();
+    server.handOver(app.routing, app.log);
+  };
+  return { images, metrics, server, port: (server.server.address() as { port: number }).port, handOver };
+}
+
+test('before fastify is loaded, every pull route answers byte for byte as fastify does after it', async (t) => {
+  const { images, metrics, server, port, handOver } = await starting(t);
   await server.answer({ images, metrics });
   const early = [];
   for (const r of requests()) early.push(await ask(port, r.path, r));
-  app = buildRegistry({ images, logger: false, metrics, server });
-  await app.ready();
-  server.handOver(app.routing, app.log);
+  await handOver();
   for (const [i, r] of requests().entries()) {
     const late = await ask(port, r.path, r);
     assert.deepEqual(early[i], late, `${r.method ?? 'GET'} ${r.path} ${JSON.stringify(r.headers ?? {})}`);
@@ -113,14 +117,7 @@ test('before fastify is loaded, every pull route answers byte for byte as fastif
 });
 
 test('before the images are open only /v2/ is answered; a manifest asked then is answered once they are; others wait for fastify', async (t) => {
-  const images = new ServedImages([new StoreReader(store.root)]);
-  const metrics = new Metrics();
-  const { server, port } = await starting(images, metrics);
-  let app: ReturnType<typeof buildRegistry> | undefined;
-  t.after(async () => {
-    await server.close();
-    await app?.close();
-  });
+  const { images, metrics, server, port, handOver } = await starting(t);
   let wanted = false;
   void server.appWanted.then(() => (wanted = true));
   // Sent while nothing can answer: held.
@@ -147,34 +144,23 @@ test('before the images are open only /v2/ is answered; a manifest asked then is
   void health.then(() => (answered = true));
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(answered, false, '/healthz waits for fastify');
-  app = buildRegistry({ images, logger: false, metrics, server });
-  await app.ready();
-  server.handOver(app.routing, app.log);
+  await handOver();
   assert.equal((await health).status, 200);
   assert.equal((await write).status, 405);
 });
 
 test('requests answered before fastify are logged through its logger and counted in its /metrics', async (t) => {
-  const images = new ServedImages([new StoreReader(store.root)]);
-  const metrics = new Metrics();
-  const { server, port } = await starting(images, metrics);
+  const { images, metrics, server, port, handOver } = await starting(t);
   const lines: { msg?: string; reqId?: string; req?: { url?: string }; res?: { statusCode?: number } }[] = [];
   const stream = new Writable({ write: (chunk: Buffer, _encoding, done) => {
     for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as (typeof lines)[number]);
     done();
   } });
-  let app: ReturnType<typeof buildRegistry> | undefined;
-  t.after(async () => {
-    await server.close();
-    await app?.close();
-  });
   await server.answer({ images, metrics });
   assert.equal((await ask(port, '/v2/busybox/manifests/1')).status, 200);
   assert.equal((await ask(port, '/v2/busybox/manifests/nope')).status, 404);
   assert.equal(lines.length, 0, 'nothing is written before there is a logger');
-  app = buildRegistry({ images, logger: { level: 'info', stream }, metrics, server });
-  await app.ready();
-  server.handOver(app.routing, app.log);
+  await handOver({ level: 'info', stream });
   const incoming = lines.filter((line) => line.msg === 'incoming request');
   assert.deepEqual(incoming.map((line) => [line.reqId, line.req?.url]), [['start-1', '/v2/busybox/manifests/1'], ['start-2', '/v2/busybox/manifests/nope']]);
   assert.deepEqual(lines.filter((line) => line.msg === 'request completed').map((line) => [line.reqId, line.res?.statusCode]), [['start-1', 200], ['start-2', 404]]);
