@@ -32,7 +32,7 @@ export function paginate(request: PullRequest, sorted: readonly string[], path: 
     if (!/^\d{1,9}$/.test(rawN)) throw paginationInvalid(rawN);
     n = Math.min(Number(rawN), MAX_PAGE_SIZE);
   }
-  const start = last === undefined ? 0 : firstAfter(sorted, last);
+  const start = last === undefined ? 0 : firstAfter(sorted, last, (item) => item);
   if (n === undefined) return { list: sorted, start };
   const items = sorted.slice(start, start + n);
   const lastItem = items[items.length - 1];
@@ -47,13 +47,14 @@ export function nextLink(request: PullRequest, path: string, query: Record<strin
   return `<${path}?${search.join('&')}>; rel="next"`;
 }
 
-// Index of the first entry greater than `last` (binary search; the list is sorted).
-function firstAfter(sorted: readonly string[], last: string): number {
+/** Index of the first entry whose key sorts after `last` (binary search; the list is sorted by that key). */
+export function firstAfter<T>(sorted: readonly T[], last: string, key: (item: T) => string): number {
   let low = 0;
   let high = sorted.length;
   while (low < high) {
     const mid = (low + high) >>> 1;
-    if ((sorted[mid] ?? '') <= last) low = mid + 1;
+    const item = sorted[mid];
+    if (item !== undefined && key(item) <= last) low = mid + 1;
     else high = mid;
   }
   return low;

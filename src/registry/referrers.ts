@@ -1,7 +1,7 @@
 import type { PullReply, PullRequest } from './exchange.js';
 import { MediaType } from '../image/media-types.js';
 import type { Descriptor } from '../image/oci.schema.js';
-import { MAX_PAGE_SIZE, nextLink } from './pagination.js';
+import { MAX_PAGE_SIZE, firstAfter, nextLink } from './pagination.js';
 import type { RequestedRepository } from './repository.js';
 import { queryParam } from './respond.js';
 
@@ -31,7 +31,7 @@ export async function listReferrers(repository: RequestedRepository, digest: str
   const matching = artifactType === undefined ? all : all.filter((descriptor) => descriptor.artifactType === artifactType);
   if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');
   const last = queryParam(request, 'last');
-  const { parts, next } = referrersPage(matching, last === undefined ? 0 : firstAfter(matching, last));
+  const { parts, next } = referrersPage(matching, last === undefined ? 0 : firstAfter(matching, last, (descriptor) => descriptor.digest));
   if (next !== undefined) reply.header('link', nextLink(request, `/v2/${repository.asked}/referrers/${digest}`, { ...(artifactType !== undefined && { artifactType }), last: next }));
   const body = Buffer.from(`{"schemaVersion":2,"mediaType":${JSON.stringify(MediaType.ociIndex)},"manifests":[${parts.join(',')}]}`);
   reply.header('content-type', MediaType.ociIndex).header('content-length', body.length);
@@ -66,16 +66,4 @@ function sortedByDigest(list: readonly Descriptor[]): readonly Descriptor[] {
     sortedLists.set(list, sorted);
   }
   return sorted;
-}
-
-// Index of the first descriptor whose digest sorts after `last` (the list is sorted by digest).
-function firstAfter(sorted: readonly Descriptor[], last: string): number {
-  let low = 0;
-  let high = sorted.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if ((sorted[mid]?.digest ?? '') <= last) low = mid + 1;
-    else high = mid;
-  }
-  return low;
 }
