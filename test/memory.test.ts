@@ -93,3 +93,32 @@ test('a serving process keeps its young generation near 8 MB without a command-l
   assert.equal(capYoungGeneration(['--max-semi-space-size=2'], undefined), false);
   assert.equal(capYoungGeneration([], '--max-old-space-size=512 --max_semi_space_size=16'), false);
 });
+
+// A start-up that grew the space before the cap was set (a worker opening a large store did, to
+// 16 MB) is shrunk back when the cap is set, not left at its size until the process goes idle.
+const GROWN_FIRST = `
+  const { getHeapSpaceStatistics } = await import('node:v8');
+  const { capYoungGeneration } = await import(process.argv[1]);
+  const newSpace = () => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space').space_size;
+  let keep = [];
+  for (let round = 0; round < 300; round++) {
+    for (let i = 0; i < 10000; i++) {
+      const object = { i, list: [i] };
+      if (i % 10 === 0) keep.push(object);
+      if (keep.length > 100000) keep = [];
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const grown = newSpace();
+  capYoungGeneration([], undefined);
+  console.log(JSON.stringify({ grown, capped: newSpace() }));`;
+
+test('setting the cap shrinks a young generation the start-up already grew past it', async (t) => {
+  const module = new URL('../src/cli/young-generation.js', import.meta.url).href;
+  const result = await run(process.execPath, ['--input-type=module', '-e', GROWN_FIRST, module]);
+  assert.equal(result.code, 0, result.stderr);
+  const { grown, capped } = JSON.parse(result.stdout) as { grown: number; capped: number };
+  t.diagnostic(`new space: ${grown / 1048576} MB before the cap, ${capped / 1048576} MB once set`);
+  assert.ok(grown > 16 * 1048576, `the churn grew the new space to ${grown} bytes only`);
+  assert.ok(capped <= 8 * 1048576, `new space still ${capped} bytes`);
+});
