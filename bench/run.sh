@@ -13,6 +13,7 @@
 #
 # Env: RUNS (3) repetitions, alternating A/B order, medians reported; DURATION (10s) per wrk run;
 # SECTIONS=load stops after section 1; SECTIONS=serve skips it (sections 2-5 only);
+# C8_ROUNDS (12) and C8_DURATION (3s): the wrk -c8 rounds after section 2's table;
 # SERVE_ARGS: more options for cartorio serve (e.g. "--workers 1"; the default is --workers auto);
 # BENCH_DIR (/tmp/cartorio-bench) for the image and stores (the image is built once and kept).
 # Only 127.0.0.1 is contacted; every server started here is stopped by PID on exit.
@@ -180,7 +181,7 @@ $CLI serve --store "$store" --listen "127.0.0.1:$CART_PORT" --ready-file "$W/rea
 serve_pid=$!; pids+=("$serve_pid")
 for _ in $(seq 100); do [ -s "$W/ready" ] && break; sleep 0.1; done
 [ -s "$W/ready" ] || { echo "bench: cartorio serve did not start: $(tail -3 "$W/serve.log")" >&2; exit 1; }
-"$ROOT/test/helpers/start-distribution.sh" "$DIST_PORT" "$W/dist-data" >/dev/null
+dist_pid=$("$ROOT/test/helpers/start-distribution.sh" "$DIST_PORT" "$W/dist-data")
 skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$store/bench/big:1" "docker://127.0.0.1:$DIST_PORT/bench/big:1"
 skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$store/bench/medium:medium" "docker://127.0.0.1:$DIST_PORT/bench/medium:medium"
 mdig=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="1") | .digest' "$store/bench/big/index.json")
@@ -212,7 +213,7 @@ for u in "$c_blob" "$d_blob" "$n_blob"; do
   [ "sha256:$(curl -fsS "$u" | sha256sum | cut -d' ' -f1)" = "$blob" ] || { echo "bench: wrong blob from $u" >&2; exit 1; }
 done
 
-wrk_mbs() { local out; out=$(wrk -c "$1" -t "$2" -d "$DURATION" "$3"); grep -E 'Non-2xx|Socket errors' <<<"$out" >&2 || true
+wrk_mbs() { local out; out=$(wrk -c "$1" -t "$2" -d "${4:-$DURATION}" "$3"); grep -E 'Non-2xx|Socket errors' <<<"$out" >&2 || true
   awk '/^Transfer\/sec/ {v=$2; u=substr(v,length(v)-1); n=v+0; if (u=="GB") n*=1024; else if (u=="KB") n/=1024; printf "%.0f\n", n}' <<<"$out"; }
 curl_mbs() { local i; for i in 1 2 3 4 5; do curl -s -o /dev/null -w '%{speed_download}\n' "$1"; done | median | awk '{printf "%.0f\n", $1/1048576}'; }
 # measure3 FUNC ARGS... with the URL last, for cartorio, Distribution and nginx in alternating order
@@ -238,6 +239,33 @@ for k in c1 c4 c8 curl; do
   row "$label vs Distribution" "$(mv_ $k-c)" "$(mv_ $k-d)" MB/s 1 "Distribution 2.8"
   row "$label vs nginx sendfile" "$(mv_ $k-c)" "$(mv_ $k-n)" MB/s 1 "nginx 1.22 sendfile"
 done
+
+# wrk -c8 again, in many short rounds, cartorio and Distribution in turn (both orders): one 10 s
+# row moves by ±30% with what else the 2 cores run, so the ratio of each round's pair is what is
+# summed up (median and range). With each round: the server's CPU seconds per GB sent (all its
+# processes; utime + stime from /proc), and how the kernel spread wrk's 8 connections over serve's
+# processes (SO_REUSEPORT hashes each to one; `ss` 1 s into the round).
+cpu_ticks() { local p; for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{s += $1} END {print s}'; }
+c8_round() { # URL PID... → "MB/s cpu-s/GB"
+  local url=$1 t0 mbs; shift; t0=$(cpu_ticks "$@")
+  mbs=$(wrk_mbs 8 2 "$url" "$C8_DURATION")
+  awk -v t="$(( $(cpu_ticks "$@") - t0 ))" -v m="$mbs" -v d="${C8_DURATION%s}" 'BEGIN {printf "%s %.2f\n", m, t / 100 / (m * d / 1024)}'
+}
+c8_split() { sleep 1; local p; for p in "$serve_pid" $(pgrep -P "$serve_pid"); do ss -tnp state established "( sport = :$CART_PORT )" | grep -c "pid=$p," || true; done | paste -sd/; }
+C8_ROUNDS=${C8_ROUNDS:-12}; C8_DURATION=${C8_DURATION:-3s}
+c8_ratios=(); c8_c=(); c8_d=(); c8_cc=(); c8_cd=(); c8_log=""; c8_load0=$(cut -d' ' -f1 /proc/loadavg)
+c8_cartorio() { local sp; c8_split > "$W/c8-split" & sp=$!; c8_round "$c_blob" "$serve_pid" $(pgrep -P "$serve_pid"); wait "$sp"; }
+for r in $(seq "$C8_ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then read -r c cc < <(c8_cartorio); read -r d dc < <(c8_round "$d_blob" "$dist_pid")
+  else read -r d dc < <(c8_round "$d_blob" "$dist_pid"); read -r c cc < <(c8_cartorio); fi
+  c8_c+=("$c"); c8_d+=("$d"); c8_cc+=("$cc"); c8_cd+=("$dc")
+  c8_ratios+=("$(awk -v a="$c" -v b="$d" 'BEGIN {printf "%.2f", a / b}')")
+  c8_log+="${c8_ratios[-1]}× ($(cat "$W/c8-split")) "
+done
+printf '\nwrk -c8 -t2, %s rounds of %s, cartorio and Distribution in turn: ratio median %s× (range %s-%s×); MB/s median %s vs %s;\n' \
+  "$C8_ROUNDS" "$C8_DURATION" "$(m "${c8_ratios[@]}")" "$(printf '%s\n' "${c8_ratios[@]}" | sort -g | head -1)" "$(printf '%s\n' "${c8_ratios[@]}" | sort -g | tail -1)" "$(m "${c8_c[@]}")" "$(m "${c8_d[@]}")"
+printf 'server CPU s per GB sent, median: %s vs %s; load average %s at the start, %s at the end\n' "$(m "${c8_cc[@]}")" "$(m "${c8_cd[@]}")" "$c8_load0" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'each round (connections per serve process): %s\n' "$c8_log"
 
 # ---------- 3. manifest GET ----------
 A='Accept: application/vnd.oci.image.manifest.v1+json'

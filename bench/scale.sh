@@ -16,7 +16,8 @@
 # The Distribution side is one skopeo push of a small umoci-built image whose repository link
 # directories are copied 10 000 times; the cartorio side is one `cartorio load` of the same image
 # copied with hard links, plus .repositories. Built once in $BENCH_DIR/scale (SCALE_REBUILD=1 anew).
-# Env: RUNS (3, medians), DURATION (10s per wrk run), FLEET (300), FLEET_SECONDS (30), PULLS (1000),
+# Env: RUNS (3, medians), DURATION (10s per wrk run), FLEET (300), FLEET_SECONDS (30), FLEET_RUNS (1: cartorio's
+# fleet runs, the table showing the last; each run's peak is printed under it), PULLS (1000),
 # SCALE_REPOS (10000), SCALE_TAGS (10000), BENCH_DIR (/tmp/cartorio-bench), SCALE_SECTIONS (abcdefg: the
 # letters of the sections to run; d is the peak after whichever of a-c ran), CARTORIO (the CLI to
 # measure: "node $ROOT/dist/src/cli/main.js"), SERVE_ARGS (more options for cartorio serve, e.g. "--workers 1").
@@ -267,14 +268,20 @@ fleet() { # BASE → "peakRSS_MB MB_sent ok_or_cut errors peakRSS_each Pss_MB"
 say "f. fleet: $FLEET × curl --limit-rate 2M of a $((bsize / 1048576)) MB layer, ${FLEET_SECONDS} s each"
 start_servers
 one_c=$(one_mbs "$C/v2/bench/fleet/blobs/$blob"); one_d=$(one_mbs "$D/v2/bench/fleet/blobs/$blob")
-start_servers
-read -r fc_rss fc_mb fc_ok fc_err fc_each fc_pss < <(fleet "$C" "$cart_pid")
+# cartorio's fleet FLEET_RUNS times, each on a fresh server: the peak moves by ±5 MB from run to run
+fc_all=()
+for _ in $(seq "${FLEET_RUNS:-1}"); do
+  start_servers
+  read -r fc_rss fc_mb fc_ok fc_err fc_each fc_pss < <(fleet "$C" "$cart_pid")
+  fc_all+=("$fc_rss ($fc_each, $(cut -d' ' -f1 /proc/loadavg))")
+done
 read -r fd_rss fd_mb fd_ok fd_err fd_each fd_pss < <(fleet "$D" "$dist_pid")
 header "## f. fleet: $FLEET clients × curl --limit-rate 2M of a $((bsize / 1048576)) MB layer, cut at ${FLEET_SECONDS} s"
 row "server peak RSS (fresh server; VmHWM)" "$fc_rss" "$fd_rss" MB 0 "Distribution 2.8"
 row "MB delivered in ${FLEET_SECONDS} s (non-200 answers: $fc_err / $fd_err)" "$fc_mb" "$fd_mb" MB 1 "Distribution 2.8"
 row "one unlimited curl of the layer (median of 3)" "$one_c" "$one_d" MB/s 1 "Distribution 2.8"
 echo "cartorio peak RSS per process: $fc_each MB; Pss summed near the end: $fc_pss MB (Distribution: $fd_pss MB); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "${FLEET_RUNS:-1}" -gt 1 ] && echo "cartorio peak RSS in each of $FLEET_RUNS runs, MB (per process, load average after): ${fc_all[*]}"
 fi
 
 # ---------- g. 1 000 pulls ----------

@@ -22,6 +22,8 @@ class Client extends EventEmitter {
   largestWrite = 0;
   /** Every write's size, in order. */
   readonly writes: number[] = [];
+  /** The first chunk written: a view of the pump's buffer, kept to see whether it was freed. */
+  first: Buffer | undefined;
   /** 'now': called back at once; a number: after that many ms; 'stall': held until release(); bytesPerMs: at that pace. */
   delay: 'now' | number | 'stall' | { bytesPerMs: number } = 'now';
   /** Stops calling writes back once this many bytes were written to it. */
@@ -34,6 +36,7 @@ class Client extends EventEmitter {
     this.bytes += chunk.length;
     this.largestWrite = Math.max(this.largestWrite, chunk.length);
     this.writes.push(chunk.length);
+    this.first ??= chunk;
     if (this.bytes >= this.stallAt) this.delay = 'stall';
     if (this.delay === 'stall') this.#held.push(callback);
     else if (this.delay === 'now') setImmediate(callback);
@@ -137,6 +140,8 @@ test('a client that reads at a few MB/s is down to one small buffer after its fi
   assert.ok(slowLarge <= 2, `${slowLarge} large writes to the slow client`);
   assert.ok(slow.writes.slice(2).every((bytes) => bytes <= small), 'after its first wait, the slow client was sent through the small buffer only');
   assert.ok(fast.writes.slice(0, -1).every((bytes) => bytes === large), 'the fast client had large buffers from its first byte');
+  // the pair a slow client gives back is freed at once (its ArrayBuffer detached), not pooled
+  assert.equal(slow.first?.buffer.byteLength, 0, "the slow client's large buffer is freed");
   for (const client of [slow, fast]) assert.equal(client.digest, blob.digest);
   assert.equal(pumpUsage().largePairsLent, largePairsLent);
 });

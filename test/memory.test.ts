@@ -56,13 +56,16 @@ test(`loading ${BIG_MB} MB inputs keeps memory flat`, async (t) => {
 // Serving: the young generation stays near 8 MB of new space without a flag on the command line
 // (Node.js 24 would grow it to 128 MB), and a semi-space size the user chose is left alone. The
 // check runs after a collection has grown the space, so it may have grown once more: 16 MB at most.
+// Mode 'late': a short churn with no cap, then the cap set (a start-up that grew the space first).
 const CHURN = `
   const { getHeapSpaceStatistics } = await import('node:v8');
   const { capYoungGeneration } = await import(process.argv[1]);
-  const capped = process.argv[2] === 'cap' ? capYoungGeneration([], undefined) : false;
+  const newSpace = () => getHeapSpaceStatistics().find((space) => space.space_name === 'new_space').space_size;
+  const mode = process.argv[2];
+  const capped = mode === 'cap' ? capYoungGeneration([], undefined) : false;
   let keep = [];
   let largest = 0;
-  for (let round = 0; round < 3000; round++) {
+  for (let round = 0; round < (mode === 'late' ? 300 : 3000); round++) {
     // short-lived objects, a tenth of them kept a while: what requests in flight leave behind, a
     // turn of the event loop at a time
     for (let i = 0; i < 10000; i++) {
@@ -71,15 +74,16 @@ const CHURN = `
       if (keep.length > 100000) keep = [];
     }
     await new Promise((resolve) => setImmediate(resolve));
-    largest = Math.max(largest, getHeapSpaceStatistics().find((space) => space.space_name === 'new_space').space_size);
+    largest = Math.max(largest, newSpace());
   }
-  console.log(JSON.stringify({ capped, largest }));`;
+  if (mode === 'late') capYoungGeneration([], undefined);
+  console.log(JSON.stringify({ capped, largest, now: newSpace() }));`;
 
-async function churn(mode: string): Promise<{ capped: boolean; largest: number }> {
+async function churn(mode: string): Promise<{ capped: boolean; largest: number; now: number }> {
   const module = new URL('../src/cli/young-generation.js', import.meta.url).href;
   const result = await run(process.execPath, ['--input-type=module', '-e', CHURN, module, mode]);
   assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout) as { capped: boolean; largest: number };
+  return JSON.parse(result.stdout) as { capped: boolean; largest: number; now: number };
 }
 
 test('a serving process keeps its young generation near 8 MB without a command-line flag', async (t) => {
@@ -92,4 +96,13 @@ test('a serving process keeps its young generation near 8 MB without a command-l
   const { capYoungGeneration } = await import('../src/cli/young-generation.js');
   assert.equal(capYoungGeneration(['--max-semi-space-size=2'], undefined), false);
   assert.equal(capYoungGeneration([], '--max-old-space-size=512 --max_semi_space_size=16'), false);
+});
+
+// A start-up that grew the space before the cap was set (a worker opening a large store did, to
+// 16 MB) is shrunk back when the cap is set, not left at its size until the process goes idle.
+test('setting the cap shrinks a young generation the start-up already grew past it', async (t) => {
+  const { largest, now } = await churn('late');
+  t.diagnostic(`new space: ${largest / 1048576} MB before the cap, ${now / 1048576} MB once set`);
+  assert.ok(largest > 16 * 1048576, `the churn grew the new space to ${largest} bytes only`);
+  assert.ok(now <= 8 * 1048576, `new space still ${now} bytes`);
 });

@@ -43,6 +43,14 @@ const SMALL = 128 * 1024;
  * fleet rolling out) starts small, so it does not take the whole budget for a first second.
  */
 const STARTS_LARGE_WITHIN = 4;
+/**
+ * Responses streaming in this process above which none earns a large pair. In a crowd of
+ * hundreds, 16 MiB at 64 MB/s is a slow client catching up (curl --limit-rate reads at full speed
+ * after it fell behind), not a fast one: 300 clients at 2 MB/s had 2-6 such pairs per process at
+ * once, 20 s in, for a second or two: 4-12 MB on the process's peak RSS for nothing. 32 parallel
+ * pulls (16 a process) still earn them.
+ */
+const EARNS_LARGE_WITHIN = 32;
 const PROVEN_FAST_BYTES = 16 * 1024 * 1024;
 /** 64 MB/s: 16 MiB within 250 ms. One curl on loopback takes 1.5-3.5 GB/s; a fleet node 2 MB/s. */
 const FAST_BYTES_PER_MS = 64 * 1000;
@@ -155,7 +163,7 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
       if (size === LARGE && slow) gear = SMALL;
       else if (unhurried >= PROVEN_FAST_BYTES) {
         const fast = unhurried / Math.max(now - since, 1) >= FAST_BYTES_PER_MS;
-        if (size === SMALL && fast && largePairsLent < LARGE_PAIRS) gear = LARGE;
+        if (size === SMALL && fast && largePairsLent < LARGE_PAIRS && streaming <= EARNS_LARGE_WITHIN) gear = LARGE;
         else if (size === LARGE && !fast) gear = SMALL;
         unhurried = 0;
         since = now;
@@ -163,7 +171,10 @@ export async function pumpFile(handle: FileHandle, response: ServerResponse, sta
       if (gear !== undefined) {
         // Change gear only with every buffer free: a buffer a write still holds cannot be reused.
         if (!(await settled(Promise.all(written)))) return false;
-        for (const buffer of buffers) give(buffer);
+        // A pair given back by a client found slow is freed, not pooled: a burst of slow clients
+        // starts its first few on large pairs, and their memory would otherwise stay in the pool
+        // beside every slow client's small buffer (300 clients at 2 MB/s: 8 MB per process).
+        for (const buffer of buffers) give(buffer, gear === SMALL);
         largePairsLent += gear === LARGE ? 1 : -1;
         size = gear;
         buffers = held = size === LARGE ? [take(size), take(size)] : [take(size)];
@@ -219,8 +230,12 @@ function take(size: number): Buffer {
   return pools.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
-function give(buffer: Buffer): void {
+/** Back to the pool, or with `release` (or a full pool) freed now, not when the GC comes to it. */
+function give(buffer: Buffer, release = false): void {
   bytesHeld -= buffer.length;
   const pool = pools.get(buffer.length);
-  if (pool && pool.length < (POOL_LIMIT[buffer.length] ?? 0)) pool.push(buffer);
+  if (!release && pool && pool.length < (POOL_LIMIT[buffer.length] ?? 0)) pool.push(buffer);
+  // transfer(0) detaches the ArrayBuffer, whose memory goes back to malloc at once (ES2024, not in
+  // the ES2022 typings); every pumped buffer has an ArrayBuffer of its own (allocUnsafeSlow)
+  else (buffer.buffer as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
 }
