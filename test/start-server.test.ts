@@ -101,7 +101,8 @@ async function starting(t: TestContext): Promise<{ images: ServedImages; metrics
 
 test('before fastify is loaded, every pull route answers byte for byte as fastify does after it', async (t) => {
   const { images, metrics, server, port, handOver } = await starting(t);
-  await server.answer({ images, metrics });
+  await server.prepare(metrics);
+  await server.answer({ images });
   const early = [];
   for (const r of requests()) early.push(await ask(port, r.path, r));
   await handOver();
@@ -134,7 +135,7 @@ test('before the images are open only /v2/ is answered; a manifest asked then is
   const write = ask(port, '/v2/busybox/blobs/uploads/', { method: 'POST' });
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(wanted, false, 'nothing asks for fastify before the images are open');
-  await server.answer({ images, metrics });
+  await server.answer({ images });
   const early = await manifest;
   assert.equal(early.status, 200);
   assert.equal(sha256Digest(early.body), BUSYBOX_1);
@@ -156,7 +157,8 @@ test('requests answered before fastify are logged through its logger and counted
     for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as (typeof lines)[number]);
     done();
   } });
-  await server.answer({ images, metrics });
+  await server.prepare(metrics);
+  await server.answer({ images });
   assert.equal((await ask(port, '/v2/busybox/manifests/1')).status, 200);
   assert.equal((await ask(port, '/v2/busybox/manifests/nope')).status, 404);
   assert.equal(lines.length, 0, 'nothing is written before there is a logger');

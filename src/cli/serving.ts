@@ -100,7 +100,7 @@ export async function serve(server: StartingServer, start: ServeStart): Promise<
     }
   }
   const peers = group ?? link;
-  if (early) await server.answer({ images, metrics, ...(peers && { verdict: (location, digest, problem) => peers.blobVerdict(location, digest, problem) }) });
+  if (early) await server.answer({ images, ...(peers && { verdict: (location, digest, problem) => peers.blobVerdict(location, digest, problem) }) });
   await start.listening?.();
   // A SIGTERM before fastify is wanted: nothing more to start.
   if (await Promise.race([(htpasswd ? Promise.resolve() : server.appWanted).then(() => false), stopped.then(() => true)])) {

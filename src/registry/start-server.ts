@@ -2,12 +2,10 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { parse as parseQuery } from 'node:querystring';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ServedImages } from '../store/image-source.js';
-import type { BlobVerdict } from './blobs.js';
 import type { PullLog, PullReply, PullRequest } from './exchange.js';
 import type { Metrics } from './metrics.js';
 import { type ServerOptions, createRegistryServer } from './http-server.js';
-import type { PullRoute } from './pull-routes.js';
+import type { PullContext, PullRoute } from './pull-routes.js';
 import { sendFailure } from './respond.js';
 
 /** The pull routes' module: imported once the images are open, after the server listens. */
@@ -67,15 +65,17 @@ export class StartingServer {
     return this.#preparing;
   }
 
-  /** From now on the pull API's reads are answered here, from `images`, until fastify takes over. */
-  async answer(context: AnswerContext): Promise<void> {
-    await this.prepare(context.metrics);
+  /**
+   * From now on the pull API's reads are answered here, from `context`, until fastify takes over;
+   * what is still held is fastify's to answer, which is then wanted at once (`#request`).
+   */
+  async answer(context: PullContext): Promise<void> {
+    if (!this.#preparing) throw new Error('StartingServer.answer() before prepare()');
+    await this.#preparing;
     if (!this.#answering) return;
     this.#answering.context = context;
     setTimeout(() => this.#want(), LOAD_BY_MS).unref();
     this.#retry();
-    // Whatever is still held is fastify's to answer.
-    if (this.#held.length > 0) this.#want();
     this.#armIdle();
   }
 
@@ -154,16 +154,9 @@ interface Answering {
   routes: PullRoutes;
   metrics: Metrics;
   /** Set once the images are open. */
-  context?: AnswerContext;
+  context?: PullContext;
   running: number;
   requests: number;
-}
-
-/** What the starting server answers from. */
-export interface AnswerContext {
-  images: ServedImages;
-  metrics: Metrics;
-  verdict?: BlobVerdict;
 }
 
 /** How long the server has had no request before fastify is loaded. */
