@@ -86,7 +86,7 @@ export function serveCommand(): Command {
       const workers = process.channel !== undefined ? await import('./serve-workers.js') : undefined;
       const shared = workers?.workerAddress();
       const { host, port } = parseListen(shared ?? options.listen);
-      const count = shared !== undefined ? 1 : options.workers === 'auto' ? await autoWorkers() : options.workers;
+      const count = shared !== undefined ? 1 : options.workers === 'auto' ? autoWorkers() : options.workers;
       if (count > 1 && !hasReusePort(process.versions.node)) throw new CliError(`--workers ${count} needs Node.js 22.12 or later (listen's reusePort); this is ${process.version}`, 'use --workers 1, or a supported Node.js');
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together');
       const tls = options.tlsCert !== undefined && options.tlsKey !== undefined

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError } from 'commander';
@@ -35,21 +35,30 @@ export function workersFor(cores: number, quota: number | undefined): number {
  * tightest cgroup v2 cpu.max from this process's cgroup up to the root (a container's limit may be
  * set on a parent). Only on Linux, where SO_REUSEPORT spreads connections; 1 elsewhere.
  */
-export async function autoWorkers(): Promise<number> {
+export function autoWorkers(): number {
   if (process.platform !== 'linux' || !hasReusePort(process.versions.node)) return 1;
-  return workersFor(availableParallelism(), await cgroupCpuQuota());
+  return workersFor(availableParallelism(), cgroupCpuQuota());
 }
 
-async function cgroupCpuQuota(): Promise<number | undefined> {
-  const self = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
+/** Read synchronously: kernel files that never block, before `serve` listens (a promise per file cost ~1 ms of it). */
+function cgroupCpuQuota(): number | undefined {
+  const self = readOrUndefined('/proc/self/cgroup') ?? '';
   const line = self.split('\n').find((each) => each.startsWith('0::'));
   if (line === undefined) return undefined;
   let quota: number | undefined;
   for (let dir = line.slice(3).trim() || '/'; ; dir = dirname(dir)) {
-    const text = await readFile(join('/sys/fs/cgroup', dir, 'cpu.max'), 'utf8').catch(() => undefined);
+    const text = readOrUndefined(join('/sys/fs/cgroup', dir, 'cpu.max'));
     const cores = text === undefined ? undefined : parseCpuMax(text);
     if (cores !== undefined) quota = Math.min(quota ?? cores, cores);
     if (dir === '/' || dir === '.') return quota;
+  }
+}
+
+function readOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
   }
 }
 
