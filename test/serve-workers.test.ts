@@ -203,3 +203,28 @@ test('serve --workers 2: SIGTERM while the workers start stops cleanly (exit 0),
   assert.equal(started.stderr().includes('unsettled'), false, started.stderr());
   assert.deepEqual({ code, signal }, { code: 0, signal: null });
 });
+
+test('serve --workers 2 on a port another server already listens on: one line, exit 1, and every connection stays with the first', async (t) => {
+  const dir = await tempDir(t);
+  const readyFile = join(dir, 'ready');
+  const first = startChild(t, process.execPath, [CLI, 'serve', join(FIXTURES, 'docker-save-busybox.tar'), '--workers', '2', '--listen', '127.0.0.1:0', '--ready-file', readyFile, '-q']);
+  const address = await whenReady(first, readyFileContent(readyFile), 'the first cartorio serve --workers 2');
+  const catalog = (await fetchAlone(address, '/v2/_catalog')).body.toString();
+  const port = address.split(':')[1] ?? '';
+
+  // SO_REUSEPORT would let the second bind: it must notice the first and leave, on the same
+  // address or on the wildcard that covers it
+  for (const listen of [address, `0.0.0.0:${port}`]) {
+    const second = startChild(t, process.execPath, [CLI, 'serve', join(FIXTURES, 'docker25-save.tar'), '--workers', '2', '--listen', listen, '-q']);
+    const code = await Promise.race([once(second.child, 'exit').then(([exitCode]) => exitCode as number | null), sleep(15_000).then(() => 'still serving')]);
+    assert.equal(code, 1, second.stderr());
+    assert.match(second.stderr(), new RegExp(`^cartorio serve: cannot listen on ${listen.replace(/\./g, '\\.')}: another process listens there already, and --workers \\(SO_REUSEPORT\\) would split the port's connections between the two servers\\n  hint: stop it \\(\`ss -ltnp 'sport = :${port}'\` names it\\), or choose another --listen\\n$`));
+  }
+  // one process without --workers: the kernel refuses the bind itself
+  const plain = await cartorio(['serve', join(FIXTURES, 'docker25-save.tar'), '--workers', '1', '--listen', address, '-q']);
+  assert.equal(plain.code, 1);
+  assert.match(plain.stderr, new RegExp(`^cartorio serve: cannot listen on ${address.replace(/\./g, '\\.')}: listen EADDRINUSE`));
+
+  const answers = await Promise.all(Array.from({ length: 30 }, () => fetchAlone(address, '/v2/_catalog')));
+  assert.deepEqual(new Set(answers.map((answer) => answer.body.toString())), new Set([catalog]), 'only the first server answers');
+});

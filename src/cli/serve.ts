@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import { Command, Option } from 'commander';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUTS } from '../registry/http-server.js';
 import { StartingServer } from '../registry/start-server.js';
 import { autoWorkers, hasReusePort, parseWorkers } from './worker-count.js';
+import { strangersOnPort } from './port-strangers.js';
 import { type BucketServeFlags, bucketServeOptions } from './bucket-serve.js';
 import { CliError, action, examples, parseStore, storeOption } from './common.js';
 
@@ -101,6 +103,9 @@ export function serveCommand(): Command {
         } catch (error) {
           throw new CliError(`cannot listen on ${shared ?? options.listen}: ${(error as Error).message}`);
         }
+        // With SO_REUSEPORT the kernel lets another server of this user bind the port too and
+        // splits connections between us: the first process makes sure it is alone there.
+        if (listen.reusePort === true && shared === undefined) await refuseSharedPort(server);
       };
       // The first process listens before anything else is loaded (start-server.ts holds what comes
       // in until it can answer). A worker listens once its images are open and found to be the
@@ -116,6 +121,18 @@ export function serveCommand(): Command {
         throw error;
       }
     }));
+}
+
+/** Closes the server and fails when another process's socket shares its port (port-strangers.ts). */
+async function refuseSharedPort(server: StartingServer): Promise<void> {
+  const address = server.server.address() as AddressInfo;
+  if (strangersOnPort(address) === 0) return;
+  await server.close();
+  const where = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+  throw new CliError(
+    `cannot listen on ${where}: another process listens there already, and --workers (SO_REUSEPORT) would split the port's connections between the two servers`,
+    `stop it (\`ss -ltnp 'sport = :${address.port}'\` names it), or choose another --listen`,
+  );
 }
 
 /** `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` (all interfaces). */

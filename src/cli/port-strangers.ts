@@ -1,0 +1,96 @@
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { type AddressInfo, BlockList } from 'node:net';
+import { endianness } from 'node:os';
+
+/** The state column of /proc/net/tcp for a listening socket (TCP_LISTEN). */
+const LISTEN = '0A';
+const ANY_IPV6 = new BlockList();
+ANY_IPV6.addAddress('::', 'ipv6');
+const MAPPED_IPV4 = new BlockList();
+MAPPED_IPV4.addSubnet('::ffff:0.0.0.0', 96, 'ipv6');
+
+type Address = { address: string; family: 'ipv4' | 'ipv6' };
+
+/**
+ * Listening sockets of other processes that take connections for `address` with this process's
+ * own: what SO_REUSEPORT (`serve --workers`) allows and a plain bind would refuse. Every socket of
+ * the same user may join a port that was bound with SO_REUSEPORT, so a second `cartorio serve` on
+ * the port of a running one does not fail with EADDRINUSE but splits the connections with it: each
+ * client gets one server's images or the other's. A socket overlaps ours when it is on the same
+ * port and either holds the same address or one of the two is a wildcard (0.0.0.0, ::), the
+ * same rule a plain bind follows. Read from the kernel's tables of this network namespace
+ * (/proc/self/net/tcp and tcp6); a socket counts as this process's when one of its file
+ * descriptors is it. Linux only (the one platform where `--workers` shares a port); elsewhere, or
+ * when the tables cannot be read, none are found.
+ */
+export function strangersOnPort(address: AddressInfo): number {
+  if (process.platform !== 'linux') return 0;
+  const own = ownSockets();
+  const ours: Address = { address: address.address, family: address.family === 'IPv6' ? 'ipv6' : 'ipv4' };
+  let strangers = 0;
+  for (const table of ['tcp', 'tcp6'] as const) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/self/net/${table}`, 'latin1');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const [, local, , state, , , , , , inode] = line.trim().split(/\s+/);
+      if (state !== LISTEN || local === undefined || inode === undefined || own.has(inode)) continue;
+      const [hex, port] = local.split(':');
+      if (hex === undefined || Number.parseInt(port ?? '', 16) !== address.port) continue;
+      if (overlaps(ours, procAddress(hex))) strangers++;
+    }
+  }
+  return strangers;
+}
+
+/** Inodes of this process's sockets (the links of /proc/self/fd read "socket:[INODE]"). */
+function ownSockets(): Set<string> {
+  const inodes = new Set<string>();
+  let fds: string[] = [];
+  try {
+    fds = readdirSync('/proc/self/fd');
+  } catch {
+    return inodes;
+  }
+  for (const fd of fds) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (match?.[1] !== undefined) inodes.add(match[1]);
+    } catch {
+      // closed meanwhile (the directory's own descriptor)
+    }
+  }
+  return inodes;
+}
+
+/**
+ * An address as /proc/net/tcp{,6} prints it: the bytes in network order, printed 32 bits at a
+ * time as a number of this machine's byte order (127.0.0.1 is 0100007F on x86).
+ */
+function procAddress(hex: string): Address {
+  const bytes = Buffer.from(hex, 'hex');
+  if (endianness() === 'LE') for (let i = 0; i < bytes.length; i += 4) bytes.subarray(i, i + 4).reverse();
+  if (bytes.length === 4) return { address: [...bytes].join('.'), family: 'ipv4' };
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
+  return { address: groups.join(':'), family: 'ipv6' };
+}
+
+/** Whether a socket on `a` and one on `b` (same port) would both take some connection. */
+function overlaps(a: Address, b: Address): boolean {
+  // :: takes IPv4 too (unless IPV6_V6ONLY, which the table does not show: counted as overlapping)
+  if (ANY_IPV6.check(a.address, a.family) || ANY_IPV6.check(b.address, b.family)) return true;
+  if (a.address === '0.0.0.0') return takesIPv4(b);
+  if (b.address === '0.0.0.0') return takesIPv4(a);
+  // BlockList compares across spellings, IPv4-mapped IPv6 (::ffff:127.0.0.1) included
+  const list = new BlockList();
+  list.addAddress(a.address, a.family);
+  return list.check(b.address, b.family);
+}
+
+function takesIPv4(address: Address): boolean {
+  return address.family === 'ipv4' || MAPPED_IPV4.check(address.address, 'ipv6');
+}
