@@ -103,16 +103,17 @@ export function serveCommand(): Command {
         } catch (error) {
           throw new CliError(`cannot listen on ${shared ?? options.listen}: ${(error as Error).message}`);
         }
-        // With SO_REUSEPORT the kernel lets another server of this user bind the port too and
-        // splits connections between us: the first process makes sure it is alone there.
-        if (listen.reusePort === true && shared === undefined) await refuseSharedPort(server);
       };
       // The first process listens before anything else is loaded (start-server.ts holds what comes
       // in until it can answer). A worker listens once its images are open and found to be the
       // primary's: it must never take a connection it would then drop.
       if (shared === undefined) await listening();
       try {
-        const { serve } = await import('./serving.js');
+        // With SO_REUSEPORT the kernel lets another server of this user bind the port too and
+        // splits connections with it: the first process makes sure it is alone there before it
+        // answers anything (nothing is, before serve()), while the rest of it loads.
+        const alone = listen.reusePort === true && shared === undefined ? refuseSharedPort(server) : undefined;
+        const [{ serve }] = await Promise.all([import('./serving.js'), alone]);
         await serve(server, { inputs, store, options, workers: count, ...(shared !== undefined && { listening }) });
       } catch (error) {
         // A worker that cannot serve exits (its IPC channel would keep it alive); the primary logs and replaces it.
@@ -123,11 +124,10 @@ export function serveCommand(): Command {
     }));
 }
 
-/** Closes the server and fails when another process's socket shares its port (port-strangers.ts). */
+/** Fails when another process's socket shares the server's port (port-strangers.ts). */
 async function refuseSharedPort(server: StartingServer): Promise<void> {
   const address = server.server.address() as AddressInfo;
-  if (strangersOnPort(address) === 0) return;
-  await server.close();
+  if ((await strangersOnPort(address)) === 0) return;
   const where = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
   throw new CliError(
     `cannot listen on ${where}: another process listens there already, and --workers (SO_REUSEPORT) would split the port's connections between the two servers`,
