@@ -28,18 +28,17 @@ type Address = { address: string; family: 'ipv4' | 'ipv6' };
  */
 export async function strangersOnPort(address: AddressInfo): Promise<number> {
   if (process.platform !== 'linux') return 0;
-  const own = ownSockets();
   const ours: Address = { address: address.address, family: address.family === 'IPv6' ? 'ipv6' : 'ipv4' };
+  // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt  uid  timeout inode …",
+  // e.g. "   0: 0100007F:1388 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000  0 4242 …":
+  // one pass picks the listening sockets on our port out of every socket's line
+  const port = address.port.toString(16).toUpperCase().padStart(4, '0');
+  const listening = new RegExp(`^ *\\d+: ([0-9A-F]+):${port} [0-9A-F]+:[0-9A-F]+ ${LISTEN}(?: +\\S+){5} +(\\d+)`, 'gm');
+  const tables = await Promise.all(['tcp', 'tcp6'].map((table) => readFile(`/proc/self/net/${table}`, 'latin1').catch(() => '')));
+  const own = ownSockets();
   let strangers = 0;
-  for (const table of ['tcp', 'tcp6'] as const) {
-    const text = await readFile(`/proc/self/net/${table}`, 'latin1').catch(() => '');
-    for (const line of text.split('\n').slice(1)) {
-      const [, local, , state, , , , , , inode] = line.trim().split(/\s+/);
-      if (state !== LISTEN || local === undefined || inode === undefined || own.has(inode)) continue;
-      const [hex, port] = local.split(':');
-      if (hex === undefined || Number.parseInt(port ?? '', 16) !== address.port) continue;
-      if (overlaps(ours, procAddress(hex))) strangers++;
-    }
+  for (const [, hex = '', inode = ''] of tables.join('\n').matchAll(listening)) {
+    if (!own.has(inode) && overlaps(ours, procAddress(hex))) strangers++;
   }
   return strangers;
 }
