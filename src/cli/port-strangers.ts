@@ -5,10 +5,6 @@ import { endianness } from 'node:os';
 
 /** The state column of /proc/net/tcp for a listening socket (TCP_LISTEN). */
 const LISTEN = '0A';
-const ANY_IPV6 = new BlockList();
-ANY_IPV6.addAddress('::', 'ipv6');
-const MAPPED_IPV4 = new BlockList();
-MAPPED_IPV4.addSubnet('::ffff:0.0.0.0', 96, 'ipv6');
 
 type Address = { address: string; family: 'ipv4' | 'ipv6' };
 
@@ -76,10 +72,15 @@ function procAddress(hex: string): Address {
   return { address: groups.join(':'), family: 'ipv6' };
 }
 
-/** Whether a socket on `a` and one on `b` (same port) would both take some connection. */
+/**
+ * Whether a socket on `a` and one on `b` (same port) would both take some connection. Called only
+ * for another listening socket on the port, so the lists are made here, not at every start.
+ */
 function overlaps(a: Address, b: Address): boolean {
   // :: takes IPv4 too (unless IPV6_V6ONLY, which the table does not show: counted as overlapping)
-  if (ANY_IPV6.check(a.address, a.family) || ANY_IPV6.check(b.address, b.family)) return true;
+  const anyIPv6 = new BlockList();
+  anyIPv6.addAddress('::', 'ipv6');
+  if (anyIPv6.check(a.address, a.family) || anyIPv6.check(b.address, b.family)) return true;
   if (a.address === '0.0.0.0') return takesIPv4(b);
   if (b.address === '0.0.0.0') return takesIPv4(a);
   // BlockList compares across spellings, IPv4-mapped IPv6 (::ffff:127.0.0.1) included
@@ -89,5 +90,7 @@ function overlaps(a: Address, b: Address): boolean {
 }
 
 function takesIPv4(address: Address): boolean {
-  return address.family === 'ipv4' || MAPPED_IPV4.check(address.address, 'ipv6');
+  const mapped = new BlockList();
+  mapped.addSubnet('::ffff:0.0.0.0', 96, 'ipv6');
+  return address.family === 'ipv4' || mapped.check(address.address, 'ipv6');
 }
