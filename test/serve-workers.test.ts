@@ -6,7 +6,8 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { hasReusePort, parseCpuMax, parseWorkers, workersFor } from '../src/cli/worker-count.js';
+import { parseWorkers } from '../src/cli/serve.js';
+import { hasReusePort, parseCpuMax, workersFor } from '../src/cli/worker-count.js';
 import { CLI, FIXTURES, cartorio, tempDir } from './helpers/cli.js';
 import { readyFileContent, startChild, whenReady } from './helpers/clients.js';
 

@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUTS } from '../registry/http-server.js';
 import { StartingServer } from '../registry/start-server.js';
-import { autoWorkers, hasReusePort, parseWorkers } from './worker-count.js';
+import { MAX_WORKERS, autoWorkers, hasReusePort, workersValue } from './worker-count.js';
+import { listenAddress } from './listen-address.js';
 import { strangersOnPort } from './port-strangers.js';
 import { type BucketServeFlags, bucketServeOptions } from './bucket-serve.js';
 import { CliError, action, examples, parseStore, storeOption } from './common.js';
@@ -124,6 +125,13 @@ export function serveCommand(): Command {
     }));
 }
 
+/** `--workers`: `auto` or a count from 1 (worker-count.ts), else commander's one-line usage error. */
+export function parseWorkers(value: string): number | 'auto' {
+  const workers = workersValue(value);
+  if (workers === undefined) throw new InvalidArgumentError(`expected auto or a number of processes from 1 to ${MAX_WORKERS}`);
+  return workers;
+}
+
 /** Fails when another process's socket shares the server's port (port-strangers.ts). */
 async function refuseSharedPort(server: StartingServer): Promise<void> {
   const address = server.server.address() as AddressInfo;
@@ -137,11 +145,9 @@ async function refuseSharedPort(server: StartingServer): Promise<void> {
 
 /** `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` (all interfaces). */
 export function parseListen(value: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) throw new CliError(`--listen "${value}" is not HOST:PORT`, 'e.g. 0.0.0.0:5000, 127.0.0.1:0 (any free port), [::1]:5000');
-  const host = match[1] ?? match[2] ?? '';
-  return { host: host === '' ? '0.0.0.0' : host, port };
+  const address = listenAddress(value);
+  if (address === undefined) throw new CliError(`--listen "${value}" is not HOST:PORT`, 'e.g. 0.0.0.0:5000, 127.0.0.1:0 (any free port), [::1]:5000');
+  return address;
 }
 
 export async function readInput(path: string, flag: string): Promise<Buffer> {

@@ -1,17 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError } from 'commander';
 
 /** `serve --workers`: how many processes serve the port. */
-const MAX_WORKERS = 256;
+export const MAX_WORKERS = 256;
 
-/** `--workers`: `auto` or a count from 1. */
-export function parseWorkers(value: string): number | 'auto' {
+/**
+ * `--workers`: `auto` or a count from 1; undefined for anything else. (No commander here: main.ts
+ * reads it before the program loads, early-port.ts.)
+ */
+export function workersValue(value: string): number | 'auto' | undefined {
   if (value === 'auto') return 'auto';
   const count = Number(value);
-  if (!/^\d+$/.test(value) || count < 1 || count > MAX_WORKERS) throw new InvalidArgumentError(`expected auto or a number of processes from 1 to ${MAX_WORKERS}`);
-  return count;
+  return /^\d+$/.test(value) && count >= 1 && count <= MAX_WORKERS ? count : undefined;
 }
 
 /**
