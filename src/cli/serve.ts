@@ -5,6 +5,7 @@ import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUTS } from '../registry/http-serv
 import { StartingServer } from '../registry/start-server.js';
 import { MAX_WORKERS, autoWorkers, hasReusePort, workersValue } from './worker-count.js';
 import { listenAddress } from './listen-address.js';
+import type { EarlyPort } from './early-port.js';
 import { strangersOnPort } from './port-strangers.js';
 import { type BucketServeFlags, bucketServeOptions } from './bucket-serve.js';
 import { CliError, action, examples, parseStore, storeOption } from './common.js';
@@ -28,7 +29,7 @@ export interface ServeOptions extends BucketServeFlags {
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** `cartorio serve`: the read-only registry over a store. */
-export function serveCommand(): Command {
+export function serveCommand(early?: EarlyPort): Command {
   const [refresh, blobRedirect, blobRedirectEndpoint] = bucketServeOptions();
   return new Command('serve')
     .summary('serve images read-only over the registry API')
@@ -100,7 +101,7 @@ export function serveCommand(): Command {
       const listen = { host, port, ...(count > 1 || shared !== undefined ? { reusePort: true } : {}), ...(shared !== undefined && { exclusive: true }) };
       const listening = async (): Promise<void> => {
         try {
-          await server.listen(listen);
+          await server.listen(listen, shared === undefined ? early?.take(listen) : undefined);
         } catch (error) {
           throw new CliError(`cannot listen on ${shared ?? options.listen}: ${(error as Error).message}`);
         }

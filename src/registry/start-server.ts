@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server as NetServer, Socket } from 'node:net';
 import { parse as parseQuery } from 'node:querystring';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -42,12 +43,21 @@ export class StartingServer {
     this.server.on('request', (request: IncomingMessage, response: ServerResponse) => this.#request(request, response));
   }
 
-  /** Listens; rejects with the system's error (EADDRINUSE, EACCES) as it is. */
-  listen(options: { host: string; port: number; reusePort?: boolean; exclusive?: boolean }): Promise<void> {
+  /**
+   * Listens; rejects with the system's error (EADDRINUSE, EACCES) as it is. With `bound`, a server
+   * already listening there (bound before the program loaded, cli/early-port.ts), this server
+   * takes over its socket and the connections it accepted meanwhile, unread.
+   */
+  listen(options: { host: string; port: number; reusePort?: boolean; exclusive?: boolean }, bound?: { server: NetServer; connections: readonly Socket[] }): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(options, () => {
+      this.server.listen(bound?.server ?? options, () => {
         this.server.off('error', reject);
+        for (const socket of bound?.connections ?? []) {
+          this.server.emit('connection', socket);
+          // accepted paused (pauseOnConnect): reading starts now that the server's parser has it
+          socket.resume();
+        }
         resolve();
       });
     });
