@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
  *   cartorio                      /bin/sh script
  *   .cartorio/node                this Node.js binary
  *   .cartorio/lib/                its dynamic loader and shared libraries (what it has mapped)
- *   .cartorio/dist/src/cli/main.mjs   the CLI, bundled by esbuild (it imports program.mjs beside it)
+ *   .cartorio/dist/src/cli/main.mjs   the CLI, bundled by esbuild (it imports program.mjs beside it,
+ *                                     which requires fastify.cjs beside it)
  *
  * The script starts node through the bundled loader with `--library-path`, so the task image
  * needs only a Linux kernel of the same architecture and a /bin/sh — not even a libc.
@@ -21,6 +22,8 @@ export const RUNTIME_DIR = '.cartorio';
 const BUNDLE_MAIN = join('dist', 'src', 'cli', 'main.mjs');
 /** What main.mjs imports once Node's compile cache is on (assets/build-bundle.mjs). */
 const BUNDLE_PROGRAM = join('dist', 'src', 'cli', 'program.mjs');
+/** What program.mjs requires once `serve` has answered its first requests: fastify. */
+const BUNDLE_FASTIFY = join('dist', 'src', 'cli', 'fastify.cjs');
 
 /** Where the bundled CLI is: `dist/bundle/cartorio` of a checkout, `lib/cartorio` in the image. */
 export async function findCliBundle(): Promise<string> {
@@ -65,7 +68,7 @@ export async function writeServerBundle(dest: string, runtime: NodeRuntime, cliB
     await mkdir(join(partial, 'dist', 'src', 'cli'), { recursive: true });
     await copy(runtime.node, join(partial, 'node'), 0o755);
     await copy(join(cliBundle, 'package.json'), join(partial, 'package.json'), 0o644);
-    for (const file of [BUNDLE_MAIN, BUNDLE_PROGRAM]) await copy(join(cliBundle, file), join(partial, file), 0o644);
+    for (const file of [BUNDLE_MAIN, BUNDLE_PROGRAM, BUNDLE_FASTIFY]) await copy(join(cliBundle, file), join(partial, file), 0o644);
     const names = new Set<string>();
     for (const library of runtime.libraries) {
       const name = basename(library);
