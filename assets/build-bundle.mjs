@@ -4,6 +4,7 @@
 //   OUT/resource.mjs                          checkCommand, inCommand, outCommand
 //   OUT/cartorio/dist/src/cli/main.mjs        the cartorio CLI (imports program.mjs beside it)
 //   OUT/cartorio/dist/src/cli/aws-sdk.mjs     the AWS SDK, imported by both only for an s3 store
+//   OUT/cartorio/dist/src/cli/fastify.cjs     fastify and its dependencies, required by the CLI's registry
 //   OUT/cartorio/package.json                 name and version (the CLI reads ../../../package.json)
 // OUT defaults to dist/bundle. Usage: node assets/build-bundle.mjs [OUT]
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
