@@ -1,5 +1,6 @@
-import { type Server, type Socket, createServer } from 'node:net';
+import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { listenAddress } from './listen-address.js';
+import { strangersOnPort } from './port-strangers.js';
 import { autoWorkers, hasReusePort, workersValue } from './worker-count.js';
 
 /** Where `serve` would listen, as read from its arguments before commander is loaded. */
@@ -9,10 +10,14 @@ export interface ListenPlan {
   reusePort: boolean;
 }
 
-/** What `serve` takes over: the bound server and the connections it accepted meanwhile. */
+/**
+ * What `serve` takes over: the bound server, the connections it accepted meanwhile, and with
+ * SO_REUSEPORT the count of other processes' sockets on the port, read while the program loaded.
+ */
 export interface BoundListener {
   server: Server;
   connections: Socket[];
+  strangers?: Promise<number>;
 }
 
 /**
@@ -28,10 +33,14 @@ export class EarlyPort {
   readonly #plan: ListenPlan;
   readonly #server: Server;
   readonly #connections: Socket[] = [];
+  readonly #strangers: Promise<number> | undefined;
 
   private constructor(plan: ListenPlan, server: Server) {
     this.#plan = plan;
     this.#server = server;
+    // The kernel's socket tables take milliseconds to read (port-strangers.ts): read meanwhile.
+    this.#strangers = plan.reusePort ? strangersOnPort(server.address() as AddressInfo) : undefined;
+    this.#strangers?.catch(() => undefined); // serve awaits it; a port it does not take never does
     // Unreferenced until serve takes them: a serve that fails before it listens (a missing
     // --tls-key) exits as it would have. Connections are held unread; one whose client gives up
     // meanwhile is dropped.
@@ -71,7 +80,7 @@ export class EarlyPort {
     this.#server.removeAllListeners('connection');
     // the socket keeps the process alive again, whichever server object holds it
     this.#server.ref();
-    return { server: this.#server, connections };
+    return { server: this.#server, connections, ...(this.#strangers && { strangers: this.#strangers }) };
   }
 }
 

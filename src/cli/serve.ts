@@ -5,7 +5,7 @@ import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUTS } from '../registry/http-serv
 import { StartingServer } from '../registry/start-server.js';
 import { MAX_WORKERS, autoWorkers, hasReusePort, workersValue } from './worker-count.js';
 import { listenAddress } from './listen-address.js';
-import type { EarlyPort } from './early-port.js';
+import type { BoundListener, EarlyPort } from './early-port.js';
 import { strangersOnPort } from './port-strangers.js';
 import { type BucketServeFlags, bucketServeOptions } from './bucket-serve.js';
 import { CliError, action, examples, parseStore, storeOption } from './common.js';
@@ -99,9 +99,12 @@ export function serveCommand(early?: EarlyPort): Command {
       const server = new StartingServer({ ...(tls && { tls }), timeouts: DEFAULT_TIMEOUTS, maxConnections: DEFAULT_MAX_CONNECTIONS });
       // SO_REUSEPORT on every process of a group; a worker binds its own socket (exclusive), not the primary's.
       const listen = { host, port, ...(count > 1 || shared !== undefined ? { reusePort: true } : {}), ...(shared !== undefined && { exclusive: true }) };
+      // The port bound before the program loaded, when it is this one (early-port.ts).
+      let bound: BoundListener | undefined;
       const listening = async (): Promise<void> => {
+        bound = shared === undefined ? early?.take(listen) : undefined;
         try {
-          await server.listen(listen, shared === undefined ? early?.take(listen) : undefined);
+          await server.listen(listen, bound);
         } catch (error) {
           throw new CliError(`cannot listen on ${shared ?? options.listen}: ${(error as Error).message}`);
         }
@@ -114,7 +117,7 @@ export function serveCommand(early?: EarlyPort): Command {
         // With SO_REUSEPORT the kernel lets another server of this user bind the port too and
         // splits connections with it: the first process makes sure it is alone there before it
         // answers anything (nothing is, before serve()), while the rest of it loads.
-        const alone = listen.reusePort === true && shared === undefined ? refuseSharedPort(server) : undefined;
+        const alone = listen.reusePort === true && shared === undefined ? refuseSharedPort(server, bound?.strangers) : undefined;
         const [{ serve }] = await Promise.all([import('./serving.js'), alone]);
         await serve(server, { inputs, store, options, workers: count, ...(shared !== undefined && { listening }) });
       } catch (error) {
@@ -133,10 +136,13 @@ export function parseWorkers(value: string): number | 'auto' {
   return workers;
 }
 
-/** Fails when another process's socket shares the server's port (port-strangers.ts). */
-async function refuseSharedPort(server: StartingServer): Promise<void> {
+/**
+ * Fails when another process's socket shares the server's port (port-strangers.ts), as counted
+ * when the port was bound early, or now.
+ */
+async function refuseSharedPort(server: StartingServer, counted: Promise<number> | undefined): Promise<void> {
   const address = server.server.address() as AddressInfo;
-  if ((await strangersOnPort(address)) === 0) return;
+  if ((await (counted ?? strangersOnPort(address))) === 0) return;
   const where = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
   throw new CliError(
     `cannot listen on ${where}: another process listens there already, and --workers (SO_REUSEPORT) would split the port's connections between the two servers`,
