@@ -1,5 +1,5 @@
 import { readdirSync, readlinkSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { type AddressInfo, BlockList } from 'node:net';
 import { endianness } from 'node:os';
 
@@ -18,25 +18,53 @@ type Address = { address: string; family: 'ipv4' | 'ipv6' };
  * same rule a plain bind follows. Read from the kernel's tables of this network namespace
  * (/proc/self/net/tcp and tcp6); a socket counts as this process's when one of its file
  * descriptors is it. Linux only (the one platform where `--workers` shares a port); elsewhere, or
- * when the tables cannot be read, none are found. The tables list every socket, not only the
- * listening ones, and the kernel takes ~15 µs a line to print them (9 ms for 600 sockets): they
- * are read off the main thread.
+ * when the tables cannot be read, none are found.
  */
 export async function strangersOnPort(address: AddressInfo): Promise<number> {
   if (process.platform !== 'linux') return 0;
   const ours: Address = { address: address.address, family: address.family === 'IPv6' ? 'ipv6' : 'ipv4' };
   // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt  uid  timeout inode …",
-  // e.g. "   0: 0100007F:1388 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000  0 4242 …":
-  // one pass picks the listening sockets on our port out of every socket's line
+  // e.g. "   0: 0100007F:1388 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000  0 4242 …"
   const port = address.port.toString(16).toUpperCase().padStart(4, '0');
-  const listening = new RegExp(`^ *\\d+: ([0-9A-F]+):${port} [0-9A-F]+:[0-9A-F]+ ${LISTEN}(?: +\\S+){5} +(\\d+)`, 'gm');
-  const tables = await Promise.all(['tcp', 'tcp6'].map((table) => readFile(`/proc/self/net/${table}`, 'latin1').catch(() => '')));
+  const onPort = new RegExp(`^ *\\d+: ([0-9A-F]+):${port} [0-9A-F]+:[0-9A-F]+ ${LISTEN}(?: +\\S+){5} +(\\d+)`, 'gm');
+  const tables = await Promise.all(['tcp', 'tcp6'].map((table) => listeningLines(`/proc/self/net/${table}`)));
   const own = ownSockets();
   let strangers = 0;
-  for (const [, hex = '', inode = ''] of tables.join('\n').matchAll(listening)) {
+  for (const [, hex = '', inode = ''] of tables.join('\n').matchAll(onPort)) {
     if (!own.has(inode) && overlaps(ours, procAddress(hex))) strangers++;
   }
   return strangers;
+}
+
+/** A chunk of the table: the listening sockets of a machine fit in one or a few. */
+const CHUNK_BYTES = 16 * 1024;
+
+/**
+ * The lines of the listening sockets at the head of a table. The kernel prints its table of
+ * listening sockets first, then every other (established, TIME_WAIT…), at ~3 µs a line, and a busy
+ * host holds tens of thousands of the others (the benches leave ~5 000 TIME_WAIT): reading the
+ * whole table cost 20 ms and 10 ms of this thread for 5 000 sockets. So it is read a chunk at a
+ * time, up to the first line of another state.
+ */
+async function listeningLines(path: string): Promise<string> {
+  const handle = await open(path).catch(() => undefined);
+  if (handle === undefined) return '';
+  try {
+    const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+    let text = '';
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
+      if (bytesRead === 0) return text;
+      text += buffer.toString('latin1', 0, bytesRead);
+      // the fourth column of each whole line after the header
+      const lines = text.slice(text.indexOf('\n') + 1, text.lastIndexOf('\n') + 1);
+      if (/^ *\d+: \S+ \S+ (?!0A )/m.test(lines)) return text;
+    }
+  } catch {
+    return '';
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Inodes of this process's sockets (the links of /proc/self/fd read "socket:[INODE]"). */
