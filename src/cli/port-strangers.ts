@@ -5,6 +5,8 @@ import { endianness } from 'node:os';
 
 /** The state column of /proc/net/tcp for a listening socket (TCP_LISTEN). */
 const LISTEN = '0A';
+/** A whole socket line whose state (fourth column) is another. */
+const OTHER_STATE = new RegExp(`^ *\\d+: \\S+ \\S+ (?!${LISTEN} )`, 'm');
 
 type Address = { address: string; family: 'ipv4' | 'ipv6' };
 
@@ -56,9 +58,9 @@ async function listeningLines(path: string): Promise<string> {
       const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
       if (bytesRead === 0) return text;
       text += buffer.toString('latin1', 0, bytesRead);
-      // the fourth column of each whole line after the header
+      // the whole lines after the header
       const lines = text.slice(text.indexOf('\n') + 1, text.lastIndexOf('\n') + 1);
-      if (/^ *\d+: \S+ \S+ (?!0A )/m.test(lines)) return text;
+      if (OTHER_STATE.test(lines)) return text;
     }
   } catch {
     return '';

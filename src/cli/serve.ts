@@ -5,7 +5,7 @@ import { DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUTS } from '../registry/http-serv
 import { StartingServer } from '../registry/start-server.js';
 import { MAX_WORKERS, autoWorkers, hasReusePort, workersValue } from './worker-count.js';
 import { listenAddress } from './listen-address.js';
-import type { BoundListener, EarlyPort } from './early-port.js';
+import type { EarlyPort } from './early-port.js';
 import { strangersOnPort } from './port-strangers.js';
 import { type BucketServeFlags, bucketServeOptions } from './bucket-serve.js';
 import { CliError, action, examples, parseStore, storeOption } from './common.js';
@@ -99,10 +99,9 @@ export function serveCommand(early?: EarlyPort): Command {
       const server = new StartingServer({ ...(tls && { tls }), timeouts: DEFAULT_TIMEOUTS, maxConnections: DEFAULT_MAX_CONNECTIONS });
       // SO_REUSEPORT on every process of a group; a worker binds its own socket (exclusive), not the primary's.
       const listen = { host, port, ...(count > 1 || shared !== undefined ? { reusePort: true } : {}), ...(shared !== undefined && { exclusive: true }) };
-      // The port bound before the program loaded, when it is this one (early-port.ts).
-      let bound: BoundListener | undefined;
+      // The port bound before the program loaded, when it is this one (early-port.ts); a worker's never is.
+      const bound = shared === undefined ? early?.take(listen) : undefined;
       const listening = async (): Promise<void> => {
-        bound = shared === undefined ? early?.take(listen) : undefined;
         try {
           await server.listen(listen, bound);
         } catch (error) {
